@@ -1,0 +1,89 @@
+"""Settings: defaults < TOML config file < `HUBGATE_*` environment < command-line options."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+from hubgate import constants
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=constants.ENV_PREFIX, extra="ignore")
+
+    host: str = constants.DEFAULT_HOST
+    port: int = constants.DEFAULT_PORT
+    data: Path = Path(constants.DEFAULT_DATA_DIR)
+    config: Path | None = None
+    # SQLAlchemy URL of the metadata store; default: SQLite inside the data folder.
+    database_url: str | None = None
+    # Externally visible base URL (used in URLs handed to clients); default: the request's own.
+    public_url: str | None = None
+    workers: int = 1
+    log_level: str = "info"
+    lfs_threshold: int = constants.DEFAULT_LFS_THRESHOLD
+    max_commit_bytes: int = constants.DEFAULT_MAX_COMMIT_BYTES
+    # huggingface_hub >= 1.20 sends every "lfs" file to a Xet CAS, which hubgate does not have
+    # yet, so such clients are told to send files inline ("regular"). Set this when every such
+    # client runs with HF_HUB_DISABLE_XET=1 to give them the LFS batch path instead.
+    lfs_for_xet_clients: bool = False
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlFromConfigOption(settings_cls, init_settings, env_settings))
+
+    @classmethod
+    def load(cls, **options: Any) -> "Settings":
+        """Build settings from command-line `options` (None means 'not given')."""
+        return cls(**{k: v for k, v in options.items() if v is not None})
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data / 'hubgate.db').resolve()}"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data / "blobs"
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self.data / "tmp"
+
+    def secret_key(self) -> bytes:
+        """Key that signs presigned URLs; created once per data folder."""
+        path = self.data / "secret.key"
+        if not path.exists():
+            self.data.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(secrets.token_hex(32))
+            tmp.chmod(0o600)
+            try:
+                tmp.rename(path) if not path.exists() else tmp.unlink()
+            except FileExistsError:  # pragma: no cover - a concurrent starter won
+                tmp.unlink()
+        return bytes.fromhex(path.read_text().strip())
+
+
+class _TomlFromConfigOption(TomlConfigSettingsSource):
+    """Reads the TOML file named by the `config` option or `HUBGATE_CONFIG`."""
+
+    def __init__(self, settings_cls: type[BaseSettings], *earlier: PydanticBaseSettingsSource):
+        path = None
+        for source in earlier:
+            value = source().get("config")
+            if value:
+                path = Path(value)
+                break
+        super().__init__(settings_cls, toml_file=path)

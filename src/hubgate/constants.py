@@ -1,0 +1,73 @@
+"""Every fixed name and default in one place (environment variables live in `config`)."""
+
+from __future__ import annotations
+
+ENV_PREFIX = "HUBGATE_"
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+DEFAULT_DATA_DIR = "./data"
+DEFAULT_BRANCH = "main"
+
+REPO_TYPES = ("model", "dataset", "space")
+# URL prefix of file and git paths for each repo type ("" for models).
+REPO_TYPE_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
+# Plural used by the JSON API: /api/{models|datasets|spaces}/...
+REPO_TYPE_PLURAL = {"model": "models", "dataset": "datasets", "space": "spaces"}
+PLURAL_TO_REPO_TYPE = {v: k for k, v in REPO_TYPE_PLURAL.items()}
+
+TOKEN_PREFIX = "hg_"
+
+# Files at least this large are stored as LFS objects even when a client sends them inline.
+DEFAULT_LFS_THRESHOLD = 10 * 1024 * 1024
+# Largest request body accepted by the commit endpoint (spooled to disk, never held in memory).
+DEFAULT_MAX_COMMIT_BYTES = 2 * 1024**3
+# Largest JSON body of the small JSON endpoints.
+MAX_JSON_BODY = 16 * 1024 * 1024
+# Largest number of entries per page of a tree listing.
+TREE_PAGE_SIZE = 1000
+COMMITS_PAGE_SIZE = 50
+# Lifetime of a presigned LFS upload URL.
+LFS_UPLOAD_URL_TTL = 3600
+
+# Chunk size used when streaming blobs to clients.
+STREAM_CHUNK = 1024 * 1024
+
+# .gitattributes of a new repo: the same LFS patterns the Hub writes.
+DEFAULT_GITATTRIBUTES = """\
+*.7z filter=lfs diff=lfs merge=lfs -text
+*.arrow filter=lfs diff=lfs merge=lfs -text
+*.bin filter=lfs diff=lfs merge=lfs -text
+*.bz2 filter=lfs diff=lfs merge=lfs -text
+*.ckpt filter=lfs diff=lfs merge=lfs -text
+*.ftz filter=lfs diff=lfs merge=lfs -text
+*.gz filter=lfs diff=lfs merge=lfs -text
+*.h5 filter=lfs diff=lfs merge=lfs -text
+*.joblib filter=lfs diff=lfs merge=lfs -text
+*.lfs.* filter=lfs diff=lfs merge=lfs -text
+*.mlmodel filter=lfs diff=lfs merge=lfs -text
+*.model filter=lfs diff=lfs merge=lfs -text
+*.msgpack filter=lfs diff=lfs merge=lfs -text
+*.npy filter=lfs diff=lfs merge=lfs -text
+*.npz filter=lfs diff=lfs merge=lfs -text
+*.onnx filter=lfs diff=lfs merge=lfs -text
+*.ot filter=lfs diff=lfs merge=lfs -text
+*.parquet filter=lfs diff=lfs merge=lfs -text
+*.pb filter=lfs diff=lfs merge=lfs -text
+*.pickle filter=lfs diff=lfs merge=lfs -text
+*.pkl filter=lfs diff=lfs merge=lfs -text
+*.pt filter=lfs diff=lfs merge=lfs -text
+*.pth filter=lfs diff=lfs merge=lfs -text
+*.rar filter=lfs diff=lfs merge=lfs -text
+*.safetensors filter=lfs diff=lfs merge=lfs -text
+saved_model/**/* filter=lfs diff=lfs merge=lfs -text
+*.tar.* filter=lfs diff=lfs merge=lfs -text
+*.tar filter=lfs diff=lfs merge=lfs -text
+*.tflite filter=lfs diff=lfs merge=lfs -text
+*.tgz filter=lfs diff=lfs merge=lfs -text
+*.wasm filter=lfs diff=lfs merge=lfs -text
+*.xz filter=lfs diff=lfs merge=lfs -text
+*.zip filter=lfs diff=lfs merge=lfs -text
+*.zst filter=lfs diff=lfs merge=lfs -text
+*tfevents* filter=lfs diff=lfs merge=lfs -text
+"""

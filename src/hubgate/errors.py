@@ -1,0 +1,97 @@
+"""Every error the API can answer, and how it maps to an HF-style response.
+
+Clients read `X-Error-Code`, `X-Error-Message` and a JSON body `{"error": ...}`; the table of
+hub-protocol §2 is encoded here and nowhere else.
+"""
+
+from __future__ import annotations
+
+
+class HubError(Exception):
+    """An error with an HTTP status and, where clients key on it, an `X-Error-Code`."""
+
+    status: int = 400
+    code: str | None = None
+
+    def __init__(self, message: str, *, status: int | None = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+        self.headers = dict(headers or {})
+
+    def response_headers(self) -> dict[str, str]:
+        headers = {"X-Error-Message": _header_safe(self.message)}
+        if self.code:
+            headers["X-Error-Code"] = self.code
+        headers.update(self.headers)
+        return headers
+
+
+def _header_safe(text: str) -> str:
+    return text.encode("ascii", "replace").decode("ascii").replace("\r", " ").replace("\n", " ")
+
+
+class BadRequest(HubError):
+    status = 400
+
+
+class InvalidCredentials(HubError):
+    status = 401
+
+    def __init__(self) -> None:
+        super().__init__("Invalid credentials in Authorization header")
+
+
+class Unauthorized(HubError):
+    status = 401
+
+
+class Forbidden(HubError):
+    status = 403
+
+
+class NotFound(HubError):
+    status = 404
+
+
+class RepoNotFound(HubError):
+    """Missing, or private and not visible: 401 for anonymous callers, 404 otherwise."""
+
+    code = "RepoNotFound"
+
+    def __init__(self, repo: str, *, anonymous: bool) -> None:
+        super().__init__(f"Repository Not Found for url: {repo}.", status=401 if anonymous else 404)
+
+
+class RevisionNotFound(HubError):
+    status = 404
+    code = "RevisionNotFound"
+
+    def __init__(self, revision: str) -> None:
+        super().__init__(f"Invalid rev id: {revision}")
+
+
+class EntryNotFound(HubError):
+    status = 404
+    code = "EntryNotFound"
+
+    def __init__(self, path: str, *, commit: str | None = None) -> None:
+        headers = {"X-Repo-Commit": commit} if commit else None
+        super().__init__(f"Entry not found: {path}", headers=headers)
+
+
+class Conflict(HubError):
+    status = 409
+
+
+class PreconditionFailed(HubError):
+    status = 412
+
+
+class RangeNotSatisfiable(HubError):
+    status = 416
+
+
+class PayloadTooLarge(HubError):
+    status = 413

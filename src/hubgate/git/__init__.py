@@ -1,0 +1,1 @@
+"""Git objects (built with dulwich) and LFS pointers."""

@@ -1,0 +1,121 @@
+"""The ASGI application: match a route on the raw path, identify the caller, run the handler."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from hubgate import constants
+from hubgate.auth.accounts import Principal
+from hubgate.errors import BadRequest, HubError, InvalidCredentials, NotFound, PayloadTooLarge
+from hubgate.http.call import Call
+from hubgate.http.responses import error_response
+from hubgate.http.routes import ALL
+from hubgate.http.routing import Route, match
+from hubgate.hub import Hub
+
+log = logging.getLogger("hubgate.http")
+
+
+class HubgateApp:
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.routes: list[Route] = ALL
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        request = Request(scope, receive)
+        try:
+            response = await self._handle(request)
+        except HubError as error:
+            response = error_response(error)
+        except Exception:  # noqa: BLE001 - the one place that turns a bug into a 500
+            log.exception("Unhandled error on %s %s", request.method, request.url.path)
+            response = error_response(HubError("Internal server error", status=500))
+        trace = request.headers.get("x-amzn-trace-id") or request.headers.get("x-request-id")
+        if trace:
+            response.headers["X-Request-Id"] = trace[:200]
+        await response(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.hub.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _handle(self, request: Request) -> Response:
+        raw_path = request.scope.get("raw_path") or request.scope["path"].encode()
+        found = match(self.routes, request.method, raw_path.decode("latin-1"))
+        if found is None:
+            raise NotFound(f"Not found: {request.url.path}")
+        if found is False:
+            raise HubError(f"Method {request.method} not allowed here", status=405)
+        route, params = found  # type: ignore[misc]
+        principal = await self._principal(request)
+        body = await self._body(request, route.body)
+        call = Call(request, self.hub, params, principal, body)
+        if route.is_async:
+            return await route.handler(call)
+        return await run_in_threadpool(route.handler, call)
+
+    async def _principal(self, request: Request) -> Principal | None:
+        token = bearer_token(request.headers.get("authorization"))
+        if token is None:
+            return None
+        return await run_in_threadpool(self.hub.accounts.authenticate, token)
+
+    async def _body(self, request: Request, kind: str | None) -> Any:
+        if kind in (None, "stream"):
+            return None
+        content_type = request.headers.get("content-type", "")
+        if kind == "form" and "json" not in content_type:
+            form = await request.form(max_files=0, max_fields=10_000)
+            return {key: form.getlist(key) if key == "paths" else form.get(key) for key in form.keys()}
+        raw = bytearray()
+        async for chunk in request.stream():
+            raw += chunk
+            if len(raw) > constants.MAX_JSON_BODY:
+                raise PayloadTooLarge(f"JSON body larger than {constants.MAX_JSON_BODY} bytes")
+        if not raw.strip():
+            return None
+        try:
+            return json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise BadRequest(f"Malformed JSON body: {exc}") from exc
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The token of `Bearer T` or of HTTP Basic auth (any user name, token as password)."""
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    value = value.strip()
+    if scheme.lower() == "bearer":
+        return value or None
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(value, validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError) as exc:
+            raise InvalidCredentials() from exc
+        return decoded.partition(":")[2] or None
+    raise InvalidCredentials()
+
+
+def create_app(hub: Hub) -> HubgateApp:
+    return HubgateApp(hub)

@@ -1,0 +1,69 @@
+"""What a handler receives: the request, the hub, the caller and the parsed parameters."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.requests import Request
+
+from hubgate import constants
+from hubgate.auth import policy
+from hubgate.auth.accounts import Principal
+from hubgate.hub import Hub
+from hubgate.repos.hosted import HostedRepository
+from hubgate.repos.ids import RepoRef, check_repo_type
+
+_HF_HUB_VERSION = re.compile(r"hf_hub/(\d+)\.(\d+)")
+
+
+@dataclass
+class Call:
+    request: Request
+    hub: Hub
+    params: dict[str, str]
+    principal: Principal | None
+    body: Any = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def query(self):  # type: ignore[no-untyped-def]
+        return self.request.query_params
+
+    def flag(self, name: str) -> bool:
+        return self.query.get(name, "").lower() in ("1", "true", "yes")
+
+    @property
+    def base_url(self) -> str:
+        if self.hub.settings.public_url:
+            return self.hub.settings.public_url.rstrip("/")
+        return str(self.request.base_url).rstrip("/")
+
+    @property
+    def repo_ref(self) -> RepoRef:
+        """The repo named by the path: `/api/{plural}/{id}` or `/{prefix}{id}`."""
+        if "plural" in self.params:
+            repo_type = constants.PLURAL_TO_REPO_TYPE[self.params["plural"]]
+        else:
+            repo_type = {"": "model", "datasets/": "dataset", "spaces/": "space"}[self.params.get("prefix", "")]
+        return RepoRef.parse(check_repo_type(repo_type), self.params["repo_id"])
+
+    def readable_repo(self) -> HostedRepository:
+        ref = self.repo_ref
+        repo = self.hub.repos.open(ref)
+        policy.check_read(self.principal, ref, repo.meta if repo else None)
+        assert repo is not None
+        return repo
+
+    def writable_repo(self) -> HostedRepository:
+        ref = self.repo_ref
+        repo = self.hub.repos.open(ref)
+        policy.check_write(self.principal, ref, repo.meta if repo else None)
+        assert repo is not None
+        return repo
+
+    @property
+    def client_hub_version(self) -> tuple[int, int] | None:
+        found = _HF_HUB_VERSION.search(self.request.headers.get("user-agent", ""))
+        return (int(found.group(1)), int(found.group(2))) if found else None

@@ -1,0 +1,61 @@
+"""Health, identity (`whoami-v2`), YAML validation and the client's daily probes."""
+
+from __future__ import annotations
+
+import yaml
+from starlette.responses import Response
+
+from hubgate.errors import Unauthorized
+from hubgate.http.call import Call
+from hubgate.http.responses import json_response
+from hubgate.http.routing import RouteTable
+
+table = RouteTable()
+
+
+@table.add("GET", r"/healthz")
+def healthz(call: Call) -> Response:
+    return json_response({"status": "ok"})
+
+
+@table.add("GET", r"/api/whoami-v2")
+def whoami(call: Call) -> Response:
+    who = call.principal
+    if who is None:
+        raise Unauthorized("Invalid credentials in Authorization header")
+    return json_response(
+        {
+            "type": "user",
+            "id": who.name,
+            "name": who.name,
+            "fullname": who.fullname,
+            "email": who.email,
+            "isPro": False,
+            "canPay": False,
+            "emailVerified": who.email is not None,
+            "orgs": [{"type": "org", "name": org, "fullname": org, "roleInOrg": role} for org, role in sorted(who.orgs.items())],
+            "auth": {
+                "type": "access_token",
+                "accessToken": {"displayName": who.token_name, "role": who.token_role},
+            },
+        }
+    )
+
+
+@table.add("POST", r"/api/validate-yaml", body="json")
+def validate_yaml(call: Call) -> Response:
+    content = (call.body or {}).get("content", "") if isinstance(call.body, dict) else ""
+    if not isinstance(content, str):
+        return json_response({"errors": [{"message": "content must be a string"}]}, status=400)
+    if content.startswith("---"):
+        header = content[3:].split("\n---", 1)[0]
+        try:
+            yaml.safe_load(header)
+        except yaml.YAMLError as exc:
+            return json_response({"errors": [{"message": f"Invalid YAML in the card metadata: {exc}"}]}, status=400)
+    return json_response({"errors": [], "warnings": []})
+
+
+@table.add("GET", r"/api/agent-harnesses")
+def agent_harnesses(call: Call) -> Response:
+    return json_response({"standardEnvVars": [], "harnesses": {}})

@@ -1,0 +1,38 @@
+"""File downloads: `HEAD|GET /{prefix}{repo}/resolve/{rev}/{path}` (hub-protocol §3)."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from starlette.responses import Response
+
+from hubgate.errors import EntryNotFound
+from hubgate.http.call import Call
+from hubgate.http.responses import ContentResponse, parse_range
+from hubgate.http.routing import FILE_PREFIX, PATH, REPO_ID, REV, RouteTable
+from hubgate.repos.ids import check_path, check_revision
+
+table = RouteTable()
+
+
+@table.add("GET", rf"/{FILE_PREFIX}{REPO_ID}/resolve/{REV}/{PATH}")
+def resolve(call: Call) -> Response:
+    repo = call.readable_repo()
+    commit = repo.resolve(check_revision(call.params["rev"]))
+    path = call.params["path"]
+    try:
+        check_path(path)
+    except Exception as exc:
+        raise EntryNotFound(path, commit=commit) from exc
+    entry = repo.describe(commit, path)
+    headers = {
+        "X-Repo-Commit": commit,
+        "ETag": f'"{entry.etag}"',
+        "Content-Type": "application/octet-stream",
+        "Content-Disposition": f"inline; filename*=UTF-8''{quote(path.rsplit('/', 1)[-1])}",
+    }
+    if entry.lfs:
+        headers["X-Linked-Etag"] = f'"{entry.lfs.sha256}"'
+        headers["X-Linked-Size"] = str(entry.lfs.size)
+    content = repo.open(entry)
+    return ContentResponse(content, headers, parse_range(call.request.headers.get("range"), content.size))

@@ -1,0 +1,181 @@
+"""Repo info, trees, paths-info, refs, commits, auth-check and listings (hub-protocol §4)."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.responses import Response
+
+from hubgate import constants
+from hubgate.auth import policy
+from hubgate.errors import BadRequest
+from hubgate.http.call import Call
+from hubgate.http.formats import commit_json, entry_json, iso
+from hubgate.http.responses import json_response
+from hubgate.http.routing import API_TYPE, PATH, REPO_ID, REV, RouteTable
+from hubgate.repos.base import Repository
+from hubgate.repos.ids import check_folder, check_revision
+
+table = RouteTable()
+
+
+def _info(call: Call, repo: Repository, revision: str) -> dict[str, Any]:
+    commit = repo.resolve(check_revision(revision))
+    head = repo.commit(commit)
+    meta = repo.meta
+    siblings = []
+    for entry in repo.list_tree(commit, recursive=True):
+        if entry.type != "file":
+            continue
+        sibling: dict[str, Any] = {"rfilename": entry.path, "size": entry.size, "blobId": entry.oid}
+        if entry.lfs:
+            sibling["lfs"] = {"size": entry.lfs.size, "sha256": entry.lfs.sha256, "pointerSize": entry.lfs.pointer_size}
+        siblings.append(sibling)
+    data: dict[str, Any] = {
+        "_id": f"{meta.ref.type}/{meta.ref.repo_id}",
+        "id": meta.ref.repo_id,
+        "author": meta.ref.namespace,
+        "sha": commit,
+        "private": meta.private,
+        "gated": meta.gated or False,
+        "disabled": False,
+        "downloads": 0,
+        "likes": 0,
+        "tags": [],
+        "lastModified": iso(head.timestamp),
+        "createdAt": iso(meta.created_at),
+        "siblings": siblings,
+        "usedStorage": sum(s["size"] for s in siblings),
+    }
+    if meta.ref.type == "model":
+        data["modelId"] = meta.ref.repo_id
+    if meta.ref.type == "space":
+        data["sdk"] = meta.sdk or "static"
+        data["runtime"] = {"stage": "NO_APP_FILE", "hardware": {"current": None, "requested": None}}
+    return data
+
+
+@table.add("GET", rf"/api/{API_TYPE}/{REPO_ID}")
+def repo_info(call: Call) -> Response:
+    return json_response(_info(call, call.readable_repo(), constants.DEFAULT_BRANCH))
+
+
+@table.add("GET", rf"/api/{API_TYPE}/{REPO_ID}/revision/{REV}")
+def repo_info_at(call: Call) -> Response:
+    return json_response(_info(call, call.readable_repo(), call.params["rev"]))
+
+
+def _page_link(call: Call, **params: Any) -> str:
+    query = dict(call.query)
+    query.update({k: str(v) for k, v in params.items()})
+    return f'<{call.base_url}{call.request.scope["raw_path"].decode("latin-1")}?{urlencode(query)}>; rel="next"'
+
+
+def _page(call: Call, items: list[Any], default_limit: int) -> tuple[list[Any], dict[str, str]]:
+    try:
+        cursor = int(call.query.get("cursor", "0") or 0)
+        limit = int(call.query.get("limit", default_limit) or default_limit)
+    except ValueError as exc:
+        raise BadRequest("cursor and limit must be integers") from exc
+    limit = max(1, min(limit, default_limit))
+    page = items[cursor : cursor + limit]
+    headers = {}
+    if cursor + limit < len(items):
+        headers["Link"] = _page_link(call, cursor=cursor + limit)
+    return page, headers
+
+
+@table.add("GET", rf"/api/{API_TYPE}/{REPO_ID}/tree/{REV}(?:/{PATH})?")
+def tree(call: Call) -> Response:
+    repo = call.readable_repo()
+    commit = repo.resolve(check_revision(call.params["rev"]))
+    path = check_folder(call.params.get("path", ""))
+    entries = repo.list_tree(commit, path, recursive=call.flag("recursive"))
+    page, headers = _page(call, [entry_json(e) for e in entries], constants.TREE_PAGE_SIZE)
+    return json_response(page, headers=headers)
+
+
+@table.add("POST", rf"/api/{API_TYPE}/{REPO_ID}/paths-info/{REV}", body="form")
+def paths_info(call: Call) -> Response:
+    repo = call.readable_repo()
+    commit = repo.resolve(check_revision(call.params["rev"]))
+    wanted = call.body.get("paths", []) if call.body else []
+    if isinstance(wanted, str):
+        wanted = [wanted]
+    found = []
+    for raw in wanted:
+        path = check_folder(raw)
+        parent, _, name = path.rpartition("/")
+        try:
+            siblings = repo.list_tree(commit, parent)
+        except Exception:  # noqa: BLE001 - a missing parent just means the path is absent
+            continue
+        found.extend(entry_json(e) for e in siblings if e.path == path)
+    return json_response(found)
+
+
+@table.add("GET", rf"/api/{API_TYPE}/{REPO_ID}/refs")
+def refs(call: Call) -> Response:
+    repo = call.readable_repo()
+
+    def listing(items: dict[str, str], kind: str) -> list[dict[str, str]]:
+        return [{"name": n, "ref": f"refs/{kind}/{n}", "targetCommit": t} for n, t in sorted(items.items())]
+
+    data: dict[str, Any] = {"branches": listing(repo.branches(), "heads"), "tags": listing(repo.tags(), "tags"), "converts": []}
+    if call.flag("include_prs"):
+        data["pullRequests"] = []
+    return json_response(data)
+
+
+@table.add("GET", rf"/api/{API_TYPE}/{REPO_ID}/commits/{REV}")
+def commits(call: Call) -> Response:
+    repo = call.readable_repo()
+    commit = repo.resolve(check_revision(call.params["rev"]))
+    try:
+        page_no = int(call.query.get("p", "0") or 0)
+        limit = max(1, min(int(call.query.get("limit", constants.COMMITS_PAGE_SIZE)), 1000))
+    except ValueError as exc:
+        raise BadRequest("p and limit must be integers") from exc
+    start = page_no * limit
+    items = []
+    more = False
+    for index, data in enumerate(repo.history(commit)):
+        if index >= start + limit:
+            more = True
+            break
+        if index >= start:
+            items.append(commit_json(data))
+    headers = {"Link": _page_link(call, p=page_no + 1)} if more else {}
+    return json_response(items, headers=headers)
+
+
+@table.add("GET", rf"/api/{API_TYPE}/{REPO_ID}/auth-check(?P<write>/write)?")
+def auth_check(call: Call) -> Response:
+    if call.params.get("write"):
+        call.writable_repo()
+    else:
+        call.readable_repo()
+    return json_response({})
+
+
+@table.add("GET", rf"/api/{API_TYPE}")
+def list_repos(call: Call) -> Response:
+    repo_type = constants.PLURAL_TO_REPO_TYPE[call.params["plural"]]
+    author = call.query.get("author")
+    search = (call.query.get("search") or "").lower()
+    items = []
+    for meta in call.hub.repos.list(repo_type):
+        if not policy.can_read(call.principal, meta):
+            continue
+        if author and meta.ref.namespace != author:
+            continue
+        if search and search not in meta.ref.repo_id.lower():
+            continue
+        items.append(
+            {"_id": f"{repo_type}/{meta.ref.repo_id}", "id": meta.ref.repo_id, "author": meta.ref.namespace,
+             "private": meta.private, "gated": meta.gated or False, "createdAt": iso(meta.created_at),
+             "downloads": 0, "likes": 0, "tags": []}
+        )
+    page, headers = _page(call, items, 1000)
+    return json_response(page, headers=headers)

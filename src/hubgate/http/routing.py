@@ -1,0 +1,68 @@
+"""Routing on the raw request path.
+
+Clients send revisions as `quote(rev, safe="")`, so `refs/pr/1` arrives as `refs%2Fpr%2F1`;
+matching the decoded path would make `resolve/{rev}/{file}` ambiguous. Patterns here match the
+raw path and each captured value is percent-decoded afterwards.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
+
+# Fragments shared by the patterns of every route module.
+API_TYPE = r"(?P<plural>models|datasets|spaces)"
+REPO_ID = r"(?P<repo_id>[^/]+(?:/[^/]+)?)"
+FILE_PREFIX = r"(?P<prefix>datasets/|spaces/)?"
+REV = r"(?P<rev>[^/]+)"
+PATH = r"(?P<path>.+)"
+
+Handler = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class Route:
+    methods: frozenset[str]
+    pattern: re.Pattern[str]
+    handler: Handler
+    body: str | None  # None | "json" | "form" | "stream"
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.handler)
+
+
+class RouteTable:
+    """Routes in declaration order; each module of `http.routes` fills one."""
+
+    def __init__(self) -> None:
+        self.routes: list[Route] = []
+
+    def add(self, methods: str, pattern: str, *, body: str | None = None) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            compiled = re.compile(f"^{pattern}$")
+            self.routes.append(Route(frozenset(methods.split()), compiled, handler, body))
+            return handler
+
+        return register
+
+
+def match(routes: list[Route], method: str, raw_path: str) -> tuple[Route, dict[str, str]] | None | bool:
+    """The route and decoded parameters; False when the path exists for other methods only."""
+    path_matched = False
+    for route in routes:
+        found = route.pattern.match(raw_path)
+        if not found:
+            continue
+        path_matched = True
+        if method in route.methods or (method == "HEAD" and "GET" in route.methods):
+            params = {k: unquote(v) for k, v in found.groupdict().items() if v is not None}
+            return route, params
+    return False if path_matched else None
+
+
+Endpoint = Callable[..., Awaitable[Any]]

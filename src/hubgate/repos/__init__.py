@@ -1,0 +1,1 @@
+"""Repositories: one interface for hosted (and, later, mirrored) repos."""

@@ -1,0 +1,131 @@
+"""Turn a list of file operations into a new git commit on a branch, atomically."""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from dataclasses import dataclass
+
+from hubgate.errors import BadRequest, EntryNotFound
+from hubgate.git import objects as git
+from hubgate.repos.ids import check_folder, check_path
+from hubgate.storage.blobs import BlobStore
+
+
+@dataclass(frozen=True)
+class AddBytes:
+    """A file sent inline; stored as a git blob, or as LFS if policy says so."""
+
+    path: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class AddLfs:
+    """A file whose content is already in the blob store."""
+
+    path: str
+    sha256: str
+    size: int | None = None
+
+
+@dataclass(frozen=True)
+class DeleteFile:
+    path: str
+
+
+@dataclass(frozen=True)
+class DeleteFolder:
+    path: str
+
+
+Operation = AddBytes | AddLfs | DeleteFile | DeleteFolder
+
+
+def lfs_patterns(gitattributes: bytes | None) -> list[str]:
+    patterns = []
+    for line in (gitattributes or b"").decode("utf-8", "replace").splitlines():
+        fields = line.split()
+        if len(fields) >= 2 and not fields[0].startswith("#") and "filter=lfs" in fields[1:]:
+            patterns.append(fields[0])
+    return patterns
+
+
+def matches_lfs(path: str, patterns: list[str]) -> bool:
+    name = path.rsplit("/", 1)[-1]
+    for pattern in patterns:
+        target = path if "/" in pattern else name
+        if fnmatch.fnmatchcase(target, pattern.replace("**/", "*")):
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class LfsPolicy:
+    """Which files are stored as LFS: large ones, and those `.gitattributes` marks `filter=lfs`."""
+
+    threshold: int
+    patterns: list[str]
+
+    def wants_lfs(self, path: str, size: int) -> bool:
+        return size > 0 and (size >= self.threshold or matches_lfs(path, self.patterns))
+
+
+@dataclass
+class TreeEdit:
+    """A flat view of a tree ({path: (mode, blob sha1)}) being edited by operations."""
+
+    files: dict[str, tuple[int, str]]
+    new_objects: list[git.RawObject]
+
+    def apply(self, ops: list[Operation], blobs: BlobStore, policy: LfsPolicy) -> None:
+        for op in ops:
+            if isinstance(op, (AddBytes, AddLfs)):
+                path = check_path(op.path)
+                for depth in range(1, path.count("/") + 1):
+                    prefix = "/".join(path.split("/")[:depth])
+                    if prefix in self.files:
+                        raise BadRequest(f"Cannot add {path}: {prefix} is a file")
+                if any(p.startswith(path + "/") for p in self.files):
+                    raise BadRequest(f"Cannot add {path}: it is a folder")
+                obj = self._blob_for(op, blobs, policy)
+                self.new_objects.append(obj)
+                self.files[path] = (git.FILE_MODE, obj.sha1)
+            elif isinstance(op, DeleteFile):
+                path = check_path(op.path)
+                if self.files.pop(path, None) is None:
+                    raise EntryNotFound(path)
+            else:
+                folder = check_folder(op.path)
+                doomed = [p for p in self.files if not folder or p.startswith(folder + "/")]
+                if not doomed:
+                    raise EntryNotFound(folder)
+                for p in doomed:
+                    del self.files[p]
+
+    @staticmethod
+    def _blob_for(op: AddBytes | AddLfs, blobs: BlobStore, policy: LfsPolicy) -> git.RawObject:
+        if isinstance(op, AddLfs):
+            size = blobs.size(op.sha256)
+            if size is None:
+                raise BadRequest(f"LFS object {op.sha256} for {op.path} was not uploaded")
+            if op.size is not None and op.size != size:
+                raise BadRequest(f"LFS object {op.sha256} has size {size}, not {op.size}")
+            return git.blob(git.lfs_pointer(op.sha256, size))
+        if policy.wants_lfs(op.path, len(op.data)):
+            writer = blobs.writer()
+            writer.write(op.data)
+            sha256 = writer.commit()
+            return git.blob(git.lfs_pointer(sha256, len(op.data)))
+        return git.blob(op.data)
+
+
+def new_commit_objects(
+    edit: TreeEdit, parent: str | None, author: str, email: str, summary: str, description: str
+) -> tuple[str, list[git.RawObject]]:
+    root, trees = git.build_trees(edit.files)
+    message = summary.strip() or "Update files"
+    if description.strip():
+        message += "\n\n" + description.strip()
+    commit = git.build_commit(root, [parent] if parent else [], author, email, int(time.time()), message + "\n")
+    return commit.sha1, [*edit.new_objects, *trees, commit]

@@ -1,0 +1,128 @@
+"""Repos hosted here: git objects and refs in the metadata store, LFS content in the blob store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import lru_cache
+
+from hubgate.errors import EntryNotFound, HubError, RevisionNotFound
+from hubgate.git.objects import CommitData, TreeItem, parse_commit, parse_tree
+from hubgate.repos.base import Content, Entry, LfsInfo, RepoMeta
+from hubgate.repos.ids import is_commit_id
+from hubgate.storage.blobs import BlobStore
+from hubgate.storage.gitstore import GitStore
+
+
+class HostedRepository:
+    def __init__(self, meta: RepoMeta, pk: int, refs: dict[str, str], git: GitStore, blobs: BlobStore) -> None:
+        self.meta = meta
+        self.pk = pk
+        self._refs = refs
+        self._git = git
+        self._blobs = blobs
+
+    # -- revisions -------------------------------------------------------------------------
+    def branches(self) -> dict[str, str]:
+        return {k.removeprefix("refs/heads/"): v for k, v in self._refs.items() if k.startswith("refs/heads/")}
+
+    def tags(self) -> dict[str, str]:
+        return {k.removeprefix("refs/tags/"): v for k, v in self._refs.items() if k.startswith("refs/tags/")}
+
+    def resolve(self, revision: str) -> str:
+        for name in (revision, f"refs/heads/{revision}", f"refs/tags/{revision}"):
+            if name.startswith("refs/") and name in self._refs:
+                return self._refs[name]
+        if is_commit_id(revision) and self._object(revision, "commit") is not None:
+            return revision
+        raise RevisionNotFound(revision)
+
+    def commit(self, sha1: str) -> CommitData:
+        data = self._object(sha1, "commit")
+        if data is None:
+            raise RevisionNotFound(sha1)
+        return _parse_commit(sha1, data)
+
+    def history(self, sha1: str) -> Iterator[CommitData]:
+        current: str | None = sha1
+        while current:
+            commit = self.commit(current)
+            yield commit
+            current = commit.parents[0] if commit.parents else None
+
+    # -- trees -----------------------------------------------------------------------------
+    def _object(self, sha1: str, kind: str) -> bytes | None:
+        found = self._git.read_object(sha1)
+        if found is None or found[0] != kind:
+            return None
+        return found[1]
+
+    def _tree(self, sha1: str) -> list[TreeItem]:
+        data = self._object(sha1, "tree")
+        if data is None:
+            raise HubError(f"Missing tree object {sha1}", status=500)
+        return _parse_tree(sha1, data)
+
+    def _walk_to(self, commit: str, path: str) -> TreeItem | None:
+        item = TreeItem("", 0o040000, self.commit(commit).tree)
+        for part in path.split("/") if path else []:
+            if not item.is_dir:
+                return None
+            item = next((i for i in self._tree(item.sha1) if i.name == part), None)  # type: ignore[assignment]
+            if item is None:
+                return None
+        return item
+
+    def _entries(self, items: list[tuple[str, TreeItem]]) -> list[Entry]:
+        metas = self._git.blob_meta([i.sha1 for _, i in items if not i.is_dir])
+        entries = []
+        for path, item in items:
+            if item.is_dir:
+                entries.append(Entry(path, "directory", item.sha1, 0))
+                continue
+            size, lfs_sha256, lfs_size = metas[item.sha1]
+            lfs = LfsInfo(lfs_sha256, lfs_size, size) if lfs_sha256 and lfs_size is not None else None
+            entries.append(Entry(path, "file", item.sha1, lfs_size if lfs else size, lfs))
+        return entries
+
+    def list_tree(self, commit: str, path: str = "", recursive: bool = False) -> list[Entry]:
+        root = self._walk_to(commit, path)
+        if root is None or not root.is_dir:
+            raise EntryNotFound(path or "/", commit=commit)
+        items: list[tuple[str, TreeItem]] = []
+
+        def visit(tree_sha: str, prefix: str) -> None:
+            for item in self._tree(tree_sha):
+                full = f"{prefix}{item.name}"
+                items.append((full, item))
+                if recursive and item.is_dir:
+                    visit(item.sha1, full + "/")
+
+        visit(root.sha1, f"{path}/" if path else "")
+        return self._entries(items)
+
+    def describe(self, commit: str, path: str) -> Entry:
+        item = self._walk_to(commit, path)
+        if item is None or item.is_dir:
+            raise EntryNotFound(path, commit=commit)
+        return self._entries([(path, item)])[0]
+
+    def open(self, entry: Entry) -> Content:
+        if entry.lfs:
+            local = self._blobs.local_path(entry.lfs.sha256)
+            if local is None:
+                raise HubError(f"Content of {entry.path} is missing from the blob store", status=500)
+            return Content(entry.lfs.size, path=local)
+        data = self._object(entry.oid, "blob")
+        if data is None:
+            raise HubError(f"Missing blob object {entry.oid}", status=500)
+        return Content(len(data), data=data)
+
+
+@lru_cache(maxsize=4096)
+def _parse_tree(sha1: str, data: bytes) -> list[TreeItem]:
+    return parse_tree(data)
+
+
+@lru_cache(maxsize=4096)
+def _parse_commit(sha1: str, data: bytes) -> CommitData:
+    return parse_commit(sha1, data)

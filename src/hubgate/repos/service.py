@@ -1,0 +1,195 @@
+"""Repo lifecycle and writes: create, delete, move, settings, branches, tags and commits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from hubgate import constants
+from hubgate.errors import BadRequest, Conflict, Forbidden, HubError, PreconditionFailed, RevisionNotFound
+from hubgate.git import objects as git
+from hubgate.repos.base import RepoMeta
+from hubgate.repos.commits import AddBytes, LfsPolicy, Operation, TreeEdit, lfs_patterns, new_commit_objects
+from hubgate.repos.hosted import HostedRepository
+from hubgate.repos.ids import RepoRef, check_branch_name, is_commit_id
+from hubgate.storage.blobs import BlobStore
+from hubgate.storage.gitstore import GitStore
+from hubgate.storage.metadata import MetadataStore, Repo, utcnow
+
+
+@dataclass(frozen=True)
+class Author:
+    name: str
+    email: str
+
+
+class RepoNotHosted(HubError):
+    """Internal: the repo does not exist here (the caller turns it into RepoNotFound)."""
+
+    status = 404
+
+
+class RepoService:
+    def __init__(self, metadata: MetadataStore, blobs: BlobStore, lfs_threshold: int) -> None:
+        self.metadata = metadata
+        self.blobs = blobs
+        self.git = GitStore(metadata)
+        self.lfs_threshold = lfs_threshold
+
+    # -- lookup ----------------------------------------------------------------------------
+    def _row(self, session, ref: RepoRef) -> Repo | None:  # type: ignore[no-untyped-def]
+        return session.scalar(
+            select(Repo).where(Repo.type == ref.type, Repo.namespace == ref.namespace, Repo.name == ref.name)
+        )
+
+    def open(self, ref: RepoRef) -> HostedRepository | None:
+        with self.metadata.session() as session:
+            row = self._row(session, ref)
+            if row is None:
+                return None
+            refs = self.git.refs(session, row.id)
+            meta = RepoMeta(ref, row.private, row.gated, row.created_at, row.sdk)
+            return HostedRepository(meta, row.id, refs, self.git, self.blobs)
+
+    def list(self, repo_type: str) -> list[RepoMeta]:
+        with self.metadata.session() as session:
+            rows = session.scalars(select(Repo).where(Repo.type == repo_type).order_by(Repo.namespace, Repo.name))
+            return [
+                RepoMeta(RepoRef(r.type, r.namespace, r.name), r.private, r.gated, r.created_at, r.sdk) for r in rows
+            ]
+
+    def policy_for(self, repo: HostedRepository, commit: str | None) -> LfsPolicy:
+        patterns: list[str] = []
+        if commit:
+            try:
+                entry = repo.describe(commit, ".gitattributes")
+                patterns = lfs_patterns(repo.open(entry).data)
+            except HubError:
+                patterns = []
+        return LfsPolicy(self.lfs_threshold, patterns)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def create(self, ref: RepoRef, *, private: bool, author: Author, sdk: str | None = None) -> None:
+        edit = TreeEdit({}, [])
+        gitattributes = constants.DEFAULT_GITATTRIBUTES.encode()
+        edit.apply([AddBytes(".gitattributes", gitattributes)], self.blobs, LfsPolicy(self.lfs_threshold, []))
+        sha, objects = new_commit_objects(edit, None, author.name, author.email, "initial commit", "")
+        try:
+            with self.metadata.session() as session:
+                if self._row(session, ref) is not None:
+                    raise Conflict(f"You already created this {ref.type} repo")
+                row = Repo(type=ref.type, namespace=ref.namespace, name=ref.name, private=private, sdk=sdk)
+                session.add(row)
+                session.flush()
+                self.git.put_objects(session, objects)
+                self.git.set_ref(session, row.id, f"refs/heads/{constants.DEFAULT_BRANCH}", sha, None)
+        except IntegrityError as exc:
+            raise Conflict(f"You already created this {ref.type} repo") from exc
+
+    def delete(self, ref: RepoRef) -> None:
+        with self.metadata.session() as session:
+            row = self._row(session, ref)
+            if row is None:
+                raise RepoNotHosted(str(ref))
+            session.delete(row)
+
+    def move(self, ref: RepoRef, to: RepoRef) -> None:
+        if to.type != ref.type:
+            raise BadRequest("Cannot change the type of a repo")
+        try:
+            with self.metadata.session() as session:
+                row = self._row(session, ref)
+                if row is None:
+                    raise RepoNotHosted(str(ref))
+                if self._row(session, to) is not None:
+                    raise Conflict(f"A repo named {to.repo_id} already exists")
+                row.namespace, row.name, row.updated_at = to.namespace, to.name, utcnow()
+        except IntegrityError as exc:
+            raise Conflict(f"A repo named {to.repo_id} already exists") from exc
+
+    def update_settings(self, ref: RepoRef, *, private: bool | None, gated: str | None | bool) -> None:
+        with self.metadata.session() as session:
+            row = self._row(session, ref)
+            if row is None:
+                raise RepoNotHosted(str(ref))
+            if private is not None:
+                row.private = private
+            if gated is not None:
+                if gated not in (False, "auto", "manual"):
+                    raise BadRequest("gated must be false, 'auto' or 'manual'")
+                row.gated = gated or None
+            row.updated_at = utcnow()
+
+    # -- refs ------------------------------------------------------------------------------
+    def create_ref(self, repo: HostedRepository, kind: str, name: str, target_rev: str) -> None:
+        check_branch_name(name)
+        target = repo.resolve(target_rev)
+        full = f"refs/{kind}/{name}"
+        label = "Branch" if kind == "heads" else "Tag"
+        try:
+            with self.metadata.session() as session:
+                self.git.set_ref(session, repo.pk, full, target, None)
+        except (PreconditionFailed, IntegrityError) as exc:
+            raise Conflict(f"{label} {name} already exists") from exc
+
+    def delete_ref(self, repo: HostedRepository, kind: str, name: str) -> None:
+        if kind == "heads" and name == constants.DEFAULT_BRANCH:
+            raise Forbidden(f"Cannot delete refs/heads/{constants.DEFAULT_BRANCH}")
+        with self.metadata.session() as session:
+            if not self.git.delete_ref(session, repo.pk, f"refs/{kind}/{name}"):
+                raise RevisionNotFound(name)
+
+    # -- commits ---------------------------------------------------------------------------
+    def commit(
+        self,
+        ref: RepoRef,
+        branch: str,
+        ops: list[Operation],
+        *,
+        author: Author,
+        summary: str,
+        description: str = "",
+        parent_commit: str | None = None,
+    ) -> str:
+        """Apply `ops` on top of `branch`; returns the new commit id. All or nothing."""
+        if branch.startswith("refs/heads/"):
+            branch = branch.removeprefix("refs/heads/")
+        if is_commit_id(branch) or branch.startswith("refs/"):
+            raise BadRequest(f"Can only commit to a branch, not {branch!r}")
+        for _attempt in range(8):
+            repo = self.open(ref)
+            if repo is None:
+                raise RepoNotHosted(str(ref))
+            head = repo.branches().get(branch)
+            if head is None:
+                raise RevisionNotFound(branch)
+            if parent_commit is not None and parent_commit != head:
+                raise PreconditionFailed(
+                    "The branch was updated since you opened this page. Please refresh and try again."
+                )
+            files = {e.path: (git.FILE_MODE, e.oid) for e in repo.list_tree(head, recursive=True) if e.type == "file"}
+            policy = self._policy_for_ops(repo, head, ops)
+            edit = TreeEdit(files, [])
+            edit.apply(ops, self.blobs, policy)
+            sha, objects = new_commit_objects(edit, head, author.name, author.email, summary, description)
+            try:
+                with self.metadata.session() as session:
+                    self.git.put_objects(session, objects)
+                    self.git.set_ref(session, repo.pk, f"refs/heads/{branch}", sha, head)
+                    row = session.get(Repo, repo.pk)
+                    if row is not None:
+                        row.updated_at = utcnow()
+                return sha
+            except PreconditionFailed:
+                if parent_commit is not None:
+                    raise
+                continue  # someone else committed meanwhile: rebuild on the new head
+        raise Conflict("Too many concurrent commits on this branch, please retry")
+
+    def _policy_for_ops(self, repo: HostedRepository, head: str, ops: list[Operation]) -> LfsPolicy:
+        for op in ops:
+            if isinstance(op, AddBytes) and op.path == ".gitattributes":
+                return LfsPolicy(self.lfs_threshold, lfs_patterns(op.data))
+        return self.policy_for(repo, head)

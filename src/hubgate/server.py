@@ -1,0 +1,38 @@
+"""Run the ASGI app under uvicorn; workers rebuild the Hub from `HUBGATE_*` variables."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import uvicorn
+
+from hubgate.config import Settings
+from hubgate.http.app import HubgateApp, create_app
+from hubgate.hub import Hub
+
+
+def app_from_env() -> HubgateApp:
+    """Factory used by uvicorn in each worker process."""
+    return create_app(Hub(Settings.load()))
+
+
+def serve(settings: Settings) -> None:
+    # Workers are separate processes: hand them the resolved settings through the environment.
+    for name, value in settings.model_dump(exclude={"extra"}).items():
+        if value is not None:
+            os.environ[f"HUBGATE_{name.upper()}"] = str(value)
+    hub = Hub(settings)  # create the data folder, schema and signing key once, before workers start
+    hub.settings.secret_key()
+    hub.close()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(
+        "hubgate.server:app_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level=settings.log_level,
+        proxy_headers=True,
+        timeout_keep_alive=30,
+    )

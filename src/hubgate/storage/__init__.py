@@ -1,0 +1,1 @@
+"""Storage behind two small interfaces: metadata (SQL) and content-addressed blobs."""

@@ -6,10 +6,42 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from hubgate import constants
+
+
+class UpstreamConfig(BaseModel):
+    """An upstream hub to mirror (huggingface.co, hf-mirror.com, another hubgate)."""
+
+    name: str
+    url: str
+    # Name of the environment variable holding the server-side token for this upstream.
+    token_env: str | None = None
+    timeout: float = 30.0
+
+    @property
+    def token(self) -> str | None:
+        import os
+
+        return os.environ.get(self.token_env) if self.token_env else None
+
+
+class MirrorSettings(BaseModel):
+    """How the pull-through cache behaves (the `[mirror]` table of the config file)."""
+
+    # Seconds a branch or tag -> commit mapping is trusted before asking upstream again.
+    revision_ttl: float = 60.0
+    # Seconds an upstream 404 is remembered.
+    negative_ttl: float = 30.0
+    # Largest size of the mirror's file cache in bytes (0: unlimited); least recently used first out.
+    cache_max_bytes: int = 0
+    # Let clients present their own upstream token (a non-hubgate Bearer token) for gated/private repos.
+    allow_token_passthrough: bool = False
+    # Who may read private or gated upstream repos fetched with the server's token:
+    # "authenticated" (any local user) or "admin".
+    restricted_access: str = "authenticated"
 
 
 class Settings(BaseSettings):
@@ -31,7 +63,11 @@ class Settings(BaseSettings):
     # yet, so such clients are told to send files inline ("regular"). Set this when every such
     # client runs with HF_HUB_DISABLE_XET=1 to give them the LFS batch path instead.
     lfs_for_xet_clients: bool = False
-    extra: dict[str, Any] = Field(default_factory=dict)
+    # Upstream hubs, tried in order (`[[upstream]]` tables in the config file).
+    upstream: list[UpstreamConfig] = Field(default_factory=list)
+    mirror: MirrorSettings = Field(default_factory=MirrorSettings)
+    # Never contact an upstream; serve what is cached.
+    offline: bool = False
 
     @classmethod
     def settings_customise_sources(

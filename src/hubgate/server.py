@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 
@@ -19,9 +20,9 @@ def app_from_env() -> HubgateApp:
 
 def serve(settings: Settings) -> None:
     # Workers are separate processes: hand them the resolved settings through the environment.
-    for name, value in settings.model_dump(exclude={"extra"}).items():
+    for name, value in settings.model_dump(mode="json").items():
         if value is not None:
-            os.environ[f"HUBGATE_{name.upper()}"] = str(value)
+            os.environ[f"HUBGATE_{name.upper()}"] = value if isinstance(value, str) else json.dumps(value)
     hub = Hub(settings)  # create the data folder, schema and signing key once, before workers start
     hub.settings.secret_key()
     hub.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -40,11 +40,13 @@ class Entry:
 
 @dataclass(frozen=True)
 class Content:
-    """The bytes of a file: a local path to stream (or sendfile) from, or the bytes themselves."""
+    """The bytes of a file: a local path, the bytes themselves, or (a file still arriving from
+    upstream) `stream(start, end)` yielding the bytes of that inclusive range."""
 
     size: int
     path: Path | None = None
     data: bytes | None = None
+    stream: Callable[[int, int], AsyncIterator[bytes]] | None = None
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,10 @@ class RepoMeta:
     gated: str | None
     created_at: dt.datetime
     sdk: str | None = None
+    # Where the repo lives: "hosted" here, or the name of the upstream it is mirrored from.
+    source: str = "hosted"
+    # For mirrored repos: who may read it ("anyone", "authenticated" or "admin").
+    readers: str = "anyone"
 
 
 class Repository(Protocol):
@@ -77,3 +83,6 @@ class Repository(Protocol):
     def branches(self) -> dict[str, str]: ...
 
     def tags(self) -> dict[str, str]: ...
+
+    def response_headers(self) -> dict[str, str]:
+        """Extra headers for answers about this repo (e.g. that a revision was served stale)."""

@@ -21,6 +21,9 @@ class HostedRepository:
         self._git = git
         self._blobs = blobs
 
+    def response_headers(self) -> dict[str, str]:
+        return {}
+
     # -- revisions -------------------------------------------------------------------------
     def branches(self) -> dict[str, str]:
         return {k.removeprefix("refs/heads/"): v for k, v in self._refs.items() if k.startswith("refs/heads/")}

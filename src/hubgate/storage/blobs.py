@@ -34,6 +34,7 @@ class BlobStore(Protocol):
     def open(self, sha256: str) -> BinaryIO: ...
     def writer(self) -> BlobWriter: ...
     def delete(self, sha256: str) -> None: ...
+    def adopt(self, path: Path, sha256: str) -> Path: ...
 
 
 def is_sha256(value: str) -> bool:
@@ -127,3 +128,12 @@ class LocalBlobStore:
 
     def delete(self, sha256: str) -> None:
         self.path_for(sha256).unlink(missing_ok=True)
+
+    def adopt(self, path: Path, sha256: str) -> Path:
+        """Publish a file already verified to hash to `sha256` (it must be under `tmp_dir`)."""
+        final = self.path_for(sha256)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(path, final)
+        return final

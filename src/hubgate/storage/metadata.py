@@ -12,8 +12,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     LargeBinary,
@@ -111,7 +113,58 @@ class GitObject(Base):
     size: Mapped[int] = mapped_column(Integer)
     data: Mapped[bytes] = mapped_column(LargeBinary)
     lfs_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    lfs_size: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    lfs_size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class MirrorRevision(Base):
+    """What a branch or tag of an upstream repo pointed at, and when that was learnt."""
+
+    __tablename__ = "mirror_revisions"
+    repo_type: Mapped[str] = mapped_column(String(16), primary_key=True)
+    repo_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    revision: Mapped[str] = mapped_column(String(255), primary_key=True)
+    commit: Mapped[str] = mapped_column(String(40))
+    fetched_at: Mapped[float] = mapped_column(Float)
+    upstream: Mapped[str] = mapped_column(String(100))
+
+
+class MirrorCommit(Base):
+    """An upstream commit: immutable once seen, so cached forever (repo info and full tree)."""
+
+    __tablename__ = "mirror_commits"
+    repo_type: Mapped[str] = mapped_column(String(16), primary_key=True)
+    repo_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    commit: Mapped[str] = mapped_column(String(40), primary_key=True)
+    info: Mapped[bytes] = mapped_column(LargeBinary)  # zlib-compressed JSON of the repo info
+    tree: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # zlib-compressed JSON entries
+    fetched_at: Mapped[float] = mapped_column(Float)
+
+
+class MirrorFile(Base):
+    """A file cached from upstream: its id (sha256, or git sha1 for regular files) and use."""
+
+    __tablename__ = "mirror_files"
+    oid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    upstream: Mapped[str] = mapped_column(String(100))
+    last_access: Mapped[float] = mapped_column(Float, index=True)
+
+
+class MirrorNegative(Base):
+    """An upstream 404, remembered for a short while."""
+
+    __tablename__ = "mirror_negative"
+    key: Mapped[str] = mapped_column(String(600), primary_key=True)
+    expires_at: Mapped[float] = mapped_column(Float)
+
+
+class Counter(Base):
+    """Monotonic counters shared by every worker process (cache hits, misses, ...)."""
+
+    __tablename__ = "counters"
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class MetadataStore:

@@ -1,0 +1,172 @@
+"""What the mirror remembers in the metadata store: revisions, commits, files, 404s, counters."""
+
+from __future__ import annotations
+
+import json
+import time
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from hubgate.storage.metadata import (
+    Counter,
+    MetadataStore,
+    MirrorCommit,
+    MirrorFile,
+    MirrorNegative,
+    MirrorRevision,
+)
+
+
+def _pack(data: Any) -> bytes:
+    return zlib.compress(json.dumps(data, separators=(",", ":")).encode(), 3)
+
+
+def _unpack(blob: bytes) -> Any:
+    return json.loads(zlib.decompress(blob))
+
+
+@dataclass(frozen=True)
+class KnownRevision:
+    commit: str
+    fetched_at: float
+    upstream: str
+
+
+class MirrorCache:
+    def __init__(self, metadata: MetadataStore) -> None:
+        self.metadata = metadata
+
+    def _upsert(self, session, table, values: dict[str, Any], keys: list[str]) -> None:  # type: ignore[no-untyped-def]
+        insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        statement = insert(table).values(**values)
+        session.execute(statement.on_conflict_do_update(index_elements=keys, set_={k: v for k, v in values.items() if k not in keys}))
+
+    # -- revisions -------------------------------------------------------------------------
+    def revision(self, repo_type: str, repo_id: str, revision: str) -> KnownRevision | None:
+        with self.metadata.session() as session:
+            row = session.get(MirrorRevision, (repo_type, repo_id, revision))
+            return KnownRevision(row.commit, row.fetched_at, row.upstream) if row else None
+
+    def revisions(self, repo_type: str, repo_id: str) -> dict[str, str]:
+        with self.metadata.session() as session:
+            rows = session.execute(
+                select(MirrorRevision.revision, MirrorRevision.commit).where(
+                    MirrorRevision.repo_type == repo_type, MirrorRevision.repo_id == repo_id
+                )
+            )
+            return {rev: commit for rev, commit in rows}
+
+    def remember_revision(self, repo_type: str, repo_id: str, revision: str, commit: str, upstream: str) -> None:
+        with self.metadata.session() as session:
+            self._upsert(
+                session,
+                MirrorRevision,
+                {"repo_type": repo_type, "repo_id": repo_id, "revision": revision, "commit": commit,
+                 "fetched_at": time.time(), "upstream": upstream},
+                ["repo_type", "repo_id", "revision"],
+            )
+
+    # -- commits ---------------------------------------------------------------------------
+    def commit(self, repo_type: str, repo_id: str, commit: str) -> tuple[dict[str, Any], list[dict[str, Any]] | None] | None:
+        with self.metadata.session() as session:
+            row = session.get(MirrorCommit, (repo_type, repo_id, commit))
+            if row is None:
+                return None
+            return _unpack(row.info), (_unpack(row.tree) if row.tree is not None else None)
+
+    def remember_commit(self, repo_type: str, repo_id: str, commit: str, info: dict[str, Any]) -> None:
+        with self.metadata.session() as session:
+            if session.get(MirrorCommit, (repo_type, repo_id, commit)) is None:
+                session.add(MirrorCommit(repo_type=repo_type, repo_id=repo_id, commit=commit, info=_pack(info),
+                                         tree=None, fetched_at=time.time()))
+
+    def remember_tree(self, repo_type: str, repo_id: str, commit: str, entries: list[dict[str, Any]]) -> None:
+        with self.metadata.session() as session:
+            session.execute(
+                update(MirrorCommit)
+                .where(MirrorCommit.repo_type == repo_type, MirrorCommit.repo_id == repo_id, MirrorCommit.commit == commit)
+                .values(tree=_pack(entries))
+            )
+
+    def latest_info(self, repo_type: str, repo_id: str) -> dict[str, Any] | None:
+        """The most recently fetched info of a repo (for offline and stale answers)."""
+        with self.metadata.session() as session:
+            row = session.scalars(
+                select(MirrorCommit)
+                .where(MirrorCommit.repo_type == repo_type, MirrorCommit.repo_id == repo_id)
+                .order_by(MirrorCommit.fetched_at.desc())
+                .limit(1)
+            ).first()
+            return _unpack(row.info) if row else None
+
+    # -- negative cache --------------------------------------------------------------------
+    def is_missing(self, key: str) -> bool:
+        with self.metadata.session() as session:
+            row = session.get(MirrorNegative, key[:600])
+            return row is not None and row.expires_at > time.time()
+
+    def remember_missing(self, key: str, ttl: float) -> None:
+        if ttl <= 0:
+            return
+        with self.metadata.session() as session:
+            self._upsert(session, MirrorNegative, {"key": key[:600], "expires_at": time.time() + ttl}, ["key"])
+
+    # -- files -----------------------------------------------------------------------------
+    def file(self, oid: str) -> tuple[str, int] | None:
+        with self.metadata.session() as session:
+            row = session.get(MirrorFile, oid)
+            return (row.sha256, row.size) if row else None
+
+    def remember_file(self, oid: str, sha256: str, size: int, upstream: str) -> None:
+        with self.metadata.session() as session:
+            self._upsert(
+                session, MirrorFile,
+                {"oid": oid, "sha256": sha256, "size": size, "upstream": upstream, "last_access": time.time()},
+                ["oid"],
+            )
+
+    def touch(self, oid: str) -> None:
+        with self.metadata.session() as session:
+            session.execute(update(MirrorFile).where(MirrorFile.oid == oid).values(last_access=time.time()))
+
+    def cached_bytes(self) -> tuple[int, int]:
+        with self.metadata.session() as session:
+            count, total = session.execute(select(func.count(), func.coalesce(func.sum(MirrorFile.size), 0))).one()
+            return int(count), int(total)
+
+    def eviction_candidates(self, over: int) -> list[tuple[str, str, int]]:
+        """Least recently used files whose sizes add up to at least `over` bytes."""
+        picked: list[tuple[str, str, int]] = []
+        freed = 0
+        with self.metadata.session() as session:
+            rows = session.execute(select(MirrorFile.oid, MirrorFile.sha256, MirrorFile.size).order_by(MirrorFile.last_access))
+            for oid, sha256, size in rows:
+                if freed >= over:
+                    break
+                picked.append((oid, sha256, size))
+                freed += size
+        return picked
+
+    def forget_files(self, oids: list[str]) -> None:
+        with self.metadata.session() as session:
+            session.execute(delete(MirrorFile).where(MirrorFile.oid.in_(oids)))
+
+    def sha256_in_use(self, sha256: str) -> bool:
+        with self.metadata.session() as session:
+            return session.scalar(select(func.count()).where(MirrorFile.sha256 == sha256)) > 0
+
+    # -- counters --------------------------------------------------------------------------
+    def count(self, name: str, n: int = 1) -> None:
+        with self.metadata.session() as session:
+            insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+            statement = insert(Counter).values(name=name, value=n)
+            session.execute(statement.on_conflict_do_update(index_elements=["name"], set_={"value": Counter.value + n}))
+
+    def counters(self) -> dict[str, int]:
+        with self.metadata.session() as session:
+            return {name: value for name, value in session.execute(select(Counter.name, Counter.value))}

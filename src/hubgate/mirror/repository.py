@@ -1,0 +1,255 @@
+"""A repo served from upstream hubs through the cache: the same interface as a hosted repo.
+
+Commits are immutable, so a commit's info and full tree are fetched once and kept forever;
+branches and tags are re-resolved after `revision_ttl` and, when every upstream fails, the last
+known mapping is served with an `X-Hubgate-Stale` header.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from hubgate.errors import EntryNotFound, HubError, RepoNotFound, RevisionNotFound
+from hubgate.git.objects import CommitData
+from hubgate.mirror.fetcher import Fetcher, FileSource
+from hubgate.mirror.upstream import Upstream, UpstreamError, UpstreamMissing, origin, raise_for_missing
+from hubgate.repos.base import Content, Entry, LfsInfo, RepoMeta
+from hubgate.repos.ids import RepoRef, is_commit_id
+
+
+class UpstreamUnavailable(HubError):
+    """No upstream answered and nothing usable is cached."""
+
+    status = 503
+
+
+class GatedRepo(HubError):
+    code = "GatedRepo"
+
+
+def parse_date(text: str | None) -> dt.datetime:
+    if not text:
+        return dt.datetime(1970, 1, 1)
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(dt.UTC).replace(tzinfo=None)
+
+
+def missing_to_error(ref: RepoRef, exc: UpstreamMissing, what: str) -> HubError:
+    if exc.code == "RevisionNotFound":
+        return RevisionNotFound(what)
+    if exc.code == "EntryNotFound":
+        return EntryNotFound(what)
+    if exc.code == "GatedRepo":
+        return GatedRepo(exc.message or f"{ref} is gated", status=exc.status)
+    return RepoNotFound(str(ref), anonymous=False)
+
+
+class MirroredRepository:
+    def __init__(self, mirror: "Any", ref: RepoRef, info: dict[str, Any], upstream: str, token: str | None) -> None:
+        self.mirror = mirror
+        self.ref = ref
+        self._token = token
+        self._stale = False
+        restricted = bool(info.get("private")) or bool(info.get("gated"))
+        self.meta = RepoMeta(
+            ref=ref,
+            private=bool(info.get("private")),
+            gated=info.get("gated") or None,
+            created_at=parse_date(info.get("createdAt")),
+            sdk=info.get("sdk"),
+            source=upstream,
+            readers=mirror.restricted_readers if restricted else "anyone",
+        )
+
+    @property
+    def _fetcher(self) -> Fetcher:
+        return self.mirror.fetcher
+
+    def token_for(self, upstream: Upstream) -> str | None:
+        return self._token or upstream.config.token
+
+    def response_headers(self) -> dict[str, str]:
+        return {"X-Hubgate-Stale": "1"} if self._stale else {}
+
+    def _api(self, suffix: str) -> str:
+        return f"/api/{self.ref.plural}/{self.ref.repo_id}{suffix}"
+
+    # -- revisions -------------------------------------------------------------------------
+    def resolve(self, revision: str) -> str:
+        cache = self.mirror.cache
+        key = (self.ref.type, self.ref.repo_id)
+        if is_commit_id(revision) and cache.commit(*key, revision) is not None:
+            return revision
+        known = cache.revision(*key, revision)
+        if known and (self.mirror.offline or time.time() - known.fetched_at < self.mirror.settings.revision_ttl):
+            return known.commit
+        if self.mirror.offline:
+            raise UpstreamUnavailable(f"hubgate runs offline and revision {revision} of {self.ref} is not cached")
+        try:
+            info, upstream = self.mirror.fetch_info(self.ref, revision, self.token_for)
+        except UpstreamMissing as exc:
+            raise missing_to_error(self.ref, exc, revision) from exc
+        except UpstreamError as exc:
+            if known is None:
+                raise UpstreamUnavailable(f"No upstream could resolve {revision}: {exc}") from exc
+            self._stale = True
+            return known.commit
+        return info["sha"]
+
+    def _info(self, commit: str) -> tuple[dict[str, Any], list[dict[str, Any]] | None]:
+        found = self.mirror.cache.commit(self.ref.type, self.ref.repo_id, commit)
+        if found is None:
+            self.resolve(commit)
+            found = self.mirror.cache.commit(self.ref.type, self.ref.repo_id, commit)
+        if found is None:
+            raise RevisionNotFound(commit)
+        return found
+
+    def commit(self, sha1: str) -> CommitData:
+        info, _ = self._info(sha1)
+        stamp = int(parse_date(info.get("lastModified")).replace(tzinfo=dt.UTC).timestamp())
+        return CommitData(sha1, "", (), info.get("author") or "", stamp, "")
+
+    def history(self, sha1: str) -> Iterator[CommitData]:
+        if self.mirror.offline:
+            raise UpstreamUnavailable("hubgate runs offline: commit history is not cached")
+        url: str | None = self._api(f"/commits/{sha1}")
+        while url:
+            def attempt(upstream: Upstream, url: str = url) -> tuple[list[dict[str, Any]], str | None]:
+                response = upstream.request("GET", url, token=self.token_for(upstream))
+                raise_for_missing(upstream, response)
+                return response.json(), _next_link(upstream, response)
+
+            try:
+                (items, url), _ = self.mirror.upstreams.first(attempt)
+            except UpstreamMissing as exc:
+                raise missing_to_error(self.ref, exc, sha1) from exc
+            except UpstreamError as exc:
+                raise UpstreamUnavailable(str(exc)) from exc
+            for item in items:
+                stamp = int(parse_date(item.get("date")).replace(tzinfo=dt.UTC).timestamp())
+                authors = item.get("authors") or [{}]
+                message = item.get("message") or item.get("title") or ""
+                yield CommitData(item["id"], "", (), authors[0].get("user", ""), stamp, message)
+
+    def _refs(self) -> dict[str, Any]:
+        if self.mirror.offline:
+            raise UpstreamError("offline", "offline")
+
+        def attempt(upstream: Upstream) -> dict[str, Any]:
+            response = upstream.request("GET", self._api("/refs"), token=self.token_for(upstream))
+            raise_for_missing(upstream, response)
+            return response.json()
+
+        return self.mirror.upstreams.first(attempt)[0]
+
+    def _named(self, kind: str) -> dict[str, str]:
+        try:
+            return {item["name"]: item["targetCommit"] for item in self._refs().get(kind, [])}
+        except UpstreamMissing as exc:
+            raise missing_to_error(self.ref, exc, kind) from exc
+        except UpstreamError:
+            known = self.mirror.cache.revisions(self.ref.type, self.ref.repo_id)
+            self._stale = True
+            return {name: sha for name, sha in known.items() if not is_commit_id(name)} if kind == "branches" else {}
+
+    def branches(self) -> dict[str, str]:
+        return self._named("branches")
+
+    def tags(self) -> dict[str, str]:
+        return self._named("tags")
+
+    # -- trees -----------------------------------------------------------------------------
+    def _tree(self, commit: str) -> list[dict[str, Any]]:
+        _, tree = self._info(commit)
+        if tree is not None:
+            return tree
+        if self.mirror.offline:
+            raise UpstreamUnavailable("hubgate runs offline and this tree is not cached")
+        try:
+            tree, _ = self.mirror.upstreams.first(lambda upstream: self._fetch_tree(upstream, commit))
+        except UpstreamMissing as exc:
+            raise missing_to_error(self.ref, exc, commit) from exc
+        except UpstreamError as exc:
+            raise UpstreamUnavailable(f"No upstream could list {commit}: {exc}") from exc
+        self.mirror.cache.remember_tree(self.ref.type, self.ref.repo_id, commit, tree)
+        return tree
+
+    def _fetch_tree(self, upstream: Upstream, commit: str) -> list[dict[str, Any]]:
+        entries: list[dict[str, Any]] = []
+        url: str | None = self._api(f"/tree/{commit}")
+        params: dict[str, str] | None = {"recursive": "true", "expand": "false"}
+        while url:
+            response = upstream.request("GET", url, token=self.token_for(upstream), params=params)
+            raise_for_missing(upstream, response)
+            for item in response.json():
+                entry = {"type": item["type"], "path": item["path"], "oid": item["oid"], "size": item.get("size", 0)}
+                if item.get("lfs"):
+                    lfs = item["lfs"]
+                    entry["lfs"] = {"oid": lfs["oid"], "size": lfs["size"], "pointerSize": lfs.get("pointerSize", 0)}
+                entries.append(entry)  # xetHash and other upstream-only fields stay behind
+            url, params = _next_link(upstream, response), None
+        return entries
+
+    def list_tree(self, commit: str, path: str = "", recursive: bool = False) -> list[Entry]:
+        tree = self._tree(commit)
+        if path and not any(e["path"] == path and e["type"] == "directory" for e in tree):
+            raise EntryNotFound(path or "/", commit=commit)
+        prefix = f"{path}/" if path else ""
+        found = []
+        for item in tree:
+            rest = item["path"][len(prefix):] if item["path"].startswith(prefix) else None
+            if rest and (recursive or "/" not in rest):
+                found.append(_entry(item))
+        return found
+
+    def describe(self, commit: str, path: str) -> Entry:
+        for item in self._tree(commit):
+            if item["path"] == path and item["type"] == "file":
+                return _entry(item)
+        raise EntryNotFound(path, commit=commit)
+
+    # -- bytes -----------------------------------------------------------------------------
+    def source(self, commit: str, entry: Entry) -> FileSource:
+        url_path = f"/{self.ref.url_path}/resolve/{commit}/{quote(entry.path)}"
+        if entry.lfs:
+            return FileSource(entry.lfs.sha256, entry.lfs.size, True, url_path)
+        return FileSource(entry.oid, entry.size, False, url_path)
+
+    def open(self, entry: Entry, commit: str | None = None) -> Content:
+        if commit is None:
+            raise ValueError("a mirrored file is opened at a commit")
+        src = self.source(commit, entry)
+        cached = self._fetcher.cached_path(src)
+        self.mirror.count_access(src, cached is not None)
+        if cached is not None:
+            return Content(src.size, path=cached)
+        if self.mirror.offline:
+            raise UpstreamUnavailable(f"hubgate runs offline and {entry.path} is not cached")
+        self._fetcher.start(src, self.token_for)
+
+        def stream(start: int, end: int) -> AsyncIterator[bytes]:
+            return self._fetcher.read(src, start, end)
+
+        return Content(src.size, stream=stream)
+
+
+def _entry(item: dict[str, Any]) -> Entry:
+    lfs = item.get("lfs")
+    info = LfsInfo(lfs["oid"], lfs["size"], lfs.get("pointerSize", 0)) if lfs else None
+    size = info.size if info else item.get("size", 0)
+    return Entry(item["path"], item["type"], item["oid"], size, info)
+
+
+def _next_link(upstream: Upstream, response: Any) -> str | None:
+    """The `rel="next"` page, only if it stays on this upstream's origin."""
+    link = response.links.get("next", {}).get("url")
+    if not link:
+        return None
+    if urlsplit(link).scheme and origin(link) != origin(upstream.base):
+        raise UpstreamError(upstream.name, f"pagination link leaves the upstream: {link}")
+    return link
+

@@ -1,0 +1,159 @@
+"""The mirror as a whole: which repos come from upstream, their info, cache size and health."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+from sqlalchemy import select
+
+from hubgate.config import Settings
+from hubgate.mirror.cache import MirrorCache
+from hubgate.mirror.fetcher import Fetcher, FileSource
+from hubgate.mirror.repository import MirroredRepository, UpstreamUnavailable
+from hubgate.mirror.upstream import Upstream, UpstreamError, UpstreamMissing, Upstreams, raise_for_missing
+from hubgate.repos.ids import RepoRef, is_commit_id
+from hubgate.storage.blobs import LocalBlobStore
+from hubgate.storage.metadata import GitObject, MetadataStore
+
+log = logging.getLogger("hubgate.mirror")
+
+TokenFor = Callable[[Upstream], "str | None"]
+
+
+class Mirror:
+    def __init__(self, settings: Settings, metadata: MetadataStore, blobs: LocalBlobStore) -> None:
+        self.settings = settings.mirror
+        self.offline = settings.offline
+        self.metadata = metadata
+        self.blobs = blobs
+        self.upstreams = Upstreams(settings.upstream, offline=settings.offline)
+        self.cache = MirrorCache(metadata)
+        self.fetcher = Fetcher(blobs, self.cache, self.upstreams, settings.tmp_dir)
+        self.fetcher.on_published = lambda _size: self.evict()
+        self.restricted_readers = settings.mirror.restricted_access
+
+    def __bool__(self) -> bool:
+        return bool(self.upstreams)
+
+    # -- repo info -------------------------------------------------------------------------
+    def fetch_info(self, ref: RepoRef, revision: str | None, token_for: TokenFor) -> tuple[dict[str, Any], str]:
+        """Ask the upstreams, in order, for a repo's info at `revision` (None: default branch)."""
+        path = f"/api/{ref.plural}/{ref.repo_id}"
+        if revision is not None:
+            path += f"/revision/{quote(revision, safe='')}"
+
+        def attempt(upstream: Upstream) -> dict[str, Any]:
+            response = upstream.request("GET", path, token=token_for(upstream))
+            raise_for_missing(upstream, response)
+            info = response.json()
+            if not isinstance(info, dict) or not is_commit_id(str(info.get("sha", ""))):
+                raise UpstreamError(upstream.name, f"answered {path} without a commit sha")
+            return info
+
+        info, upstream = self.upstreams.first(attempt)
+        info = {k: v for k, v in info.items() if k != "siblings"}
+        key = (ref.type, ref.repo_id)
+        self.cache.remember_commit(*key, info["sha"], info)
+        label = "" if revision is None else revision
+        if label != info["sha"]:
+            self.cache.remember_revision(*key, label, info["sha"], upstream.name)
+        return info, upstream.name
+
+    def open(self, ref: RepoRef, token: str | None = None) -> MirroredRepository | None:
+        """The mirrored repo, or None when no upstream has it."""
+        if not self.upstreams:
+            return None
+        key = (ref.type, ref.repo_id)
+        negative = f"repo:{ref.type}:{ref.repo_id}"
+        known = self.cache.revision(*key, "")
+        fresh = known is not None and time.time() - known.fetched_at < self.settings.revision_ttl
+        if self.offline or fresh:
+            info = self.cache.latest_info(*key)
+            if info is None:
+                return None
+            return MirroredRepository(self, ref, info, known.upstream if known else "cache", token)
+        if token is None and self.cache.is_missing(negative):
+            return None
+
+        def token_for(upstream: Upstream) -> str | None:
+            return token or upstream.config.token
+
+        try:
+            info, upstream = self.fetch_info(ref, None, token_for)
+        except UpstreamMissing as exc:
+            if exc.status in (401, 404) and token is None:
+                self.cache.remember_missing(negative, self.settings.negative_ttl)
+            return None
+        except UpstreamError as exc:
+            info = self.cache.latest_info(*key)
+            if info is None:
+                raise UpstreamUnavailable(f"No upstream answered for {ref}: {exc}") from exc
+            repo = MirroredRepository(self, ref, info, known.upstream if known else "cache", token)
+            repo._stale = True
+            return repo
+        return MirroredRepository(self, ref, info, upstream, token)
+
+    # -- cache bookkeeping -----------------------------------------------------------------
+    def count_access(self, src: FileSource, hit: bool) -> None:
+        self.cache.count("hits" if hit else "misses")
+        if hit:
+            self.cache.touch(src.oid)
+
+    def evict(self) -> list[str]:
+        """Drop least recently used cached files until the cache fits `cache_max_bytes`."""
+        limit = self.settings.cache_max_bytes
+        if limit <= 0:
+            return []
+        _, total = self.cache.cached_bytes()
+        if total <= limit:
+            return []
+        victims = self.cache.eviction_candidates(total - limit)
+        with self.metadata.session() as session:
+            hosted = set(session.scalars(select(GitObject.lfs_sha256).where(
+                GitObject.lfs_sha256.in_([v[1] for v in victims]))))
+        self.cache.forget_files([oid for oid, _, _ in victims])
+        for _oid, sha256, _size in victims:
+            if sha256 not in hosted and not self.cache.sha256_in_use(sha256):
+                self.blobs.delete(sha256)
+        self.cache.count("evictions", len(victims))
+        return [oid for oid, _, _ in victims]
+
+    def status(self) -> dict[str, Any]:
+        files, size = self.cache.cached_bytes()
+        counters = self.cache.counters()
+        hits, misses = counters.get("hits", 0), counters.get("misses", 0)
+        return {
+            "offline": self.offline,
+            "upstreams": [
+                {
+                    "name": u.name,
+                    "url": u.base,
+                    "lastSuccess": u.health.last_success,
+                    "lastError": u.health.last_error,
+                    "lastErrorAt": u.health.last_error_at,
+                    "latencyMs": round(u.health.latency_ms, 2) if u.health.latency_ms is not None else None,
+                    "successes": u.health.successes,
+                    "failures": u.health.failures,
+                }
+                for u in self.upstreams.all
+            ],
+            "cache": {
+                "files": files,
+                "bytes": size,
+                "maxBytes": self.settings.cache_max_bytes,
+                "hits": hits,
+                "misses": misses,
+                "hitRatio": round(hits / (hits + misses), 4) if hits + misses else None,
+                "upstreamBytes": counters.get("upstream_bytes", 0),
+                "integrityErrors": counters.get("integrity_errors", 0),
+                "evictions": counters.get("evictions", 0),
+            },
+        }
+
+    def close(self) -> None:
+        self.upstreams.close()
+

@@ -16,10 +16,12 @@ user_app = typer.Typer(help="Manage users.", no_args_is_help=True)
 org_app = typer.Typer(help="Manage organisations.", no_args_is_help=True)
 member_app = typer.Typer(help="Manage organisation members.", no_args_is_help=True)
 token_app = typer.Typer(help="Manage access tokens.", no_args_is_help=True)
+mirror_app = typer.Typer(help="Operate the pull-through mirror of upstream hubs.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
 app.add_typer(org_app, name="org")
 org_app.add_typer(member_app, name="member")
 app.add_typer(token_app, name="token")
+app.add_typer(mirror_app, name="mirror")
 
 DataOpt = Annotated[Optional[Path], typer.Option("--data", help="Data folder (HUBGATE_DATA).")]
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="TOML config file (HUBGATE_CONFIG).")]
@@ -44,11 +46,12 @@ def serve(
     data: DataOpt = None,
     config: ConfigOpt = None,
     workers: Annotated[Optional[int], typer.Option(help="Worker processes (HUBGATE_WORKERS).")] = None,
+    offline: Annotated[Optional[bool], typer.Option("--offline/--online", help="Never contact upstreams (HUBGATE_OFFLINE).")] = None,
 ) -> None:
     """Start the server."""
     from hubgate.server import serve as run_server
 
-    run_server(Settings.load(host=host, port=port, data=data, config=config, workers=workers))
+    run_server(Settings.load(host=host, port=port, data=data, config=config, workers=workers, offline=offline))
 
 
 @user_app.command("add")
@@ -132,6 +135,51 @@ def token_revoke(token_id: int, data: DataOpt = None, config: ConfigOpt = None) 
     """Revoke a token by its id (see `hubgate token list`)."""
     _run(lambda: _hub(data, config).accounts.revoke_token(token_id))
     typer.echo(f"token {token_id} revoked")
+
+
+@mirror_app.command("pull")
+def mirror_pull(
+    repo: Annotated[str, typer.Argument(help="REPO or REPO@REVISION, e.g. sentence-transformers/all-MiniLM-L6-v2@main.")],
+    repo_type: Annotated[str, typer.Option("--type", help="model, dataset or space.")] = "model",
+    data: DataOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Fetch every file of a repo revision into the cache, for offline use."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    from hubgate.repos.ids import RepoRef
+
+    hub = _hub(data, config)
+    if hub.mirror is None:
+        typer.echo("error: no [[upstream]] is configured", err=True)
+        raise typer.Exit(1)
+    repo_id, _, revision = repo.partition("@")
+    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn()) as bar:
+        task = bar.add_task(repo_id, total=None)
+        result: list[tuple[str, int, int]] = []
+
+        def pull() -> None:
+            result.append(hub.mirror.pull(  # type: ignore[union-attr]
+                RepoRef.parse(repo_type, repo_id), revision or None,
+                on_plan=lambda files, size: bar.update(task, total=size),
+                progress=lambda n: bar.advance(task, n),
+            ))
+
+        _run(pull)
+    commit, files, size = result[0]
+    typer.echo(f"{repo_id}@{commit}: {files} files, {size} bytes cached")
+
+
+@mirror_app.command("status")
+def mirror_status(data: DataOpt = None, config: ConfigOpt = None) -> None:
+    """Show each upstream's health, the cache size and the hit ratio."""
+    import json
+
+    hub = _hub(data, config)
+    if hub.mirror is None:
+        typer.echo("error: no [[upstream]] is configured", err=True)
+        raise typer.Exit(1)
+    typer.echo(json.dumps(hub.mirror.status(), indent=2))
 
 
 def main() -> None:

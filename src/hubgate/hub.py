@@ -9,6 +9,9 @@ from functools import cached_property
 
 from hubgate.auth.accounts import Accounts
 from hubgate.config import Settings
+from hubgate.mirror.service import Mirror
+from hubgate.repos.base import Repository
+from hubgate.repos.ids import RepoRef
 from hubgate.repos.service import RepoService
 from hubgate.signing import Signer
 from hubgate.storage.blobs import LocalBlobStore
@@ -23,10 +26,26 @@ class Hub:
         self.blobs = LocalBlobStore(settings.blob_dir, settings.tmp_dir)
         self.accounts = Accounts(self.metadata)
         self.repos = RepoService(self.metadata, self.blobs, settings.lfs_threshold)
+        self.mirror = Mirror(settings, self.metadata, self.blobs) if settings.upstream else None
+
+    def open_repo(self, ref: RepoRef, upstream_token: str | None = None) -> Repository | None:
+        """A repo by address, hosted here or mirrored; the caller never needs to know which.
+
+        A namespace that belongs to a local user or organisation is never looked up upstream,
+        so nobody can shadow a private repo with a public one of the same name.
+        """
+        repo = self.repos.open(ref)
+        if repo is not None or self.mirror is None:
+            return repo
+        if self.accounts.namespace_kind(ref.namespace) is not None:
+            return None
+        return self.mirror.open(ref, upstream_token)
 
     @cached_property
     def signer(self) -> Signer:
         return Signer(self.settings.secret_key())
 
     def close(self) -> None:
+        if self.mirror is not None:
+            self.mirror.close()
         self.metadata.dispose()

@@ -27,6 +27,7 @@ def serve(settings: Settings) -> None:
     hub.settings.secret_key()
     hub.close()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream request is noise
     uvicorn.run(
         "hubgate.server:app_from_env",
         factory=True,

@@ -20,6 +20,14 @@ def namespace_role(principal: Principal | None, namespace: str) -> str | None:
 
 
 def can_read(principal: Principal | None, meta: RepoMeta) -> bool:
+    if meta.source != "hosted":
+        # Mirrored: public upstream repos are open; private or gated ones (fetched with the
+        # server's upstream token) follow the mirror's `restricted_access` setting.
+        if meta.readers == "anyone":
+            return True
+        if principal is None:
+            return False
+        return meta.readers == "authenticated" or principal.is_admin
     return not meta.private or namespace_role(principal, meta.ref.namespace) is not None
 
 

@@ -67,18 +67,22 @@ class HubgateApp:
         if found is False:
             raise HubError(f"Method {request.method} not allowed here", status=405)
         route, params = found  # type: ignore[misc]
-        principal = await self._principal(request)
+        principal, upstream_token = await self._principal(request)
         body = await self._body(request, route.body)
-        call = Call(request, self.hub, params, principal, body)
+        call = Call(request, self.hub, params, principal, body, upstream_token)
         if route.is_async:
             return await route.handler(call)
         return await run_in_threadpool(route.handler, call)
 
-    async def _principal(self, request: Request) -> Principal | None:
+    async def _principal(self, request: Request) -> tuple[Principal | None, str | None]:
+        """The hubgate user behind the token, or (passthrough) the client's own upstream token."""
         token = bearer_token(request.headers.get("authorization"))
         if token is None:
-            return None
-        return await run_in_threadpool(self.hub.accounts.authenticate, token)
+            return None, None
+        settings = self.hub.settings
+        if not token.startswith(constants.TOKEN_PREFIX) and settings.upstream and settings.mirror.allow_token_passthrough:
+            return None, token
+        return await run_in_threadpool(self.hub.accounts.authenticate, token), None
 
     async def _body(self, request: Request, kind: str | None) -> Any:
         if kind in (None, "stream"):

@@ -12,6 +12,7 @@ from hubgate import constants
 from hubgate.auth import policy
 from hubgate.auth.accounts import Principal
 from hubgate.hub import Hub
+from hubgate.repos.base import Repository
 from hubgate.repos.hosted import HostedRepository
 from hubgate.repos.ids import RepoRef, check_repo_type
 
@@ -25,6 +26,7 @@ class Call:
     params: dict[str, str]
     principal: Principal | None
     body: Any = None
+    upstream_token: str | None = None  # a client's own upstream token (passthrough), never a hubgate one
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -49,9 +51,9 @@ class Call:
             repo_type = {"": "model", "datasets/": "dataset", "spaces/": "space"}[self.params.get("prefix", "")]
         return RepoRef.parse(check_repo_type(repo_type), self.params["repo_id"])
 
-    def readable_repo(self) -> HostedRepository:
+    def readable_repo(self) -> Repository:
         ref = self.repo_ref
-        repo = self.hub.repos.open(ref)
+        repo = self.hub.open_repo(ref, self.upstream_token)
         policy.check_read(self.principal, ref, repo.meta if repo else None)
         assert repo is not None
         return repo

@@ -72,6 +72,13 @@ class ContentResponse(Response):
             body = self.content.data[self.start : self.start + self.length]
             await send({"type": "http.response.body", "body": body, "more_body": False})
             return
+        if self.content.stream is not None:
+            # A file still arriving from upstream. If its transfer fails, the exception ends the
+            # connection before the promised Content-Length: the client sees a broken download.
+            async for chunk in self.content.stream(self.start, self.start + self.length - 1):
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
         assert self.content.path is not None
         fd = os.open(self.content.path, os.O_RDONLY)
         try:

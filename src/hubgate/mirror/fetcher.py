@@ -16,11 +16,12 @@ import hashlib
 import logging
 import os
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from starlette.concurrency import iterate_in_threadpool
 
 from hubgate.mirror.cache import MirrorCache
 from hubgate.mirror.upstream import Upstream, UpstreamError, UpstreamMissing, Upstreams, raise_for_missing
@@ -201,6 +202,40 @@ class Fetcher:
                 if progress:
                     progress(len(chunk))
         return offset
+
+    def available(self, src: FileSource) -> int:
+        """How many bytes of the file are on disk here (all of it once cached)."""
+        if self.cached_path(src) is not None:
+            return src.size
+        try:
+            return self._paths(src)[1].stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    async def read_direct(self, src: FileSource, start: int, end: int, token_for: TokenFor) -> AsyncIterator[bytes]:
+        """A range straight from upstream, for a cold file whose download has not got there yet."""
+        def pieces() -> Iterator[bytes]:
+            def attempt(upstream: Upstream) -> tuple[Upstream, "httpx.Response"]:
+                headers = {"Accept-Encoding": "identity", "Range": f"bytes={start}-{end}"}
+                response = upstream.request("GET", src.url_path, token=token_for(upstream), headers=headers, stream=True)
+                if response.status_code >= 400:
+                    raise_for_missing(upstream, response)
+                if response.status_code != 206:
+                    response.close()
+                    raise UpstreamError(upstream.name, "ignored the Range header")
+                return upstream, response
+
+            try:
+                (_, response), _ = self.upstreams.first(attempt)
+            except (UpstreamError, UpstreamMissing) as exc:
+                raise TransferFailed(str(exc)) from exc
+            try:
+                yield from response.iter_raw(CHUNK)
+            finally:
+                response.close()
+
+        async for chunk in iterate_in_threadpool(pieces()):
+            yield chunk
 
     # -- reading while it arrives ----------------------------------------------------------
     async def read(self, src: FileSource, start: int, end: int) -> AsyncIterator[bytes]:

@@ -21,6 +21,10 @@ from hubgate.repos.base import Content, Entry, LfsInfo, RepoMeta
 from hubgate.repos.ids import RepoRef, is_commit_id
 
 
+# A Range starting this far beyond the bytes already fetched is proxied from upstream directly.
+DIRECT_RANGE_GAP = 16 * 1024 * 1024
+
+
 class UpstreamUnavailable(HubError):
     """No upstream answered and nothing usable is cached."""
 
@@ -232,6 +236,9 @@ class MirroredRepository:
         self._fetcher.start(src, self.token_for)
 
         def stream(start: int, end: int) -> AsyncIterator[bytes]:
+            # Tail the shared download, unless the range lies well past what has arrived.
+            if start > self._fetcher.available(src) + DIRECT_RANGE_GAP:
+                return self._fetcher.read_direct(src, start, end, self.token_for)
             return self._fetcher.read(src, start, end)
 
         return Content(src.size, stream=stream)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
@@ -71,7 +72,8 @@ class Mirror:
         negative = f"repo:{ref.type}:{ref.repo_id}"
         known = self.cache.revision(*key, "")
         fresh = known is not None and time.time() - known.fetched_at < self.settings.revision_ttl
-        if self.offline or fresh:
+        # A client's own upstream token is always checked upstream, even when the repo is cached.
+        if self.offline or (fresh and token is None):
             info = self.cache.latest_info(*key)
             if info is None:
                 return None
@@ -95,7 +97,33 @@ class Mirror:
             repo = MirroredRepository(self, ref, info, known.upstream if known else "cache", token)
             repo._stale = True
             return repo
-        return MirroredRepository(self, ref, info, upstream, token)
+        repo = MirroredRepository(self, ref, info, upstream, token)
+        if token is not None:
+            repo.meta = replace(repo.meta, readers="anyone")  # upstream just granted this caller access
+        return repo
+
+    # -- warming the cache -----------------------------------------------------------------
+    def pull(
+        self, ref: RepoRef, revision: str | None, *, on_plan: Callable[[int, int], None] | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> tuple[str, int, int]:
+        """Fetch every file of `ref` at `revision` into the cache; returns (commit, files, bytes)."""
+        repo = self.open(ref)
+        if repo is None:
+            raise UpstreamUnavailable(f"No upstream has {ref}")
+        commit = repo.resolve(revision or "main")
+        entries = [e for e in repo.list_tree(commit, recursive=True) if e.type == "file"]
+        total = sum(e.content_size for e in entries)
+        if on_plan:
+            on_plan(len(entries), total)
+        for entry in entries:
+            src = repo.source(commit, entry)
+            if self.fetcher.cached_path(src) is not None:
+                if progress:
+                    progress(src.size)
+                continue
+            self.fetcher.fetch_now(src, repo.token_for, progress)
+        return commit, len(entries), total
 
     # -- cache bookkeeping -----------------------------------------------------------------
     def count_access(self, src: FileSource, hit: bool) -> None:

@@ -78,7 +78,8 @@ class Repository(Protocol):
     def describe(self, commit: str, path: str) -> Entry:
         """The file at `path`; EntryNotFound if there is none."""
 
-    def open(self, entry: Entry) -> Content: ...
+    def open(self, entry: Entry, commit: str | None = None) -> Content:
+        """The bytes of `entry` as found at `commit` (mirrored repos need the commit)."""
 
     def branches(self) -> dict[str, str]: ...
 

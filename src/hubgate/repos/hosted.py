@@ -109,7 +109,7 @@ class HostedRepository:
             raise EntryNotFound(path, commit=commit)
         return self._entries([(path, item)])[0]
 
-    def open(self, entry: Entry) -> Content:
+    def open(self, entry: Entry, commit: str | None = None) -> Content:
         if entry.lfs:
             local = self._blobs.local_path(entry.lfs.sha256)
             if local is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import aclosing
 from typing import Any
 
 import anyio
@@ -75,8 +76,9 @@ class ContentResponse(Response):
         if self.content.stream is not None:
             # A file still arriving from upstream. If its transfer fails, the exception ends the
             # connection before the promised Content-Length: the client sees a broken download.
-            async for chunk in self.content.stream(self.start, self.start + self.length - 1):
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            async with aclosing(self.content.stream(self.start, self.start + self.length - 1)) as chunks:
+                async for chunk in chunks:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
         assert self.content.path is not None

@@ -17,6 +17,7 @@ from hubgate.storage.metadata import (
     MetadataStore,
     MirrorCommit,
     MirrorFile,
+    MirrorHealth,
     MirrorNegative,
     MirrorRevision,
 )
@@ -159,6 +160,17 @@ class MirrorCache:
     def sha256_in_use(self, sha256: str) -> bool:
         with self.metadata.session() as session:
             return session.scalar(select(func.count()).where(MirrorFile.sha256 == sha256)) > 0
+
+    # -- upstream health -------------------------------------------------------------------
+    def save_health(self, name: str, last_success: float | None, last_error: str | None,
+                    last_error_at: float | None, latency_ms: float | None) -> None:
+        with self.metadata.session() as session:
+            self._upsert(session, MirrorHealth, {"name": name, "last_success": last_success, "last_error": last_error,
+                                                  "last_error_at": last_error_at, "latency_ms": latency_ms}, ["name"])
+
+    def health(self) -> dict[str, MirrorHealth]:
+        with self.metadata.session() as session:
+            return {row.name: row for row in session.scalars(select(MirrorHealth))}
 
     # -- counters --------------------------------------------------------------------------
     def count(self, name: str, n: int = 1) -> None:

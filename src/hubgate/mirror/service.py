@@ -36,6 +36,14 @@ class Mirror:
         self.fetcher = Fetcher(blobs, self.cache, self.upstreams, settings.tmp_dir)
         self.fetcher.on_published = lambda _size: self.evict()
         self.restricted_readers = settings.mirror.restricted_access
+        for upstream in self.upstreams.all:
+            upstream.health.on_change = lambda health, name=upstream.name: self._save_health(name, health)
+
+    def _save_health(self, name: str, health: Any) -> None:
+        try:
+            self.cache.save_health(name, health.last_success, health.last_error, health.last_error_at, health.latency_ms)
+        except Exception:  # noqa: BLE001 - health bookkeeping must never break a request
+            log.exception("could not record the health of upstream %s", name)
 
     def __bool__(self) -> bool:
         return bool(self.upstreams)
@@ -154,20 +162,11 @@ class Mirror:
         files, size = self.cache.cached_bytes()
         counters = self.cache.counters()
         hits, misses = counters.get("hits", 0), counters.get("misses", 0)
+        health = self.cache.health()
         return {
             "offline": self.offline,
             "upstreams": [
-                {
-                    "name": u.name,
-                    "url": u.base,
-                    "lastSuccess": u.health.last_success,
-                    "lastError": u.health.last_error,
-                    "lastErrorAt": u.health.last_error_at,
-                    "latencyMs": round(u.health.latency_ms, 2) if u.health.latency_ms is not None else None,
-                    "successes": u.health.successes,
-                    "failures": u.health.failures,
-                }
-                for u in self.upstreams.all
+                _health_json(u.name, u.base, health.get(u.name)) for u in self.upstreams.all
             ],
             "cache": {
                 "files": files,
@@ -185,3 +184,19 @@ class Mirror:
     def close(self) -> None:
         self.upstreams.close()
 
+
+
+def _health_json(name: str, url: str, row: Any) -> dict[str, Any]:
+    def iso(stamp: float | None) -> str | None:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp)) if stamp else None
+
+    healthy = row is not None and row.last_success is not None and (row.last_error_at or 0) <= row.last_success
+    return {
+        "name": name,
+        "url": url,
+        "healthy": healthy,
+        "lastSuccess": iso(row.last_success) if row else None,
+        "lastError": row.last_error if row else None,
+        "lastErrorAt": iso(row.last_error_at) if row else None,
+        "latencyMs": round(row.latency_ms, 2) if row and row.latency_ms is not None else None,
+    }

@@ -51,18 +51,25 @@ class Health:
     last_error: str | None = None
     last_error_at: float | None = None
     latency_ms: float | None = None
-    successes: int = 0
-    failures: int = 0
+    saved_at: float = 0.0
+    on_change: Callable[["Health"], None] | None = None
 
     def ok(self, seconds: float) -> None:
+        recovered = self.last_success is None or (self.last_error_at or 0) > self.last_success
         self.last_success = time.time()
-        self.successes += 1
         ms = seconds * 1000
         self.latency_ms = ms if self.latency_ms is None else 0.8 * self.latency_ms + 0.2 * ms
+        if recovered or self.last_success - self.saved_at > 5:
+            self._changed()
 
     def failed(self, message: str) -> None:
-        self.last_error, self.last_error_at = message, time.time()
-        self.failures += 1
+        self.last_error, self.last_error_at = message[:500], time.time()
+        self._changed()
+
+    def _changed(self) -> None:
+        self.saved_at = time.time()
+        if self.on_change:
+            self.on_change(self)
 
 
 def origin(url: str) -> tuple[str, str, int | None]:

@@ -159,6 +159,17 @@ class MirrorNegative(Base):
     expires_at: Mapped[float] = mapped_column(Float)
 
 
+class MirrorHealth(Base):
+    """Each upstream's health as last seen by any worker process."""
+
+    __tablename__ = "mirror_health"
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    last_success: Mapped[float | None] = mapped_column(Float, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    last_error_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
 class Counter(Base):
     """Monotonic counters shared by every worker process (cache hits, misses, ...)."""
 

@@ -58,12 +58,14 @@ def _info(call: Call, repo: Repository, revision: str) -> dict[str, Any]:
 
 @table.add("GET", rf"/api/{API_TYPE}/{REPO_ID}")
 def repo_info(call: Call) -> Response:
-    return json_response(_info(call, call.readable_repo(), constants.DEFAULT_BRANCH))
+    repo = call.readable_repo()
+    return json_response(_info(call, repo, constants.DEFAULT_BRANCH), headers=repo.response_headers())
 
 
 @table.add("GET", rf"/api/{API_TYPE}/{REPO_ID}/revision/{REV}")
 def repo_info_at(call: Call) -> Response:
-    return json_response(_info(call, call.readable_repo(), call.params["rev"]))
+    repo = call.readable_repo()
+    return json_response(_info(call, repo, call.params["rev"]), headers=repo.response_headers())
 
 
 def _page_link(call: Call, **params: Any) -> str:

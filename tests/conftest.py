@@ -61,14 +61,18 @@ def start_server(data: Path, *extra: str, env: dict[str, str] | None = None, con
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full_env)
     log: list[str] = []
     port = None
+    workers = int(extra[extra.index("--workers") + 1]) if "--workers" in extra else 1
+    started = 0
     assert process.stdout is not None
-    for line in process.stdout:  # blocks until uvicorn reports the port it bound
+    for line in process.stdout:  # blocks until uvicorn reports its port and every worker is up
         log.append(line)
         found = READY.search(line)
         if found:
             port = int(found.group(1))
+        started += "Application startup complete" in line
+        if port is not None and started >= workers:
             break
-    if port is None:
+    if port is None or started < workers:
         process.wait(timeout=10)
         raise RuntimeError("hubgate serve did not start:\n" + "".join(log))
     threading.Thread(target=lambda: log.extend(process.stdout), daemon=True).start()  # type: ignore[arg-type]

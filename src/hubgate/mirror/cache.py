@@ -82,9 +82,13 @@ class MirrorCache:
 
     def remember_commit(self, repo_type: str, repo_id: str, commit: str, info: dict[str, Any]) -> None:
         with self.metadata.session() as session:
-            if session.get(MirrorCommit, (repo_type, repo_id, commit)) is None:
-                session.add(MirrorCommit(repo_type=repo_type, repo_id=repo_id, commit=commit, info=_pack(info),
-                                         tree=None, fetched_at=time.time()))
+            insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+            session.execute(
+                insert(MirrorCommit)
+                .values(repo_type=repo_type, repo_id=repo_id, commit=commit, info=_pack(info), tree=None,
+                        fetched_at=time.time())
+                .on_conflict_do_nothing()
+            )
 
     def remember_tree(self, repo_type: str, repo_id: str, commit: str, entries: list[dict[str, Any]]) -> None:
         with self.metadata.session() as session:

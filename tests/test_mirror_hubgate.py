@@ -1,0 +1,209 @@
+"""The pull-through mirror with another real hubgate as its upstream."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from huggingface_hub import HfApi, hf_hub_download, snapshot_download
+from huggingface_hub.errors import RepositoryNotFoundError
+
+from conftest import Server, start_server
+
+BIG = os.urandom(12_000_000)
+
+
+def write_config(path: Path, upstream: Server, **mirror: object) -> Path:
+    lines = ["[[upstream]]", 'name = "origin"', f'url = "{upstream.url}"', 'token_env = "ORIGIN_TOKEN"']
+    if mirror:
+        lines.append("[mirror]")
+        lines += [f"{k} = {v!r}".replace("'", '"') if isinstance(v, str) else f"{k} = {str(v).lower()}" for k, v in mirror.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str, dict[str, str]]]:
+    """An upstream hubgate with a public repo (tag v1 and a later commit) and a private one."""
+    srv = start_server(tmp_path_factory.mktemp("origin"))
+    srv.add_user("team")
+    token = srv.token("team", "write")
+    api = HfApi(endpoint=srv.url, token=token)
+    api.create_repo("team/public-model")
+    folder = tmp_path_factory.mktemp("files")
+    (folder / "config.json").write_text('{"v": 1}')
+    (folder / "model.safetensors").write_bytes(BIG)
+    (folder / "nested").mkdir()
+    (folder / "nested" / "notes.txt").write_text("hello")
+    first = api.upload_folder(folder_path=folder, repo_id="team/public-model").oid
+    api.create_tag("team/public-model", tag="v1")
+    api.upload_file(path_or_fileobj=b'{"v": 2}', path_in_repo="config.json", repo_id="team/public-model")
+    api.create_repo("team/private-model", private=True)
+    api.upload_file(path_or_fileobj=b"secret", path_in_repo="secret.txt", repo_id="team/private-model")
+    yield srv, token, {"first": first}
+    srv.stop()
+
+
+def start_mirror(tmp: Path, origin: Server, token: str, *extra: str, **mirror: object) -> Server:
+    config = write_config(tmp / "hubgate.toml", origin, **mirror)
+    return start_server(tmp / "data", *extra, config=config, env={"ORIGIN_TOKEN": token})
+
+
+@pytest.fixture()
+def mirror(tmp_path: Path, origin: tuple[Server, str, dict[str, str]]) -> Iterator[Server]:
+    srv = start_mirror(tmp_path, origin[0], origin[1])
+    yield srv
+    srv.stop()
+
+
+def resolve_gets(server: Server, filename: str) -> int:
+    """How many times `server` answered a GET for `filename` (from its access log)."""
+    return sum(1 for line in list(server.log) if '"GET ' in line and f"/resolve/" in line and filename in line)
+
+
+def test_download_by_branch_tag_and_commit(mirror: Server, origin, tmp_path: Path) -> None:
+    _, _, commits = origin
+    for revision, expected in (("main", b'{"v": 2}'), ("v1", b'{"v": 1}'), (commits["first"], b'{"v": 1}')):
+        path = hf_hub_download("team/public-model", "config.json", revision=revision, endpoint=mirror.url,
+                               token=False, cache_dir=tmp_path / revision)
+        assert Path(path).read_bytes() == expected
+    path = hf_hub_download("team/public-model", "model.safetensors", endpoint=mirror.url, token=False,
+                           cache_dir=tmp_path / "big")
+    assert hashlib.sha256(Path(path).read_bytes()).hexdigest() == hashlib.sha256(BIG).hexdigest()
+    snapshot = snapshot_download("team/public-model", revision="v1", endpoint=mirror.url, token=False,
+                                 cache_dir=tmp_path / "snap")
+    assert (Path(snapshot) / "nested" / "notes.txt").read_text() == "hello"
+
+
+def test_headers_match_the_upstream(mirror: Server, origin) -> None:
+    upstream = origin[0]
+    for name in ("config.json", "model.safetensors"):
+        ours = httpx.head(f"{mirror.url}/team/public-model/resolve/main/{name}")
+        theirs = httpx.head(f"{upstream.url}/team/public-model/resolve/main/{name}")
+        for header in ("x-repo-commit", "etag", "x-linked-etag", "x-linked-size", "content-length", "accept-ranges"):
+            assert ours.headers.get(header) == theirs.headers.get(header), header
+        assert not any(h.startswith("x-xet") for h in ours.headers)
+    info = httpx.get(f"{mirror.url}/api/models/team/public-model/revision/main").json()
+    assert sorted(s["rfilename"] for s in info["siblings"]) == [".gitattributes", "config.json", "model.safetensors", "nested/notes.txt"]
+
+
+def test_file_is_fetched_once_for_concurrent_clients(tmp_path: Path, origin) -> None:
+    upstream, token, _ = origin
+    srv = start_mirror(tmp_path, upstream, token, "--workers", "2")
+    try:
+        before = resolve_gets(upstream, "model.safetensors")
+        url = f"{srv.url}/team/public-model/resolve/main/model.safetensors"
+
+        def fetch(_: int) -> str:
+            with httpx.Client(timeout=60) as client:
+                response = client.get(url)
+                assert response.status_code == 200
+                return hashlib.sha256(response.content).hexdigest()
+
+        with ThreadPoolExecutor(8) as pool:
+            digests = set(pool.map(fetch, range(8)))
+        assert digests == {hashlib.sha256(BIG).hexdigest()}
+        assert resolve_gets(upstream, "model.safetensors") - before == 1
+    finally:
+        srv.stop()
+
+
+def test_cold_range_request(mirror: Server) -> None:
+    response = httpx.get(f"{mirror.url}/team/public-model/resolve/main/model.safetensors",
+                         headers={"Range": "bytes=11000000-11000099"})
+    assert response.status_code == 206
+    assert response.content == BIG[11_000_000:11_000_100]
+    assert response.headers["content-range"] == f"bytes 11000000-11000099/{len(BIG)}"
+
+
+def test_serves_from_cache_when_upstream_is_down_and_offline(tmp_path: Path, tmp_path_factory) -> None:
+    upstream = start_server(tmp_path_factory.mktemp("origin-down"))
+    upstream.add_user("team")
+    token = upstream.token("team", "write")
+    api = HfApi(endpoint=upstream.url, token=token)
+    api.create_repo("team/m")
+    api.upload_file(path_or_fileobj=BIG[:3_000_000], path_in_repo="w.bin", repo_id="team/m")
+    srv = start_mirror(tmp_path, upstream, token, revision_ttl=0)
+    try:
+        snapshot_download("team/m", endpoint=srv.url, token=False, cache_dir=tmp_path / "c0")  # warm every file
+        warm = hf_hub_download("team/m", "w.bin", endpoint=srv.url, token=False, cache_dir=tmp_path / "c1")
+        upstream.stop()
+        again = hf_hub_download("team/m", "w.bin", endpoint=srv.url, token=False, cache_dir=tmp_path / "c2")
+        assert Path(again).read_bytes() == Path(warm).read_bytes()
+        head = httpx.head(f"{srv.url}/team/m/resolve/main/w.bin")
+        assert head.status_code == 200 and head.headers.get("x-hubgate-stale") == "1"
+        status = httpx.get(f"{srv.url}/api/mirror/status").json()
+        assert status["upstreams"][0]["healthy"] is False and status["upstreams"][0]["lastError"]
+    finally:
+        srv.stop()
+    offline = start_server(tmp_path / "data", "--offline", config=tmp_path / "hubgate.toml")
+    try:
+        snap = snapshot_download("team/m", endpoint=offline.url, token=False, cache_dir=tmp_path / "c3")
+        assert (Path(snap) / "w.bin").read_bytes() == BIG[:3_000_000]
+        tree = httpx.get(f"{offline.url}/api/models/team/m/tree/main", params={"recursive": "true"}).json()
+        assert {e["path"] for e in tree} == {".gitattributes", "w.bin"}
+        assert httpx.get(f"{offline.url}/api/models/team/never-seen").status_code in (401, 404)
+    finally:
+        offline.stop()
+
+
+def test_local_namespace_is_never_looked_up_upstream(mirror: Server) -> None:
+    mirror.add_user("team")
+    before = len(mirror.log)
+    response = httpx.get(f"{mirror.url}/api/models/team/public-model")
+    assert response.status_code == 401 and response.headers["x-error-code"] == "RepoNotFound"
+    with pytest.raises(RepositoryNotFoundError):
+        hf_hub_download("team/public-model", "config.json", endpoint=mirror.url, token=False)
+    assert len(mirror.log) >= before
+
+
+def test_private_upstream_repo_needs_a_local_user(mirror: Server) -> None:
+    anonymous = httpx.get(f"{mirror.url}/team/private-model/resolve/main/secret.txt")
+    assert anonymous.status_code == 401 and anonymous.headers["x-error-code"] == "RepoNotFound"
+    mirror.add_user("dora")
+    token = mirror.token("dora", "read")
+    allowed = httpx.get(f"{mirror.url}/team/private-model/resolve/main/secret.txt",
+                        headers={"Authorization": f"Bearer {token}"})
+    assert allowed.status_code == 200 and allowed.content == b"secret"
+    again = httpx.get(f"{mirror.url}/team/private-model/resolve/main/secret.txt")
+    assert again.status_code == 401  # cached now, and still refused to anonymous callers
+
+
+def test_mirror_pull_then_offline(tmp_path: Path, origin) -> None:
+    upstream, token, _ = origin
+    config = write_config(tmp_path / "hubgate.toml", upstream)
+    result = subprocess.run(
+        [sys.executable, "-m", "hubgate", "mirror", "pull", "team/public-model@v1", "--data", str(tmp_path / "data"),
+         "--config", str(config)], capture_output=True, text=True, env={**os.environ, "ORIGIN_TOKEN": token}, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "4 files" in result.stdout
+    offline = start_server(tmp_path / "data", "--offline", config=config)
+    try:
+        snap = snapshot_download("team/public-model", revision="v1", endpoint=offline.url, token=False,
+                                 cache_dir=tmp_path / "c")
+        assert (Path(snap) / "model.safetensors").read_bytes() == BIG
+    finally:
+        offline.stop()
+
+
+def test_lru_eviction_keeps_the_cache_under_its_limit(tmp_path: Path, origin) -> None:
+    upstream, token, _ = origin
+    srv = start_mirror(tmp_path, upstream, token, cache_max_bytes=len(BIG))
+    try:
+        base = f"{srv.url}/team/public-model/resolve/main"
+        assert httpx.get(f"{base}/nested/notes.txt").content == b"hello"  # least recently used
+        assert httpx.get(f"{base}/model.safetensors").content == BIG  # pushes the cache over its limit
+        cache = httpx.get(f"{srv.url}/api/mirror/status").json()["cache"]
+        assert cache["bytes"] <= len(BIG) and cache["evictions"] == 1 and cache["files"] == 1
+        before = resolve_gets(upstream, "notes.txt")
+        assert httpx.get(f"{base}/nested/notes.txt").content == b"hello"  # evicted: fetched again
+        assert resolve_gets(upstream, "notes.txt") == before + 1
+    finally:
+        srv.stop()

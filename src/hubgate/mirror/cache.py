@@ -83,12 +83,14 @@ class MirrorCache:
     def remember_commit(self, repo_type: str, repo_id: str, commit: str, info: dict[str, Any]) -> None:
         with self.metadata.session() as session:
             insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-            session.execute(
-                insert(MirrorCommit)
-                .values(repo_type=repo_type, repo_id=repo_id, commit=commit, info=_pack(info), tree=None,
-                        fetched_at=time.time())
-                .on_conflict_do_nothing()
+            statement = insert(MirrorCommit).values(
+                repo_type=repo_type, repo_id=repo_id, commit=commit, info=_pack(info), tree=None, fetched_at=time.time()
             )
+            # The tree of a commit never changes; its info (private, gated, ...) may: keep the newest.
+            session.execute(statement.on_conflict_do_update(
+                index_elements=["repo_type", "repo_id", "commit"],
+                set_={"info": statement.excluded.info, "fetched_at": statement.excluded.fetched_at},
+            ))
 
     def remember_tree(self, repo_type: str, repo_id: str, commit: str, entries: list[dict[str, Any]]) -> None:
         with self.metadata.session() as session:

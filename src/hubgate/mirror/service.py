@@ -22,6 +22,7 @@ from hubgate.storage.metadata import GitObject, MetadataStore
 
 log = logging.getLogger("hubgate.mirror")
 
+SOURCE_KEY = "_hubgate_upstream"  # which upstream answered, kept inside the cached info
 TokenFor = Callable[[Upstream], "str | None"]
 
 
@@ -65,6 +66,7 @@ class Mirror:
 
         info, upstream = self.upstreams.first(attempt)
         info = {k: v for k, v in info.items() if k != "siblings"}
+        info[SOURCE_KEY] = upstream.name
         key = (ref.type, ref.repo_id)
         self.cache.remember_commit(*key, info["sha"], info)
         label = "" if revision is None else revision
@@ -73,20 +75,21 @@ class Mirror:
         return info, upstream.name
 
     def open(self, ref: RepoRef, token: str | None = None) -> MirroredRepository | None:
-        """The mirrored repo, or None when no upstream has it."""
+        """The mirrored repo, or None when no upstream has it.
+
+        A repo seen before opens from its cached info without asking upstream: resolving a
+        branch or tag re-checks upstream once `revision_ttl` has passed (refreshing the repo's
+        private/gated flags too), and a known commit needs no upstream request at all. A client's
+        own upstream token (passthrough) is always checked upstream.
+        """
         if not self.upstreams:
             return None
         key = (ref.type, ref.repo_id)
+        cached = self.cache.latest_info(*key)
+        if cached is not None and (token is None or self.offline):
+            return MirroredRepository(self, ref, cached, cached.get(SOURCE_KEY, "cache"), token)
         negative = f"repo:{ref.type}:{ref.repo_id}"
-        known = self.cache.revision(*key, "")
-        fresh = known is not None and time.time() - known.fetched_at < self.settings.revision_ttl
-        # A client's own upstream token is always checked upstream, even when the repo is cached.
-        if self.offline or (fresh and token is None):
-            info = self.cache.latest_info(*key)
-            if info is None:
-                return None
-            return MirroredRepository(self, ref, info, known.upstream if known else "cache", token)
-        if token is None and self.cache.is_missing(negative):
+        if self.offline or (token is None and self.cache.is_missing(negative)):
             return None
 
         def token_for(upstream: Upstream) -> str | None:
@@ -99,12 +102,7 @@ class Mirror:
                 self.cache.remember_missing(negative, self.settings.negative_ttl)
             return None
         except UpstreamError as exc:
-            info = self.cache.latest_info(*key)
-            if info is None:
-                raise UpstreamUnavailable(f"No upstream answered for {ref}: {exc}") from exc
-            repo = MirroredRepository(self, ref, info, known.upstream if known else "cache", token)
-            repo._stale = True
-            return repo
+            raise UpstreamUnavailable(f"No upstream answered for {ref}: {exc}") from exc
         repo = MirroredRepository(self, ref, info, upstream, token)
         if token is not None:
             repo.meta = replace(repo.meta, readers="anyone")  # upstream just granted this caller access

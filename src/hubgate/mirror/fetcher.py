@@ -19,6 +19,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import httpx
 from starlette.concurrency import iterate_in_threadpool
@@ -133,35 +134,37 @@ class Fetcher:
             os.close(lock_fd)  # releases the flock: readers see the end of the attempt
 
     def _download_locked(self, src: FileSource, token_for: TokenFor, part: Path, progress: Callable[[int], None] | None) -> bool:
-        sha256, sha1 = src.hashers()
         with part.open("r+b") as out:
-            offset = _hash_existing(out, src.size, sha256, sha1)
+            state = _Progress(src)
+            _hash_existing(out, src.size, state)
             used: Upstream | None = None
             for upstream in self.upstreams.all:
                 if self.cache.is_missing(f"bad:{upstream.name}:{src.oid}"):
                     continue
                 for _attempt in range(ATTEMPTS_PER_UPSTREAM):
-                    if offset >= src.size:
+                    if state.offset >= src.size:
                         break
                     try:
-                        offset = self._pull(upstream, src, token_for(upstream), out, offset, (sha256, sha1), progress)
-                        used = upstream
+                        self._pull(upstream, src, token_for(upstream), out, state, progress)
                     except _Restart:
                         out.seek(0)
                         out.truncate()
-                        sha256, sha1 = src.hashers()
-                        offset = 0
+                        state.restart()
+                        continue
                     except (UpstreamError, UpstreamMissing, httpx.HTTPError, OSError) as exc:
-                        log.warning("fetch of %s from %s broke at byte %d: %s", src.url_path, upstream.name, offset, exc)
+                        log.warning("fetch of %s from %s broke at byte %d: %s", src.url_path, upstream.name, state.offset, exc)
                         if isinstance(exc, UpstreamMissing) or (isinstance(exc, UpstreamError) and exc.status):
                             break  # this upstream won't serve it: next one
-                if offset >= src.size:
+                    finally:
+                        if state.offset > 0:
+                            used = upstream
+                if state.offset >= src.size:
                     break
-            if offset < src.size or used is None:
+            if state.offset < src.size or used is None:
                 return False
             out.flush()
-        digest = sha256.hexdigest()
-        actual = sha1.hexdigest() if sha1 else digest
+        digest = state.sha256.hexdigest()
+        actual = state.sha1.hexdigest() if state.sha1 else digest
         if actual != src.oid:
             log.error("integrity error: %s from upstream %s hashed to %s, expected %s; discarded",
                       src.url_path, used.name, actual, src.oid)
@@ -176,32 +179,29 @@ class Fetcher:
             self.on_published(src.size)
         return True
 
-    def _pull(self, upstream: Upstream, src: FileSource, token: str | None, out, offset: int,  # type: ignore[no-untyped-def]
-              hashers: tuple, progress: Callable[[int], None] | None) -> int:
+    def _pull(self, upstream: Upstream, src: FileSource, token: str | None, out: BinaryIO, state: "_Progress",
+              progress: Callable[[int], None] | None) -> None:
+        """Append what `upstream` sends from `state.offset` on; `state` keeps up even if it breaks."""
         headers = {"Accept-Encoding": "identity"}
-        if offset:
-            headers["Range"] = f"bytes={offset}-"
+        if state.offset:
+            headers["Range"] = f"bytes={state.offset}-"
         with self.upstreams.stream(upstream, src.url_path, token, headers) as response:
             if response.status_code >= 400:
                 raise_for_missing(upstream, response)
-            etag = (response.headers.get("x-linked-etag") or response.headers.get("etag") or "").strip('"').removeprefix("W/").strip('"')
+            etag = (response.headers.get("x-linked-etag") or response.headers.get("etag") or "").removeprefix("W/").strip('"')
             if etag and len(etag) in (40, 64) and etag != src.oid and src.lfs == (len(etag) == 64):
                 raise UpstreamMissing(upstream.name, 409, None, f"serves another version of the file (etag {etag})")
-            if offset and response.status_code != 206:
+            if state.offset and response.status_code != 206:
                 raise _Restart()
-            out.seek(offset)
+            out.seek(state.offset)
             for chunk in response.iter_raw(CHUNK):
-                if offset + len(chunk) > src.size:
+                if state.offset + len(chunk) > src.size:
                     raise UpstreamError(upstream.name, "sent more bytes than the file has")
                 out.write(chunk)
                 out.flush()
-                for hasher in hashers:
-                    if hasher is not None:
-                        hasher.update(chunk)
-                offset += len(chunk)
+                state.add(chunk)
                 if progress:
                     progress(len(chunk))
-        return offset
 
     def available(self, src: FileSource) -> int:
         """How many bytes of the file are on disk here (all of it once cached)."""
@@ -281,11 +281,29 @@ class Fetcher:
         return True
 
 
+class _Progress:
+    """How far a download got, and the running hashes of the bytes so far."""
+
+    def __init__(self, src: FileSource) -> None:
+        self.src = src
+        self.restart()
+
+    def restart(self) -> None:
+        self.offset = 0
+        self.sha256, self.sha1 = self.src.hashers()
+
+    def add(self, chunk: bytes) -> None:
+        self.sha256.update(chunk)
+        if self.sha1 is not None:
+            self.sha1.update(chunk)
+        self.offset += len(chunk)
+
+
 class _Restart(Exception):
     """The upstream ignored our Range: start the file over."""
 
 
-def _hash_existing(out, size: int, sha256, sha1) -> int:  # type: ignore[no-untyped-def]
+def _hash_existing(out: BinaryIO, size: int, state: "_Progress") -> int:
     """Feed the bytes a previous attempt left in the part file to the hashers; returns the offset."""
     out.seek(0, os.SEEK_END)
     have = out.tell()
@@ -299,8 +317,6 @@ def _hash_existing(out, size: int, sha256, sha1) -> int:  # type: ignore[no-unty
         chunk = out.read(min(CHUNK, remaining))
         if not chunk:
             break
-        sha256.update(chunk)
-        if sha1 is not None:
-            sha1.update(chunk)
+        state.add(chunk)
         remaining -= len(chunk)
-    return have - remaining
+    return state.offset

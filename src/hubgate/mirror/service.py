@@ -14,7 +14,7 @@ from sqlalchemy import select
 from hubgate.config import Settings
 from hubgate.mirror.cache import MirrorCache
 from hubgate.mirror.fetcher import Fetcher, FileSource
-from hubgate.mirror.repository import MirroredRepository, UpstreamUnavailable
+from hubgate.mirror.repository import MirroredRepository, UpstreamUnavailable, missing_to_error
 from hubgate.mirror.upstream import Upstream, UpstreamError, UpstreamMissing, Upstreams, raise_for_missing
 from hubgate.repos.ids import RepoRef, is_commit_id
 from hubgate.storage.blobs import LocalBlobStore
@@ -104,9 +104,24 @@ class Mirror:
         except UpstreamError as exc:
             raise UpstreamUnavailable(f"No upstream answered for {ref}: {exc}") from exc
         repo = MirroredRepository(self, ref, info, upstream, token)
-        if token is not None:
+        if token is not None and repo.meta.readers != "anyone":
+            self.check_access(ref, token_for)
             repo.meta = replace(repo.meta, readers="anyone")  # upstream just granted this caller access
         return repo
+
+    def check_access(self, ref: RepoRef, token_for: TokenFor) -> None:
+        """Ask upstream whether this credential may read the files of a private or gated repo."""
+        path = f"/api/{ref.plural}/{ref.repo_id}/auth-check"
+
+        def attempt(upstream: Upstream) -> None:
+            raise_for_missing(upstream, upstream.request("GET", path, token=token_for(upstream)))
+
+        try:
+            self.upstreams.first(attempt)
+        except UpstreamMissing as exc:
+            raise missing_to_error(ref, exc, ref.repo_id) from exc
+        except UpstreamError as exc:
+            raise UpstreamUnavailable(f"No upstream could check access to {ref}: {exc}") from exc
 
     # -- warming the cache -----------------------------------------------------------------
     def pull(

@@ -1,0 +1,211 @@
+"""The mirror against fake huggingface.co upstreams: CDN redirects, Xet headers, faults, credentials."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import Server, start_server
+from fakehub import FakeHub, start_fakehub
+
+BIG = os.urandom(8 * 1024 * 1024)
+BIG_SHA = hashlib.sha256(BIG).hexdigest()
+TEXT = ("x" * 60 + "\n") * 100  # gzip-able: the fake compresses it for clients that accept gzip
+FILES = {"config.json": '{"a": 1}', "notes.txt": TEXT, "model.safetensors": BIG}
+
+
+def fill(fake: FakeHub) -> None:
+    fake.add_repo("hub/model", FILES, tags=["v1"])
+    fake.add_repo("hub/private", {"secret.txt": "top secret"}, private=True)
+    fake.add_repo("hub/gated", {"weights.bin": BIG[:2_000_000]}, gated=True, granted=["alice"])
+    fake.add_repo("hub/many", {f"dir/file{i:03d}.txt": f"{i}" for i in range(120)})
+
+
+@pytest.fixture(scope="module")
+def fakes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FakeHub, FakeHub]]:
+    primary = start_fakehub(tmp_path_factory.mktemp("primary"))
+    secondary = start_fakehub(tmp_path_factory.mktemp("secondary"))
+    for fake in (primary, secondary):
+        fill(fake)
+    yield primary, secondary
+    primary.stop()
+    secondary.stop()
+
+
+@pytest.fixture(autouse=True)
+def clean_faults(fakes: tuple[FakeHub, FakeHub]) -> Iterator[None]:
+    for fake in fakes:
+        fake.reset()
+    yield
+    for fake in fakes:
+        fake.reset()
+
+
+def mirror_of(tmp: Path, *fakes: FakeHub, token: str | None = "hf_good", extra: str = "", args: tuple[str, ...] = ()) -> Server:
+    lines = []
+    for index, fake in enumerate(fakes):
+        lines += ["[[upstream]]", f'name = "up{index}"', f'url = "{fake.url}"', 'token_env = "FAKE_HF_TOKEN"']
+    lines += ["[mirror]", "revision_ttl = 0", extra]
+    config = tmp / "hubgate.toml"
+    config.write_text("\n".join(lines) + "\n")
+    env = {"FAKE_HF_TOKEN": token} if token else {}
+    return start_server(tmp / "data", *args, config=config, env=env)
+
+
+@pytest.fixture()
+def mirror(tmp_path: Path, fakes: tuple[FakeHub, FakeHub]) -> Iterator[Server]:
+    srv = mirror_of(tmp_path, *fakes)
+    yield srv
+    srv.stop()
+
+
+def test_follows_cdn_redirects_without_leaking_credentials_or_xet(mirror: Server, fakes) -> None:
+    primary, _ = fakes
+    response = httpx.get(f"{mirror.url}/hub/model/resolve/main/model.safetensors")
+    assert response.status_code == 200 and hashlib.sha256(response.content).hexdigest() == BIG_SHA
+    assert response.headers["x-linked-etag"] == f'"{BIG_SHA}"'
+    assert response.headers["content-length"] == str(len(BIG))
+    assert not [h for h in response.headers if h.lower().startswith("x-xet")]
+    assert "xet" not in response.headers.get("link", "")
+    assert primary.state()["cdn_authorization_seen"] == 0
+    cdn = [r for r in primary.requests(server="cdn") if r["kind"] == "cdn"]
+    assert cdn and not any(r["authorization"] for r in cdn)
+    tree = httpx.get(f"{mirror.url}/api/models/hub/model/tree/main").json()
+    assert tree and not any("xetHash" in entry for entry in tree)
+
+
+def test_text_files_arrive_byte_exact_despite_upstream_gzip(mirror: Server) -> None:
+    response = httpx.get(f"{mirror.url}/hub/model/resolve/main/notes.txt", headers={"Accept-Encoding": "gzip"})
+    assert response.status_code == 200 and response.text == TEXT
+    assert response.headers.get("content-encoding") is None
+    assert response.headers["content-length"] == str(len(TEXT))
+
+
+def test_upstream_pagination_is_followed_and_links_point_here(mirror: Server) -> None:
+    tree = httpx.get(f"{mirror.url}/api/models/hub/many/tree/main", params={"recursive": "true"}).json()
+    assert len([e for e in tree if e["type"] == "file"]) == 121  # 120 + .gitattributes, over 3 upstream pages
+    commits = httpx.get(f"{mirror.url}/api/models/hub/many/commits/main", params={"limit": 1})
+    link = commits.headers.get("link", "")
+    assert not link or link.startswith(f"<{mirror.url}/")
+
+
+def test_fails_over_to_the_next_upstream_on_5xx(mirror: Server, fakes) -> None:
+    primary, secondary = fakes
+    primary.fault("status", status=503)
+    response = httpx.get(f"{mirror.url}/hub/model/resolve/main/config.json")
+    assert response.status_code == 200 and response.content == b'{"a": 1}'
+    assert any(r["kind"] == "resolve" for r in secondary.requests())
+    status = httpx.get(f"{mirror.url}/api/mirror/status").json()
+    assert status["upstreams"][0]["healthy"] is False and "503" in status["upstreams"][0]["lastError"]
+    assert status["upstreams"][1]["healthy"] is True
+
+
+def test_fails_over_on_redirect_loops(mirror: Server, fakes) -> None:
+    primary, _ = fakes
+    primary.fault("redirect_loop", on=["resolve"])
+    response = httpx.get(f"{mirror.url}/hub/model/resolve/main/model.safetensors")
+    assert response.status_code == 200 and hashlib.sha256(response.content).hexdigest() == BIG_SHA
+
+
+def test_broken_transfer_resumes_with_range(mirror: Server, fakes) -> None:
+    primary, _ = fakes
+    primary.fault("drop", on=["cdn"], after_bytes=3_000_000, count=1)
+    response = httpx.get(f"{mirror.url}/hub/model/resolve/main/model.safetensors")
+    assert response.status_code == 200 and hashlib.sha256(response.content).hexdigest() == BIG_SHA
+    ranges = [r["range"] for r in primary.requests(server="cdn") if r["kind"] == "cdn"]
+    assert any(r and r.startswith("bytes=") and not r.startswith("bytes=0-") for r in ranges), ranges
+
+
+def test_corrupted_bytes_are_never_served_as_success(mirror: Server, fakes) -> None:
+    primary, secondary = fakes
+    primary.fault("corrupt", on=["cdn"], sha256=BIG_SHA)
+    url = f"{mirror.url}/hub/model/resolve/main/model.safetensors"
+    with pytest.raises(httpx.HTTPError):
+        with httpx.stream("GET", url) as response:
+            for _ in response.iter_raw():
+                pass
+    again = httpx.get(url)  # the next request goes to the next upstream
+    assert again.status_code == 200 and hashlib.sha256(again.content).hexdigest() == BIG_SHA
+    assert any(r["kind"] == "cdn" for r in secondary.requests(server="cdn"))
+    status = httpx.get(f"{mirror.url}/api/mirror/status").json()
+    assert status["cache"]["integrityErrors"] == 1
+    assert any("integrity error" in line and "up0" in line for line in mirror.log)
+
+
+def test_client_disconnect_leaves_a_complete_cache_and_no_open_files(mirror: Server, fakes) -> None:
+    primary, _ = fakes
+    primary.fault("throttle", on=["cdn"], bytes_per_second=4_000_000)
+    fds = Path(f"/proc/{mirror.process.pid}/fd")
+    baseline = len(list(fds.iterdir()))
+    with httpx.stream("GET", f"{mirror.url}/hub/model/resolve/main/model.safetensors") as response:
+        next(response.iter_raw())  # read a little, then hang up
+    primary.reset()
+    done = httpx.get(f"{mirror.url}/hub/model/resolve/main/model.safetensors")  # waits for the shared transfer
+    assert hashlib.sha256(done.content).hexdigest() == BIG_SHA
+    assert len([r for r in primary.requests(server="cdn") if r["kind"] == "cdn" and r["method"] == "GET"]) <= 2
+    assert len(list(fds.iterdir())) <= baseline + 2
+
+
+def test_a_slow_upstream_does_not_stall_other_clients(mirror: Server, fakes) -> None:
+    primary, secondary = fakes
+    assert httpx.get(f"{mirror.url}/hub/model/resolve/main/config.json").status_code == 200  # cached now
+    primary.fault("delay", on=["cdn"], seconds=20)
+    secondary.fault("delay", on=["cdn"], seconds=20)
+    slow_done = threading.Event()
+
+    def slow() -> None:
+        try:
+            httpx.get(f"{mirror.url}/hub/model/resolve/main/model.safetensors", timeout=60)
+        finally:
+            slow_done.set()
+
+    worker = threading.Thread(target=slow, daemon=True)
+    worker.start()
+    commit = httpx.head(f"{mirror.url}/hub/model/resolve/main/config.json").headers["x-repo-commit"]
+    fast = httpx.get(f"{mirror.url}/hub/model/resolve/{commit}/config.json", timeout=60)
+    assert fast.status_code == 200 and not slow_done.is_set()
+    primary.reset()
+    secondary.reset()
+    worker.join(timeout=120)
+
+
+def test_private_upstream_content_is_only_for_local_users(mirror: Server) -> None:
+    anonymous = httpx.get(f"{mirror.url}/hub/private/resolve/main/secret.txt")
+    assert anonymous.status_code == 401 and anonymous.headers["x-error-code"] == "RepoNotFound"
+    mirror.add_user("erin")
+    token = mirror.token("erin", "read")
+    allowed = httpx.get(f"{mirror.url}/hub/private/resolve/main/secret.txt", headers={"Authorization": f"Bearer {token}"})
+    assert allowed.status_code == 200 and allowed.content == b"top secret"
+    assert httpx.get(f"{mirror.url}/hub/private/resolve/main/secret.txt").status_code == 401
+
+
+def test_token_passthrough_is_checked_upstream(tmp_path: Path, fakes) -> None:
+    primary, _ = fakes
+    srv = mirror_of(tmp_path, primary, token=None, extra="allow_token_passthrough = true")
+    try:
+        url = f"{srv.url}/hub/gated/resolve/main/weights.bin"
+        granted = httpx.get(url, headers={"Authorization": "Bearer hf_good"})
+        assert granted.status_code == 200 and granted.content == BIG[:2_000_000]
+        refused = httpx.get(url, headers={"Authorization": "Bearer hf_other"})
+        assert refused.status_code in (401, 403, 404) and refused.content != BIG[:2_000_000]
+        assert httpx.get(url).status_code in (401, 403, 404)
+    finally:
+        srv.stop()
+
+
+def test_upstream_404s_are_remembered_briefly(tmp_path: Path, fakes) -> None:
+    primary, _ = fakes
+    srv = mirror_of(tmp_path, primary, extra="negative_ttl = 600")
+    try:
+        for _ in range(3):
+            assert httpx.get(f"{srv.url}/api/models/hub/does-not-exist").status_code in (401, 404)
+        asked = [r for r in primary.requests() if "does-not-exist" in r["path"]]
+        assert len(asked) == 1
+    finally:
+        srv.stop()

@@ -209,3 +209,18 @@ def test_upstream_404s_are_remembered_briefly(tmp_path: Path, fakes) -> None:
         assert len(asked) == 1
     finally:
         srv.stop()
+
+
+def test_cold_range_is_answered_without_waiting_for_the_whole_file(mirror: Server, fakes) -> None:
+    primary, secondary = fakes
+    for fake in fakes:
+        fake.fault("throttle", on=["cdn"], bytes_per_second=200_000)  # the full download crawls
+    start = len(BIG) - 100
+    response = httpx.get(f"{mirror.url}/hub/model/resolve/main/model.safetensors",
+                         headers={"Range": f"bytes={start}-"}, timeout=60)
+    assert response.status_code == 206 and response.content == BIG[start:]
+    assert response.headers["content-range"] == f"bytes {start}-{len(BIG) - 1}/{len(BIG)}"
+    ranges = [r["range"] for r in primary.requests(server="cdn") + secondary.requests(server="cdn")]
+    assert f"bytes={start}-{len(BIG) - 1}" in ranges
+    cache = httpx.get(f"{mirror.url}/api/mirror/status").json()["cache"]
+    assert cache["files"] == 0  # the whole file is still on its way, yet the range was answered

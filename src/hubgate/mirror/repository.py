@@ -22,7 +22,7 @@ from hubgate.repos.ids import RepoRef, is_commit_id
 
 
 # A Range starting this far beyond the bytes already fetched is proxied from upstream directly.
-DIRECT_RANGE_GAP = 16 * 1024 * 1024
+DIRECT_RANGE_GAP = 4 * 1024 * 1024
 
 
 class UpstreamUnavailable(HubError):

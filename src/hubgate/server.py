@@ -26,7 +26,8 @@ def serve(settings: Settings) -> None:
     hub = Hub(settings)  # create the data folder, schema and signing key once, before workers start
     hub.settings.secret_key()
     hub.close()
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    level = "DEBUG" if settings.log_level.lower() == "trace" else settings.log_level.upper()  # uvicorn's extra level
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream request is noise
     uvicorn.run(
         "hubgate.server:app_from_env",

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import sys
+from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from typing import Any
 
@@ -25,7 +28,7 @@ def error_response(error: HubError) -> JSONResponse:
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     """(start, end inclusive) of a single `bytes=` range; None to send the whole file."""
-    if not header or not header.startswith("bytes="):
+    if not header or not header.startswith("bytes=") or size == 0:
         return None
     spec = header[len("bytes=") :].strip()
     if "," in spec:
@@ -49,7 +52,12 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
 
 
 class ContentResponse(Response):
-    """A file's bytes (or a slice of them) from memory or from a local file, in large chunks."""
+    """A file's bytes (or a slice of them) from memory, from upstream, or from a local file.
+
+    A local file goes out with zero-copy `sendfile(2)` when the server is uvicorn (see
+    `_zero_copy_cycle`), else in `STREAM_CHUNK` pieces read in a worker thread. Either way the
+    transfer stops when the client goes away, and the file descriptor is closed.
+    """
 
     def __init__(self, content: Content, headers: dict[str, str], byte_range: tuple[int, int] | None) -> None:
         self.content = content
@@ -65,41 +73,205 @@ class ContentResponse(Response):
         self.raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        start_message = {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
         if scope["method"] == "HEAD" or self.length == 0:
+            await send(start_message)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
         if self.content.data is not None:
+            await send(start_message)
             body = self.content.data[self.start : self.start + self.length]
             await send({"type": "http.response.body", "body": body, "more_body": False})
             return
         if self.content.stream is not None:
-            # A file still arriving from upstream. If its transfer fails, the exception ends the
-            # connection before the promised Content-Length: the client sees a broken download.
-            async with aclosing(self.content.stream(self.start, self.start + self.length - 1)) as chunks:
-                async for chunk in chunks:
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            await send(start_message)
+            await _until_disconnect(receive, self._send_stream, send)
             return
         assert self.content.path is not None
-        fd = os.open(self.content.path, os.O_RDONLY)
+        fd = os.open(self.content.path, os.O_RDONLY)  # before the headers: a missing file is a 500
         try:
-            offset, remaining = self.start, self.length
-            while remaining > 0:
-                chunk = await anyio.to_thread.run_sync(os.pread, fd, min(constants.STREAM_CHUNK, remaining), offset)
-                if not chunk:
-                    break
-                offset += len(chunk)
-                remaining -= len(chunk)
-                await send({"type": "http.response.body", "body": chunk, "more_body": remaining > 0})
-            if remaining > 0:  # file shrank under us: end the body short rather than hang
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            await send(start_message)
+            cycle = _zero_copy_cycle(send)
+            if cycle is not None:
+                await _send_file_zero_copy(cycle, receive, send, fd, self.start, self.length)
+            else:
+                await _until_disconnect(receive, self._send_file_chunks, send, fd)
         finally:
             os.close(fd)
 
+    async def _send_stream(self, send: Send) -> None:
+        # A file still arriving from upstream. If its transfer fails, the exception ends the
+        # connection before the promised Content-Length: the client sees a broken download.
+        assert self.content.stream is not None
+        async with aclosing(self.content.stream(self.start, self.start + self.length - 1)) as chunks:
+            async for chunk in chunks:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-def empty_head_response(headers: dict[str, str], status: int = 200) -> Response:
-    """A header-only answer whose Content-Length is the one given (never Starlette's 0)."""
-    response = Response(status_code=status)
-    response.raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
-    return response
+    async def _send_file_chunks(self, send: Send, fd: int) -> None:
+        offset, remaining = self.start, self.length
+        while remaining > 0:
+            chunk = await anyio.to_thread.run_sync(os.pread, fd, min(constants.STREAM_CHUNK, remaining), offset)
+            if not chunk:
+                break
+            offset += len(chunk)
+            remaining -= len(chunk)
+            await send({"type": "http.response.body", "body": chunk, "more_body": remaining > 0})
+        if remaining > 0:  # file shrank under us: end the body short rather than hang
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _until_disconnect(receive: Receive, body: Callable[..., Awaitable[None]], *args: Any) -> None:
+    """Run `body(*args)`, cancelled as soon as the client disconnects.
+
+    Servers such as uvicorn silently drop what is sent after a disconnect instead of raising, so
+    without this a vanished client would still have the whole file read (or fetched) for it.
+    """
+    try:
+        async with anyio.create_task_group() as group:
+
+            async def watch() -> None:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                group.cancel_scope.cancel()
+
+            group.start_soon(watch)
+            await body(*args)
+            group.cancel_scope.cancel()
+    except BaseExceptionGroup as errors:  # the body's own error, not wrapped by the task group
+        if len(errors.exceptions) == 1:
+            raise errors.exceptions[0] from None
+        raise
+
+
+# -- zero-copy file bodies under uvicorn ------------------------------------------------------------
+#
+# uvicorn offers no ASGI `http.response.zerocopy` (nor `pathsend`) extension, and copying a file
+# through Python (pread into bytes, then send) costs about twice the CPU of nginx's sendfile and
+# leaves hubgate at ~half its throughput. So when `send` is uvicorn's own (h11 or httptools
+# implementation, plain TCP), the headers go through uvicorn as usual, the body is written with
+# `sendfile(2)` straight to the connection's socket, and uvicorn's byte count is then advanced by
+# what was sent, so it ends the response (keep-alive or close) as if it had written the body itself.
+# Anything else - another server, TLS, uvicorn's trace-logging wrapper - takes the chunked path.
+
+SENDFILE_CHUNK = 4 * 1024 * 1024  # most bytes handed to one sendfile() call before yielding
+_SENDFILE = sys.platform.startswith("linux") and hasattr(os, "sendfile") and hasattr(os, "RWF_NOWAIT")
+_UVICORN_CYCLES = {
+    "uvicorn.protocols.http.httptools_impl": "expected_content_length",
+    "uvicorn.protocols.http.h11_impl": "conn",
+}
+
+
+def _zero_copy_cycle(send: Send) -> Any | None:
+    """uvicorn's request-response cycle behind `send` if its body may be sendfile()d, else None.
+
+    To be called after `http.response.start` was sent with a Content-Length.
+    """
+    if not _SENDFILE:
+        return None
+    cycle = getattr(send, "__self__", None)
+    counter = _UVICORN_CYCLES.get(type(cycle).__module__)
+    if counter is None or not hasattr(cycle, counter) or not hasattr(cycle, "disconnected"):
+        return None
+    transport = getattr(cycle, "transport", None)
+    if transport is None or transport.is_closing() or cycle.disconnected:
+        return None
+    if transport.get_extra_info("sslcontext") is not None or transport.get_extra_info("ssl_object") is not None:
+        return None
+    sock = transport.get_extra_info("socket")
+    if sock is None or sock.fileno() < 0:
+        return None
+    if counter == "conn":
+        import h11
+
+        if cycle.conn.our_state is not h11.SEND_BODY:
+            return None
+    elif getattr(cycle, "chunked_encoding", None) is not False:
+        return None
+    return cycle
+
+
+class _SentElsewhere:
+    """Stands for `n` body bytes that h11 must count but never sees (they went by sendfile)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+
+async def _send_file_zero_copy(cycle: Any, receive: Receive, send: Send, fd: int, offset: int, count: int) -> None:
+    loop = asyncio.get_running_loop()
+    transport = cycle.transport
+    out = os.dup(transport.get_extra_info("socket").fileno())  # ours to poll: the transport owns its fd
+    sent = 0
+    try:
+        # Whatever uvicorn still buffers (the headers, an earlier response's tail) goes first.
+        while transport.get_write_buffer_size() and not cycle.disconnected:
+            await _writable(loop, out)
+            await asyncio.sleep(0)  # let the transport's own writer run
+        while sent < count and not cycle.disconnected:
+            position, size = offset + sent, min(SENDFILE_CHUNK, count - sent)
+            try:
+                if _in_page_cache(fd, position, size):
+                    n = os.sendfile(out, fd, position, size)
+                else:  # a read from disk would stall every connection: block a worker thread instead
+                    n = await anyio.to_thread.run_sync(os.sendfile, out, fd, position, size)
+            except BlockingIOError:
+                await _writable(loop, out)
+                continue
+            except OSError:  # the client went away (EPIPE, ECONNRESET)
+                break
+            if n == 0:  # the file shrank under us
+                break
+            sent += n
+            if n < size:  # the socket is full: wait until it drains
+                await _writable(loop, out)
+            else:
+                await asyncio.sleep(0)  # be fair to the other connections
+    finally:
+        os.close(out)
+    if sent == count:
+        if _is_httptools(cycle):
+            cycle.expected_content_length -= sent
+        else:
+            import h11
+
+            cycle.conn.send_with_data_passthrough(h11.Data(data=_SentElsewhere(sent)))
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return
+    # Disconnected, or the body cannot be completed: drop the connection and let uvicorn see it.
+    transport.abort()
+    with anyio.move_on_after(5):
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+
+def _is_httptools(cycle: Any) -> bool:
+    return type(cycle).__module__ == "uvicorn.protocols.http.httptools_impl"
+
+
+def _in_page_cache(fd: int, position: int, size: int) -> bool:
+    """Whether the first and last byte of a range can be read without waiting for the disk."""
+    probe = bytearray(1)
+    try:
+        os.preadv(fd, [probe], position, os.RWF_NOWAIT)
+        os.preadv(fd, [probe], position + size - 1, os.RWF_NOWAIT)
+    except OSError:  # EAGAIN: not cached; EOPNOTSUPP: this filesystem cannot tell
+        return False
+    return True
+
+
+async def _writable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
+    waiter = loop.create_future()
+    loop.add_writer(fd, _wake, waiter)
+    try:
+        await waiter
+    finally:
+        loop.remove_writer(fd)
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

@@ -29,7 +29,15 @@ class HubError(Exception):
 
 
 def _header_safe(text: str) -> str:
-    return text.encode("ascii", "replace").decode("ascii").replace("\r", " ").replace("\n", " ")
+    """The message as a valid header value: printable ASCII only (a NUL or a control character
+    from a client-supplied path would otherwise make the server drop the connection)."""
+    if len(text) > MAX_HEADER_MESSAGE:  # a message quoting a huge input must not make a huge header
+        text = text[: MAX_HEADER_MESSAGE - 3] + "..."
+    ascii_text = text.encode("ascii", "replace").decode("ascii")
+    return "".join(c if " " <= c <= "~" else " " if c in "\r\n\t" else "?" for c in ascii_text)
+
+
+MAX_HEADER_MESSAGE = 1000
 
 
 class BadRequest(HubError):
@@ -62,6 +70,18 @@ class RepoNotFound(HubError):
 
     def __init__(self, repo: str, *, anonymous: bool) -> None:
         super().__init__(f"Repository Not Found for url: {repo}.", status=401 if anonymous else 404)
+
+
+class GatedRepo(HubError):
+    """A gated repo's files, asked for by someone not granted access: 401 anonymous, 403 otherwise."""
+
+    code = "GatedRepo"
+
+    def __init__(self, repo: str, *, anonymous: bool) -> None:
+        super().__init__(
+            f"Access to {repo} is restricted. You must have access to it and be authenticated to access it.",
+            status=401 if anonymous else 403,
+        )
 
 
 class RevisionNotFound(HubError):

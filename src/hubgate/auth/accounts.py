@@ -43,6 +43,17 @@ class TokenRow:
     revoked: bool
 
 
+# First path segments the URL scheme already uses: a namespace of that name could not be reached
+# (`/datasets/x/resolve/...` is the dataset `x`, never the model `datasets/x`).
+RESERVED_NAMESPACES = frozenset({"api", "datasets", "spaces", "models", "kernels"})
+
+
+def _check_namespace_name(name: str, what: str) -> None:
+    check_name(name, what)
+    if name.lower() in RESERVED_NAMESPACES:
+        raise BadRequest(f"The {what} {name!r} is reserved")
+
+
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -58,14 +69,14 @@ class Accounts:
         return any(n.lower() == lowered for n in [*users, *orgs])
 
     def add_user(self, name: str, *, admin: bool = False, fullname: str = "", email: str | None = None) -> None:
-        check_name(name, "user name")
+        _check_namespace_name(name, "user name")
         with self.metadata.session() as session:
             if self._namespace_taken(session, name):
                 raise Conflict(f"The name {name!r} is already taken by a user or organisation")
             session.add(User(name=name, is_admin=admin, fullname=fullname or name, email=email))
 
     def add_org(self, name: str, owner: str) -> None:
-        check_name(name, "organisation name")
+        _check_namespace_name(name, "organisation name")
         with self.metadata.session() as session:
             user = self._user(session, owner)
             if self._namespace_taken(session, name):
@@ -118,8 +129,13 @@ class Accounts:
         """Create a token and return it; only its hash is stored, so this is the only time it is seen."""
         if role not in TOKEN_ROLES:
             raise BadRequest(f"Token role must be one of {', '.join(TOKEN_ROLES)}")
+        if expires_days is not None and not expires_days > 0:  # 0 would mean "never", a negative value "already"
+            raise BadRequest("The expiry must be a positive number of days")
         token = constants.TOKEN_PREFIX + secrets.token_urlsafe(30).replace("-", "A").replace("_", "B")
-        expires = utcnow() + dt.timedelta(days=expires_days) if expires_days else None
+        try:
+            expires = utcnow() + dt.timedelta(days=expires_days) if expires_days else None
+        except OverflowError as exc:
+            raise BadRequest("The expiry is too far in the future") from exc
         with self.metadata.session() as session:
             user = self._user(session, user_name)
             session.add(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hubgate.auth.accounts import Principal
-from hubgate.errors import Forbidden, RepoNotFound, Unauthorized
+from hubgate.errors import Forbidden, GatedRepo, RepoNotFound, Unauthorized
 from hubgate.repos.base import RepoMeta
 from hubgate.repos.ids import RepoRef
 
@@ -36,6 +36,15 @@ def check_read(principal: Principal | None, ref: RepoRef, meta: RepoMeta | None)
     if meta is None or not can_read(principal, meta):
         raise RepoNotFound(str(ref), anonymous=principal is None)
     return meta
+
+
+def check_download(principal: Principal | None, meta: RepoMeta) -> None:
+    """Files of a gated hosted repo are for its namespace's members (and admins) only.
+
+    Info, trees and refs stay visible (hub-protocol §2); a mirrored repo's gate is the upstream's.
+    """
+    if meta.source == "hosted" and meta.gated and namespace_role(principal, meta.ref.namespace) is None:
+        raise GatedRepo(str(meta.ref), anonymous=principal is None)
 
 
 def check_write(principal: Principal | None, ref: RepoRef, meta: RepoMeta | None) -> RepoMeta:

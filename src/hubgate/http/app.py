@@ -9,6 +9,7 @@ import logging
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -87,21 +88,43 @@ class HubgateApp:
     async def _body(self, request: Request, kind: str | None) -> Any:
         if kind in (None, "stream"):
             return None
-        content_type = request.headers.get("content-type", "")
-        if kind == "form" and "json" not in content_type:
-            form = await request.form(max_files=0, max_fields=10_000)
-            return {key: form.getlist(key) if key == "paths" else form.get(key) for key in form.keys()}
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > constants.MAX_JSON_BODY:
+            raise PayloadTooLarge(f"Request body larger than {constants.MAX_JSON_BODY} bytes")
         raw = bytearray()
         async for chunk in request.stream():
             raw += chunk
             if len(raw) > constants.MAX_JSON_BODY:
-                raise PayloadTooLarge(f"JSON body larger than {constants.MAX_JSON_BODY} bytes")
+                raise PayloadTooLarge(f"Request body larger than {constants.MAX_JSON_BODY} bytes")
+        content_type = request.headers.get("content-type", "")
+        if kind == "form" and "json" not in content_type:
+            return await _form(request, bytes(raw))
         if not raw.strip():
             return None
         try:
             return json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise BadRequest(f"Malformed JSON body: {exc}") from exc
+        except RecursionError as exc:
+            raise BadRequest("Malformed JSON body: nested too deeply") from exc
+
+
+async def _form(request: Request, raw: bytes) -> dict[str, Any]:
+    """Parse an already-read form body (urlencoded or multipart, no files) with Starlette's parser."""
+    sent = False
+
+    async def replay() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": raw, "more_body": False}
+
+    try:
+        form = await Request(request.scope, replay).form(max_files=0, max_fields=10_000)
+    except MultiPartException as exc:
+        raise BadRequest(f"Malformed form body: {exc.message}") from exc
+    return {key: form.getlist(key) if key == "paths" else form.get(key) for key in form.keys()}
 
 
 def bearer_token(header: str | None) -> str | None:

@@ -69,6 +69,8 @@ def _loads(raw: bytes) -> Any:
         item = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BadRequest(f"Malformed NDJSON line: {exc}") from exc
+    except RecursionError as exc:
+        raise BadRequest("Malformed NDJSON line: nested too deeply") from exc
     if not isinstance(item, dict) or not isinstance(item.get("value"), dict):
         raise BadRequest("Each NDJSON line must be an object with 'key' and 'value'")
     return item
@@ -76,12 +78,26 @@ def _loads(raw: bytes) -> Any:
 
 def _read_header(payload: CommitPayload, item: dict[str, Any]) -> None:
     value = item["value"]
-    payload.summary = str(value.get("summary") or "")
-    payload.description = str(value.get("description") or "")
+    for field_name in ("summary", "description"):
+        text = value.get(field_name)
+        if text is not None and not isinstance(text, str):
+            raise BadRequest(f"The commit {field_name} must be a string")
+        if text and not _is_utf8(text):
+            raise BadRequest(f"The commit {field_name} is not valid Unicode")
+    payload.summary = value.get("summary") or ""
+    payload.description = value.get("description") or ""
     parent = value.get("parentCommit")
     if parent is not None and not (isinstance(parent, str) and re.fullmatch(r"[0-9a-f]{40}", parent)):
         raise BadRequest("parentCommit must be a 40-hex commit id")
     payload.parent_commit = parent
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _small_operation(item: dict[str, Any], lfs_threshold: int, blobs: BlobStore) -> Operation | None:
@@ -101,7 +117,7 @@ def _small_operation(item: dict[str, Any], lfs_threshold: int, blobs: BlobStore)
         if len(data) >= lfs_threshold:
             writer = blobs.writer()
             writer.write(data)
-            return AddLfs(check_path(path), writer.commit(), len(data))
+            return AddLfs(check_path(path), writer.commit(), len(data), inline=True)
         return AddBytes(check_path(path), data)
     if key == "lfsFile":
         oid = value.get("oid")
@@ -140,4 +156,4 @@ def _large_file(mm: mmap.mmap, start: int, end: int, blobs: BlobStore, lfs_thres
     except (binascii.Error, ValueError) as exc:
         writer.abort()
         raise BadRequest(f"File {path}: invalid base64 content") from exc
-    return AddLfs(path, writer.commit(), writer.size)
+    return AddLfs(path, writer.commit(), writer.size, inline=True)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
+from hubgate.errors import BadRequest
+
 # Fragments shared by the patterns of every route module.
 API_TYPE = r"(?P<plural>models|datasets|spaces)"
 REPO_ID = r"(?P<repo_id>[^/]+(?:/[^/]+)?)"
@@ -60,7 +62,10 @@ def match(routes: list[Route], method: str, raw_path: str) -> tuple[Route, dict[
             continue
         path_matched = True
         if method in route.methods or (method == "HEAD" and "GET" in route.methods):
-            params = {k: unquote(v) for k, v in found.groupdict().items() if v is not None}
+            try:
+                params = {k: unquote(v, errors="strict") for k, v in found.groupdict().items() if v is not None}
+            except UnicodeDecodeError as exc:
+                raise BadRequest("The URL holds a percent-encoded sequence that is not UTF-8") from exc
             return route, params
     return False if path_matched else None
 

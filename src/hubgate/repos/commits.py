@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import fnmatch
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hubgate.errors import BadRequest, EntryNotFound
 from hubgate.git import objects as git
-from hubgate.repos.ids import check_folder, check_path
+from hubgate.repos.ids import check_folder_to_delete, check_path
 from hubgate.storage.blobs import BlobStore
 
 
@@ -22,11 +22,16 @@ class AddBytes:
 
 @dataclass(frozen=True)
 class AddLfs:
-    """A file whose content is already in the blob store."""
+    """A file whose content is already in the blob store.
+
+    `inline`: the content came with this very commit (the server stored it from the request), so
+    the sender evidently has it; otherwise the repo must be allowed to use the object (lfs_links).
+    """
 
     path: str
     sha256: str
     size: int | None = None
+    inline: bool = False
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,17 @@ class TreeEdit:
 
     files: dict[str, tuple[int, str]]
     new_objects: list[git.RawObject]
+    # LFS objects whose content arrived with this commit (see AddLfs.inline).
+    inline_lfs: set[str] = field(default_factory=set)
+
+    def lfs_oids(self) -> set[str]:
+        """The LFS objects the new blobs point at (pointers committed as plain files included)."""
+        oids = set()
+        for obj in self.new_objects:
+            pointer = git.parse_lfs_pointer(obj.data) if obj.kind == "blob" else None
+            if pointer:
+                oids.add(pointer[0])
+        return oids
 
     def apply(self, ops: list[Operation], blobs: BlobStore, policy: LfsPolicy) -> None:
         for op in ops:
@@ -96,26 +112,28 @@ class TreeEdit:
                 if self.files.pop(path, None) is None:
                     raise EntryNotFound(path)
             else:
-                folder = check_folder(op.path)
-                doomed = [p for p in self.files if not folder or p.startswith(folder + "/")]
+                folder = check_folder_to_delete(op.path)
+                doomed = [p for p in self.files if p.startswith(folder + "/")]
                 if not doomed:
                     raise EntryNotFound(folder)
                 for p in doomed:
                     del self.files[p]
 
-    @staticmethod
-    def _blob_for(op: AddBytes | AddLfs, blobs: BlobStore, policy: LfsPolicy) -> git.RawObject:
+    def _blob_for(self, op: AddBytes | AddLfs, blobs: BlobStore, policy: LfsPolicy) -> git.RawObject:
         if isinstance(op, AddLfs):
             size = blobs.size(op.sha256)
             if size is None:
                 raise BadRequest(f"LFS object {op.sha256} for {op.path} was not uploaded")
             if op.size is not None and op.size != size:
                 raise BadRequest(f"LFS object {op.sha256} has size {size}, not {op.size}")
+            if op.inline:
+                self.inline_lfs.add(op.sha256)
             return git.blob(git.lfs_pointer(op.sha256, size))
         if policy.wants_lfs(op.path, len(op.data)):
             writer = blobs.writer()
             writer.write(op.data)
             sha256 = writer.commit()
+            self.inline_lfs.add(sha256)
             return git.blob(git.lfs_pointer(sha256, len(op.data)))
         return git.blob(op.data)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
 from functools import lru_cache
 
@@ -35,9 +36,40 @@ class HostedRepository:
         for name in (revision, f"refs/heads/{revision}", f"refs/tags/{revision}"):
             if name.startswith("refs/") and name in self._refs:
                 return self._refs[name]
-        if is_commit_id(revision) and self._object(revision, "commit") is not None:
+        if is_commit_id(revision) and self._reachable(revision):
             return revision
         raise RevisionNotFound(revision)
+
+    def _reachable(self, sha1: str) -> bool:
+        """Whether commit `sha1` belongs to this repo: reachable from one of its refs.
+
+        Git objects are stored once for all repos, so existing is not enough: a commit id of a
+        private repo must not open that repo's files through another repo's URLs.
+        """
+        if self._object(sha1, "commit") is None:
+            return False
+        key = (self.pk, self.meta.created_at, sha1)
+        if key in self._git.reachable:
+            return True
+        # "not reachable" holds only while the refs stay where they are
+        unreachable_key = (self.pk, self.meta.created_at, sha1, frozenset(self._refs.items()))
+        if unreachable_key in self._git.unreachable:
+            return False
+        seen: set[str] = set()
+        pending = deque(self._refs.values())
+        while pending:
+            current = pending.popleft()
+            if current in seen:
+                continue
+            seen.add(current)
+            if current == sha1:
+                self._git.reachable.add(key)
+                return True
+            data = self._object(current, "commit")
+            if data is not None:
+                pending.extend(_parse_commit(current, data).parents)
+        self._git.unreachable.add(unreachable_key)
+        return False
 
     def commit(self, sha1: str) -> CommitData:
         data = self._object(sha1, "commit")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import weakref
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -10,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from hubgate import constants
 from hubgate.errors import BadRequest, Conflict, Forbidden, HubError, PreconditionFailed, RevisionNotFound
 from hubgate.git import objects as git
+from hubgate.repos import lfs_links
 from hubgate.repos.base import RepoMeta
 from hubgate.repos.commits import AddBytes, LfsPolicy, Operation, TreeEdit, lfs_patterns, new_commit_objects
 from hubgate.repos.hosted import HostedRepository
@@ -25,6 +28,10 @@ class Author:
     email: str
 
 
+# Attempts at moving a branch that other processes keep moving before giving up.
+COMMIT_ATTEMPTS = 50
+
+
 class RepoNotHosted(HubError):
     """Internal: the repo does not exist here (the caller turns it into RepoNotFound)."""
 
@@ -37,6 +44,20 @@ class RepoService:
         self.blobs = blobs
         self.git = GitStore(metadata)
         self.lfs_threshold = lfs_threshold
+        # One lock per (repo, branch): commits to a branch from this process queue up instead of
+        # racing (and retrying) on the ref; the compare-and-swap still guards other processes.
+        self._branch_locks: weakref.WeakValueDictionary[tuple[str, ...], threading.Lock] = weakref.WeakValueDictionary()
+        self._branch_locks_guard = threading.Lock()
+        self._held_lfs: dict[tuple[object, ...], frozenset[str]] = {}
+
+    def _branch_lock(self, ref: RepoRef, branch: str) -> threading.Lock:
+        key = (ref.type, ref.namespace.lower(), ref.name.lower(), branch)
+        with self._branch_locks_guard:
+            lock = self._branch_locks.get(key)
+            if lock is None:
+                lock = threading.Lock()
+                self._branch_locks[key] = lock
+            return lock
 
     # -- lookup ----------------------------------------------------------------------------
     def _row(self, session, ref: RepoRef) -> Repo | None:  # type: ignore[no-untyped-def]
@@ -158,35 +179,98 @@ class RepoService:
             branch = branch.removeprefix("refs/heads/")
         if is_commit_id(branch) or branch.startswith("refs/"):
             raise BadRequest(f"Can only commit to a branch, not {branch!r}")
-        for _attempt in range(8):
-            repo = self.open(ref)
-            if repo is None:
-                raise RepoNotHosted(str(ref))
-            head = repo.branches().get(branch)
-            if head is None:
-                raise RevisionNotFound(branch)
-            if parent_commit is not None and parent_commit != head:
-                raise PreconditionFailed(
-                    "The branch was updated since you opened this page. Please refresh and try again."
-                )
-            files = {e.path: (git.FILE_MODE, e.oid) for e in repo.list_tree(head, recursive=True) if e.type == "file"}
-            policy = self._policy_for_ops(repo, head, ops)
-            edit = TreeEdit(files, [])
-            edit.apply(ops, self.blobs, policy)
-            sha, objects = new_commit_objects(edit, head, author.name, author.email, summary, description)
-            try:
-                with self.metadata.session() as session:
-                    self.git.put_objects(session, objects)
-                    self.git.set_ref(session, repo.pk, f"refs/heads/{branch}", sha, head)
-                    row = session.get(Repo, repo.pk)
-                    if row is not None:
-                        row.updated_at = utcnow()
-                return sha
-            except PreconditionFailed:
-                if parent_commit is not None:
-                    raise
-                continue  # someone else committed meanwhile: rebuild on the new head
+        lock = self._branch_lock(ref, branch)
+        with lock:
+            for _attempt in range(COMMIT_ATTEMPTS):
+                sha = self._try_commit(ref, branch, ops, author, summary, description, parent_commit)
+                if sha is not None:
+                    return sha
         raise Conflict("Too many concurrent commits on this branch, please retry")
+
+    def _try_commit(
+        self,
+        ref: RepoRef,
+        branch: str,
+        ops: list[Operation],
+        author: Author,
+        summary: str,
+        description: str,
+        parent_commit: str | None,
+    ) -> str | None:
+        """One attempt; None when another process moved the branch meanwhile."""
+        repo = self.open(ref)
+        if repo is None:
+            raise RepoNotHosted(str(ref))
+        head = repo.branches().get(branch)
+        if head is None:
+            raise RevisionNotFound(branch)
+        if parent_commit is not None and parent_commit != head:
+            raise PreconditionFailed(
+                "The branch was updated since you opened this page. Please refresh and try again."
+            )
+        entries = repo.list_tree(head, recursive=True)
+        files = {e.path: (git.FILE_MODE, e.oid) for e in entries if e.type == "file"}
+        policy = self._policy_for_ops(repo, head, ops)
+        edit = TreeEdit(files, [])
+        edit.apply(ops, self.blobs, policy)
+        sha, objects = new_commit_objects(edit, head, author.name, author.email, summary, description)
+        pointed = edit.lfs_oids()
+        # LFS objects named by oid only: the repo must have been sent them, or hold them already.
+        to_check = pointed - edit.inline_lfs - {e.lfs.sha256 for e in entries if e.lfs}
+        try:
+            with self.metadata.session() as session:
+                foreign = to_check - lfs_links.linked(session, repo.pk, to_check)
+                if foreign:
+                    raise BadRequest(f"LFS object {min(foreign)} was not uploaded to this repo; upload it first")
+                lfs_links.link(session, repo.pk, pointed)
+                self.git.put_objects(session, objects)
+                self.git.set_ref(session, repo.pk, f"refs/heads/{branch}", sha, head)
+                row = session.get(Repo, repo.pk)
+                if row is not None:
+                    row.updated_at = utcnow()
+            return sha
+        except PreconditionFailed:
+            if parent_commit is not None:
+                raise
+            return None  # someone else committed meanwhile: rebuild on the new head
+
+    # -- LFS objects a repo may use (see lfs_links) -------------------------------------------
+    def usable_lfs(self, repo: HostedRepository, oids: set[str]) -> set[str]:
+        """The subset of `oids` this repo may serve and commit: stored, and sent to it or held by one of its refs."""
+        stored = {oid for oid in oids if self.blobs.exists(oid)}
+        if not stored:
+            return set()
+        with self.metadata.session() as session:
+            usable = lfs_links.linked(session, repo.pk, stored)
+        if usable != stored:
+            usable |= stored & self._lfs_held_by_refs(repo)
+        return usable
+
+    def link_lfs(self, repo_pk: int, oid: str) -> None:
+        """Record that `oid` was uploaded for the repo `repo_pk`."""
+        try:
+            with self.metadata.session() as session:
+                lfs_links.link(session, repo_pk, [oid])
+        except IntegrityError:  # the repo was deleted meanwhile
+            pass
+
+    def _lfs_held_by_refs(self, repo: HostedRepository) -> frozenset[str]:
+        """LFS objects in the trees the repo's branches and tags point at (repos older than the links)."""
+        targets = frozenset([*repo.branches().values(), *repo.tags().values()])
+        key = (repo.pk, repo.meta.created_at, targets)
+        held = self._held_lfs.get(key)
+        if held is None:
+            found: set[str] = set()
+            for target in targets:
+                try:
+                    found.update(e.lfs.sha256 for e in repo.list_tree(target, recursive=True) if e.lfs)
+                except HubError:
+                    continue
+            held = frozenset(found)
+            if len(self._held_lfs) >= 256:
+                self._held_lfs.clear()
+            self._held_lfs[key] = held
+        return held
 
     def _policy_for_ops(self, repo: HostedRepository, head: str, ops: list[Operation]) -> LfsPolicy:
         for op in ops:

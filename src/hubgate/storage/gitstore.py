@@ -18,10 +18,31 @@ from hubgate.git.objects import RawObject, parse_lfs_pointer
 from hubgate.storage.metadata import GitObject, MetadataStore, Ref
 
 
+class Memo:
+    """A bounded set of keys (emptied when full): enough to skip repeated history walks."""
+
+    def __init__(self, size: int = 65536) -> None:
+        self._keys: set[tuple[object, ...]] = set()
+        self._size = size
+
+    def __contains__(self, key: tuple[object, ...]) -> bool:
+        return key in self._keys
+
+    def add(self, key: tuple[object, ...]) -> None:
+        if len(self._keys) >= self._size:
+            self._keys.clear()
+        self._keys.add(key)
+
+
 class GitStore:
     def __init__(self, metadata: MetadataStore) -> None:
         self.metadata = metadata
         self.read_object = lru_cache(maxsize=4096)(self._read_object)
+        # (repo pk, repo creation time, commit) known reachable from that repo's refs; the creation
+        # time keeps a deleted repo's commits from leaking into a new repo reusing its primary key.
+        self.reachable = Memo()
+        # The same plus the repo's refs, for commits found unreachable while the refs were so.
+        self.unreachable = Memo()
 
     def _read_object(self, sha1: str) -> tuple[str, bytes] | None:
         with self.metadata.session() as session:

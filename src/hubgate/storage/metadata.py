@@ -116,6 +116,14 @@ class GitObject(Base):
     lfs_size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
+class RepoLfsObject(Base):
+    """The LFS object `oid` was sent to the repo `repo_pk` (deleted with the repo)."""
+
+    __tablename__ = "repo_lfs_objects"
+    repo_pk: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"), primary_key=True)
+    oid: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
 class MirrorRevision(Base):
     """What a branch or tag of an upstream repo pointed at, and when that was learnt."""
 

@@ -37,10 +37,13 @@ def preupload(call: Call) -> Response:
     lfs_ok = _client_takes_lfs(call)
     answers: list[dict[str, Any]] = []
     for item in files:
-        if not isinstance(item, dict) or not isinstance(item.get("path"), str) or not isinstance(item.get("size"), int):
-            raise BadRequest("Each file needs a 'path' and an integer 'size'")
-        path = check_path(item["path"])
-        mode = "lfs" if lfs_ok and policy.wants_lfs(path, item["size"]) else "regular"
+        if not isinstance(item, dict):
+            raise BadRequest("Each file must be an object with a 'path' and a 'size'")
+        path, size = item.get("path"), item.get("size")
+        if not isinstance(path, str) or not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise BadRequest("Each file needs a 'path' and a non-negative integer 'size'")
+        path = check_path(path)
+        mode = "lfs" if lfs_ok and policy.wants_lfs(path, size) else "regular"
         answer: dict[str, Any] = {"path": path, "uploadMode": mode, "shouldIgnore": False}
         try:
             existing = repo.describe(commit, path)

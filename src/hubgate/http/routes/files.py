@@ -6,6 +6,7 @@ from urllib.parse import quote
 
 from starlette.responses import Response
 
+from hubgate.auth import policy
 from hubgate.errors import EntryNotFound
 from hubgate.http.call import Call
 from hubgate.http.responses import ContentResponse, parse_range
@@ -19,6 +20,7 @@ table = RouteTable()
 @table.add("GET", rf"/{FILE_PREFIX}{REPO_ID}/resolve/{REV}/{PATH}")
 def resolve(call: Call) -> Response:
     repo = call.readable_repo()
+    policy.check_download(call.principal, repo.meta)
     commit = repo.resolve(check_revision(call.params["rev"]))
     path = call.params["path"]
     try:

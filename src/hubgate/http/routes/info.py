@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from hubgate import constants
 from hubgate.auth import policy
-from hubgate.errors import BadRequest
+from hubgate.errors import BadRequest, EntryNotFound
 from hubgate.http.call import Call
 from hubgate.http.formats import commit_json, entry_json, iso
 from hubgate.http.responses import json_response
@@ -80,6 +80,8 @@ def _page(call: Call, items: list[Any], default_limit: int) -> tuple[list[Any], 
         limit = int(call.query.get("limit", default_limit) or default_limit)
     except ValueError as exc:
         raise BadRequest("cursor and limit must be integers") from exc
+    if cursor < 0:
+        raise BadRequest("cursor must not be negative")
     limit = max(1, min(limit, default_limit))
     page = items[cursor : cursor + limit]
     headers = {}
@@ -102,18 +104,28 @@ def tree(call: Call) -> Response:
 def paths_info(call: Call) -> Response:
     repo = call.readable_repo()
     commit = repo.resolve(check_revision(call.params["rev"]))
-    wanted = call.body.get("paths", []) if call.body else []
+    if not isinstance(call.body, dict):
+        raise BadRequest("Expected the form fields (or a JSON object) 'paths' and 'expand'")
+    wanted = call.body.get("paths", [])
     if isinstance(wanted, str):
         wanted = [wanted]
+    if not isinstance(wanted, list):
+        raise BadRequest("'paths' must be a list of paths")
     found = []
+    folders: dict[str, dict[str, Any]] = {}  # parent folder -> {path: entry}, each listed once
     for raw in wanted:
         path = check_folder(raw)
-        parent, _, name = path.rpartition("/")
-        try:
-            siblings = repo.list_tree(commit, parent)
-        except Exception:  # noqa: BLE001 - a missing parent just means the path is absent
+        if not path:
             continue
-        found.extend(entry_json(e) for e in siblings if e.path == path)
+        parent = path.rpartition("/")[0]
+        if parent not in folders:
+            try:
+                folders[parent] = {e.path: e for e in repo.list_tree(commit, parent)}
+            except EntryNotFound:  # a missing parent just means the path is absent
+                folders[parent] = {}
+        entry = folders[parent].get(path)
+        if entry is not None:
+            found.append(entry_json(entry))
     return json_response(found)
 
 
@@ -139,6 +151,8 @@ def commits(call: Call) -> Response:
         limit = max(1, min(int(call.query.get("limit", constants.COMMITS_PAGE_SIZE)), 1000))
     except ValueError as exc:
         raise BadRequest("p and limit must be integers") from exc
+    if page_no < 0:
+        raise BadRequest("p must not be negative")
     start = page_no * limit
     items = []
     more = False
@@ -154,10 +168,8 @@ def commits(call: Call) -> Response:
 
 @table.add("GET", rf"/api/{API_TYPE}/{REPO_ID}/auth-check(?P<write>/write)?")
 def auth_check(call: Call) -> Response:
-    if call.params.get("write"):
-        call.writable_repo()
-    else:
-        call.readable_repo()
+    repo = call.writable_repo() if call.params.get("write") else call.readable_repo()
+    policy.check_download(call.principal, repo.meta)
     return json_response({})
 
 

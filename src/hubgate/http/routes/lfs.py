@@ -9,11 +9,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from hubgate import constants
+from hubgate.auth import policy
 from hubgate.errors import BadRequest, Forbidden, NotFound
 from hubgate.http.call import Call
 from hubgate.http.responses import ContentResponse, json_response, parse_range
 from hubgate.http.routing import FILE_PREFIX, RouteTable
 from hubgate.repos.base import Content
+from hubgate.repos.hosted import HostedRepository
 from hubgate.storage.blobs import is_sha256
 
 table = RouteTable()
@@ -33,21 +35,29 @@ def batch(call: Call) -> Response:
     if body is None or body.get("operation") not in ("upload", "download") or not isinstance(body.get("objects"), list):
         raise BadRequest("Expected {'operation': 'upload'|'download', 'objects': [...]}")
     upload = body["operation"] == "upload"
-    repo = call.writable_repo() if upload else call.readable_repo()
+    repo = call.writable_repo() if upload else _hosted_readable(call)
     base, ttl = call.base_url, constants.LFS_UPLOAD_URL_TTL
+    valid = [obj for obj in body["objects"] if _valid_object(obj)]
+    # Objects are stored once for all repos, but a repo only reaches those it was sent or holds:
+    # anything else must be uploaded (again) to this repo, which proves the sender has the bytes.
+    usable = call.hub.repos.usable_lfs(repo, {obj["oid"] for obj in valid}) if repo is not None else set()
     answers = []
     for obj in body["objects"]:
-        oid, size = (obj.get("oid"), obj.get("size")) if isinstance(obj, dict) else (None, None)
-        if not isinstance(oid, str) or not is_sha256(oid) or not isinstance(size, int) or size < 0:
+        if not _valid_object(obj):
+            oid, size = (obj.get("oid"), obj.get("size")) if isinstance(obj, dict) else (None, None)
             answers.append({"oid": str(oid), "size": size, "error": {"code": 422, "message": "Invalid oid or size"}})
             continue
-        stored = call.hub.blobs.size(oid)
+        oid, size = obj["oid"], obj["size"]
+        stored = call.hub.blobs.size(oid) if oid in usable else None
         answer: dict[str, Any] = {"oid": oid, "size": size, "authenticated": True}
         if upload:
+            assert repo is not None
             if stored != size:
-                expires, sig = call.hub.signer.sign("upload", oid, str(size), ttl=ttl)
+                pk = str(repo.pk)
+                expires, sig = call.hub.signer.sign("upload", oid, str(size), pk, ttl=ttl)
+                href = f"{base}/_hubgate/lfs/upload/{oid}?size={size}&repo={pk}&exp={expires}&sig={sig}"
                 answer["actions"] = {
-                    "upload": {"href": f"{base}/_hubgate/lfs/upload/{oid}?size={size}&exp={expires}&sig={sig}", "expires_in": ttl},
+                    "upload": {"href": href, "expires_in": ttl},
                     "verify": {"href": f"{base}/{repo.meta.ref.url_path}.git/info/lfs/objects/verify", "expires_in": ttl},
                 }
         elif stored is None:
@@ -61,14 +71,29 @@ def batch(call: Call) -> Response:
     return _lfs_json({"transfer": "basic", "objects": answers, "hash_algo": "sha256"})
 
 
+def _valid_object(obj: Any) -> bool:
+    if not isinstance(obj, dict):
+        return False
+    oid, size = obj.get("oid"), obj.get("size")
+    return isinstance(oid, str) and is_sha256(oid) and isinstance(size, int) and not isinstance(size, bool) and size >= 0
+
+
+def _hosted_readable(call: Call) -> HostedRepository | None:
+    """The hosted repo for a download batch, None for a mirrored one (its objects are not served here)."""
+    repo = call.readable_repo()
+    policy.check_download(call.principal, repo.meta)
+    return repo if isinstance(repo, HostedRepository) else None
+
+
 @table.add("POST", rf"{LFS_REPO}/objects/verify", body="json")
 def verify(call: Call) -> Response:
-    call.writable_repo()
+    repo = call.writable_repo()
     body = call.body if isinstance(call.body, dict) else {}
     oid, size = body.get("oid"), body.get("size")
     if not isinstance(oid, str) or not is_sha256(oid):
         raise BadRequest("Invalid oid")
-    if call.hub.blobs.size(oid) is None or (size is not None and call.hub.blobs.size(oid) != size):
+    stored = call.hub.blobs.size(oid) if call.hub.repos.usable_lfs(repo, {oid}) else None
+    if stored is None or (size is not None and stored != size):
         raise NotFound(f"Object {oid} was not uploaded")
     return _lfs_json({})
 
@@ -85,10 +110,10 @@ def _signed(request: Request, signer: Any, *parts: str) -> None:
 @table.add("PUT", r"/_hubgate/lfs/upload/(?P<oid>[0-9a-f]{64})", body="stream")
 async def upload(call: Call) -> Response:
     oid = call.params["oid"]
-    size_text = call.query.get("size", "")
-    if not size_text.isdigit():
-        raise BadRequest("Missing size")
-    _signed(call.request, call.hub.signer, "upload", oid, size_text)
+    size_text, repo_pk = call.query.get("size", ""), call.query.get("repo", "")
+    if not size_text.isdigit() or not repo_pk.isdigit():
+        raise BadRequest("Missing size or repo")
+    _signed(call.request, call.hub.signer, "upload", oid, size_text, repo_pk)
     size = int(size_text)
     writer = await run_in_threadpool(call.hub.blobs.writer)
     try:
@@ -107,6 +132,7 @@ async def upload(call: Call) -> Response:
         await run_in_threadpool(writer.commit, oid, size)
     finally:
         writer.abort()
+    await run_in_threadpool(call.hub.repos.link_lfs, int(repo_pk), oid)
     return Response(status_code=200)
 
 

@@ -64,6 +64,8 @@ def create_repo(call: Call) -> Response:
     policy.check_namespace_write(call.principal, ref.namespace)
     url = f"{call.base_url}/{ref.url_path}"
     sdk = body.get("sdk") if ref.type == "space" else None
+    if sdk is not None and not isinstance(sdk, str):
+        raise BadRequest("'sdk' must be a string")
     try:
         call.hub.repos.create(ref, private=bool(_private(body)), author=author_of(call), sdk=sdk)
     except Conflict as exc:

@@ -1,0 +1,38 @@
+"""Which LFS objects each hosted repo may use.
+
+The blob store keeps every LFS object once, for all repos. Knowing an object's sha256 must not be
+enough to reach it through another repo: a repo may serve, or commit a pointer to, only objects it
+was sent (uploaded to its presigned URL, or inline in one of its commits) or already holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from hubgate.storage.metadata import RepoLfsObject
+
+
+def link(session: Session, repo_pk: int, oids: Iterable[str]) -> None:
+    rows = [{"repo_pk": repo_pk, "oid": oid} for oid in sorted(set(oids))]
+    if not rows:
+        return
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    for start in range(0, len(rows), 500):
+        session.execute(insert(RepoLfsObject).values(rows[start : start + 500]).on_conflict_do_nothing())
+
+
+def linked(session: Session, repo_pk: int, oids: Iterable[str]) -> set[str]:
+    """The subset of `oids` linked to the repo."""
+    wanted = sorted(set(oids))
+    found: set[str] = set()
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        found.update(
+            session.scalars(select(RepoLfsObject.oid).where(RepoLfsObject.repo_pk == repo_pk, RepoLfsObject.oid.in_(chunk)))
+        )
+    return found

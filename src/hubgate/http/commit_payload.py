@@ -16,7 +16,7 @@ from typing import IO, Any
 
 from hubgate.errors import BadRequest
 from hubgate.repos.commits import AddBytes, AddLfs, DeleteFile, DeleteFolder, Operation
-from hubgate.repos.ids import check_path
+from hubgate.repos.ids import check_path, is_utf8
 from hubgate.storage.blobs import BlobStore, is_sha256
 
 SMALL_LINE = 4 * 1024 * 1024
@@ -82,7 +82,7 @@ def _read_header(payload: CommitPayload, item: dict[str, Any]) -> None:
         text = value.get(field_name)
         if text is not None and not isinstance(text, str):
             raise BadRequest(f"The commit {field_name} must be a string")
-        if text and not _is_utf8(text):
+        if text and not is_utf8(text):
             raise BadRequest(f"The commit {field_name} is not valid Unicode")
     payload.summary = value.get("summary") or ""
     payload.description = value.get("description") or ""
@@ -90,14 +90,6 @@ def _read_header(payload: CommitPayload, item: dict[str, Any]) -> None:
     if parent is not None and not (isinstance(parent, str) and re.fullmatch(r"[0-9a-f]{40}", parent)):
         raise BadRequest("parentCommit must be a 40-hex commit id")
     payload.parent_commit = parent
-
-
-def _is_utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _small_operation(item: dict[str, Any], lfs_threshold: int, blobs: BlobStore) -> Operation | None:

@@ -64,7 +64,7 @@ class RepoRef:
         return self.url_path
 
 
-def _is_utf8(text: str) -> bool:
+def is_utf8(text: str) -> bool:
     """False for strings holding lone surrogates (from JSON `\\ud800`): they cannot be stored."""
     try:
         text.encode("utf-8")
@@ -75,7 +75,7 @@ def _is_utf8(text: str) -> bool:
 
 def check_path(path: str) -> str:
     """A file path inside a repo: relative, no `..`, no NUL or backslash, no empty segment."""
-    if not isinstance(path, str) or not path or len(path) > 1024 or not _is_utf8(path):
+    if not isinstance(path, str) or not path or len(path) > 1024 or not is_utf8(path):
         raise BadRequest(f"Invalid path: {shown(path)}")
     if "\x00" in path or "\\" in path or path.startswith("/") or path.endswith("/"):
         raise BadRequest(f"Invalid path: {shown(path)}")
@@ -99,7 +99,7 @@ def check_folder_to_delete(path: str) -> str:
 
 
 def check_revision(rev: str) -> str:
-    if not isinstance(rev, str) or not rev or len(rev) > 255 or not _is_utf8(rev):
+    if not isinstance(rev, str) or not rev or len(rev) > 255 or not is_utf8(rev):
         raise BadRequest(f"Invalid revision: {shown(rev)}")
     if "\x00" in rev or "\\" in rev or ".." in rev or rev.startswith("/") or rev.endswith("/") or "//" in rev:
         raise BadRequest(f"Invalid revision: {shown(rev)}")

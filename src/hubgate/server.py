@@ -25,6 +25,7 @@ def serve(settings: Settings) -> None:
             os.environ[f"HUBGATE_{name.upper()}"] = value if isinstance(value, str) else json.dumps(value)
     hub = Hub(settings)  # create the data folder, schema and signing key once, before workers start
     hub.settings.secret_key()
+    hub.blobs.remove_partial_writes()  # uploads cut off by a crash: never visible, now gone
     hub.close()
     level = "DEBUG" if settings.log_level.lower() == "trace" else settings.log_level.upper()  # uvicorn's extra level
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -34,6 +34,14 @@ class BlobStore(Protocol):
     def open(self, sha256: str) -> BinaryIO: ...
     def writer(self) -> BlobWriter: ...
     def delete(self, sha256: str) -> None: ...
+    def remove_partial_writes(self) -> int:
+        """Delete temporary files left by writers that died (call only when no writer runs)."""
+        removed = 0
+        for leftover in self.tmp_dir.glob("blob-*"):
+            leftover.unlink(missing_ok=True)
+            removed += 1
+        return removed
+
     def adopt(self, path: Path, sha256: str) -> Path: ...
 
 
@@ -128,6 +136,14 @@ class LocalBlobStore:
 
     def delete(self, sha256: str) -> None:
         self.path_for(sha256).unlink(missing_ok=True)
+
+    def remove_partial_writes(self) -> int:
+        """Delete temporary files left by writers that died (call only when no writer runs)."""
+        removed = 0
+        for leftover in self.tmp_dir.glob("blob-*"):
+            leftover.unlink(missing_ok=True)
+            removed += 1
+        return removed
 
     def adopt(self, path: Path, sha256: str) -> Path:
         """Publish a file already verified to hash to `sha256` (it must be under `tmp_dir`)."""

@@ -224,3 +224,13 @@ def test_cold_range_is_answered_without_waiting_for_the_whole_file(mirror: Serve
     assert f"bytes={start}-{len(BIG) - 1}" in ranges
     cache = httpx.get(f"{mirror.url}/api/mirror/status").json()["cache"]
     assert cache["files"] == 0  # the whole file is still on its way, yet the range was answered
+
+
+def test_corrupted_regular_file_is_caught_by_its_git_blob_id(mirror: Server, fakes) -> None:
+    primary, _ = fakes
+    primary.fault("corrupt", on=["resolve"], file="config.json", offsets=[2])
+    url = f"{mirror.url}/hub/model/resolve/main/config.json"
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(url)
+    again = httpx.get(url)
+    assert again.status_code == 200 and again.content == b'{"a": 1}'

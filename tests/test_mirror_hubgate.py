@@ -174,6 +174,15 @@ def test_private_upstream_repo_needs_a_local_user(mirror: Server) -> None:
     assert allowed.status_code == 200 and allowed.content == b"secret"
     again = httpx.get(f"{mirror.url}/team/private-model/resolve/main/secret.txt")
     assert again.status_code == 401  # cached now, and still refused to anonymous callers
+    mirror.stop()
+    offline = start_server(mirror.data, "--offline", config=mirror.data.parent / "hubgate.toml")
+    try:
+        assert httpx.get(f"{offline.url}/team/private-model/resolve/main/secret.txt").status_code == 401
+        cached = httpx.get(f"{offline.url}/team/private-model/resolve/main/secret.txt",
+                           headers={"Authorization": f"Bearer {token}"})
+        assert cached.status_code == 200 and cached.content == b"secret"
+    finally:
+        offline.stop()
 
 
 def test_mirror_pull_then_offline(tmp_path: Path, origin) -> None:

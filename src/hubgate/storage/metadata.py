@@ -195,7 +195,10 @@ class MetadataStore:
         self.engine: Engine = create_engine(url, pool_pre_ping=True)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        Base.metadata.create_all(self.engine)
+        from hubgate.storage.schema import upgrade
+
+        lock = Path(url.removeprefix("sqlite:///") + ".migrate.lock") if url.startswith("sqlite:///") else None
+        upgrade(self.engine, lock)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager

@@ -41,6 +41,13 @@ class Server:
         out = self.cli("token", "create", user, "--role", role).stdout
         return out.strip().splitlines()[-1]
 
+    def admin_headers(self) -> dict[str, str]:
+        """Authorization of a server administrator (created on first use)."""
+        if "admin" not in self.__dict__.setdefault("_tokens", {}):
+            self.add_user("ops", admin=True)
+            self._tokens["admin"] = self.token("ops", "read")  # type: ignore[attr-defined]
+        return {"Authorization": f"Bearer {self._tokens['admin']}"}  # type: ignore[attr-defined]
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()

@@ -47,10 +47,12 @@ def clean_faults(fakes: tuple[FakeHub, FakeHub]) -> Iterator[None]:
         fake.reset()
 
 
-def mirror_of(tmp: Path, *fakes: FakeHub, token: str | None = "hf_good", extra: str = "", args: tuple[str, ...] = ()) -> Server:
+def mirror_of(tmp: Path, *fakes: FakeHub, token: str | None = "hf_good", extra: str = "", args: tuple[str, ...] = (),
+              passthrough: bool = False) -> Server:
     lines = []
     for index, fake in enumerate(fakes):
         lines += ["[[upstream]]", f'name = "up{index}"', f'url = "{fake.url}"', 'token_env = "FAKE_HF_TOKEN"']
+        lines += ["passthrough = true"] if passthrough else []
     lines += ["[mirror]", "revision_ttl = 0", extra]
     config = tmp / "hubgate.toml"
     config.write_text("\n".join(lines) + "\n")
@@ -101,7 +103,7 @@ def test_fails_over_to_the_next_upstream_on_5xx(mirror: Server, fakes) -> None:
     response = httpx.get(f"{mirror.url}/hub/model/resolve/main/config.json")
     assert response.status_code == 200 and response.content == b'{"a": 1}'
     assert any(r["kind"] == "resolve" for r in secondary.requests())
-    status = httpx.get(f"{mirror.url}/api/mirror/status").json()
+    status = httpx.get(f"{mirror.url}/api/mirror/status", headers=mirror.admin_headers()).json()
     assert status["upstreams"][0]["healthy"] is False and "503" in status["upstreams"][0]["lastError"]
     assert status["upstreams"][1]["healthy"] is True
 
@@ -133,7 +135,7 @@ def test_corrupted_bytes_are_never_served_as_success(mirror: Server, fakes) -> N
     again = httpx.get(url)  # the next request goes to the next upstream
     assert again.status_code == 200 and hashlib.sha256(again.content).hexdigest() == BIG_SHA
     assert any(r["kind"] == "cdn" for r in secondary.requests(server="cdn"))
-    status = httpx.get(f"{mirror.url}/api/mirror/status").json()
+    status = httpx.get(f"{mirror.url}/api/mirror/status", headers=mirror.admin_headers()).json()
     assert status["cache"]["integrityErrors"] == 1
     assert any("integrity error" in line and "up0" in line for line in mirror.log)
 
@@ -187,7 +189,7 @@ def test_private_upstream_content_is_only_for_local_users(mirror: Server) -> Non
 
 def test_token_passthrough_is_checked_upstream(tmp_path: Path, fakes) -> None:
     primary, _ = fakes
-    srv = mirror_of(tmp_path, primary, token=None, extra="allow_token_passthrough = true")
+    srv = mirror_of(tmp_path, primary, token=None, passthrough=True)
     try:
         url = f"{srv.url}/hub/gated/resolve/main/weights.bin"
         granted = httpx.get(url, headers={"Authorization": "Bearer hf_good"})
@@ -222,7 +224,7 @@ def test_cold_range_is_answered_without_waiting_for_the_whole_file(mirror: Serve
     assert response.headers["content-range"] == f"bytes {start}-{len(BIG) - 1}/{len(BIG)}"
     ranges = [r["range"] for r in primary.requests(server="cdn") + secondary.requests(server="cdn")]
     assert f"bytes={start}-{len(BIG) - 1}" in ranges
-    cache = httpx.get(f"{mirror.url}/api/mirror/status").json()["cache"]
+    cache = httpx.get(f"{mirror.url}/api/mirror/status", headers=mirror.admin_headers()).json()["cache"]
     assert cache["files"] == 0  # the whole file is still on its way, yet the range was answered
 
 
@@ -234,3 +236,25 @@ def test_corrupted_regular_file_is_caught_by_its_git_blob_id(mirror: Server, fak
         httpx.get(url)
     again = httpx.get(url)
     assert again.status_code == 200 and again.content == b'{"a": 1}'
+
+
+def test_a_client_token_goes_only_to_passthrough_upstreams_and_stays_theirs(tmp_path: Path, fakes) -> None:
+    primary, secondary = fakes
+    config = tmp_path / "hubgate.toml"
+    config.write_text(f'[[upstream]]\nname = "mirror"\nurl = "{primary.url}"\n\n'
+                      f'[[upstream]]\nname = "hub"\nurl = "{secondary.url}"\npassthrough = true\n')
+    srv = start_server(tmp_path / "data", config=config)
+    try:
+        url = f"{srv.url}/hub/gated/resolve/main/weights.bin"
+        granted = httpx.get(url, headers={"Authorization": "Bearer hf_good"})
+        assert granted.status_code == 200 and granted.content == BIG[:2_000_000]
+        assert not [r for r in primary.requests() if r["token"] == "hf_good"]
+        assert [r for r in secondary.requests() if r["token"] == "hf_good"]
+        # What that client's token fetched is not for local users without it, nor for anonymous callers.
+        srv.add_user("frank")
+        local = httpx.get(url, headers={"Authorization": f"Bearer {srv.token('frank', 'read')}"})
+        assert local.status_code in (401, 403, 404) and local.content != BIG[:2_000_000]
+        assert httpx.get(url).status_code in (401, 403, 404)
+        assert httpx.get(f"{srv.url}/api/mirror/status").status_code == 401  # operators only
+    finally:
+        srv.stop()

@@ -139,7 +139,7 @@ def test_serves_from_cache_when_upstream_is_down_and_offline(tmp_path: Path, tmp
         assert Path(again).read_bytes() == Path(warm).read_bytes()
         head = httpx.head(f"{srv.url}/team/m/resolve/main/w.bin")
         assert head.status_code == 200 and head.headers.get("x-hubgate-stale") == "1"
-        status = httpx.get(f"{srv.url}/api/mirror/status").json()
+        status = httpx.get(f"{srv.url}/api/mirror/status", headers=srv.admin_headers()).json()
         assert status["upstreams"][0]["healthy"] is False and status["upstreams"][0]["lastError"]
     finally:
         srv.stop()
@@ -209,7 +209,7 @@ def test_lru_eviction_keeps_the_cache_under_its_limit(tmp_path: Path, origin) ->
         base = f"{srv.url}/team/public-model/resolve/main"
         assert httpx.get(f"{base}/nested/notes.txt").content == b"hello"  # least recently used
         assert httpx.get(f"{base}/model.safetensors").content == BIG  # pushes the cache over its limit
-        cache = httpx.get(f"{srv.url}/api/mirror/status").json()["cache"]
+        cache = httpx.get(f"{srv.url}/api/mirror/status", headers=srv.admin_headers()).json()["cache"]
         assert cache["bytes"] <= len(BIG) and cache["evictions"] == 1 and cache["files"] == 1
         before = resolve_gets(upstream, "notes.txt")
         assert httpx.get(f"{base}/nested/notes.txt").content == b"hello"  # evicted: fetched again

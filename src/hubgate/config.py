@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
@@ -19,6 +20,9 @@ class UpstreamConfig(BaseModel):
     url: str
     # Name of the environment variable holding the server-side token for this upstream.
     token_env: str | None = None
+    # Send a client's own upstream token (a non-hubgate Bearer token) to this upstream, and only
+    # to this one, for gated or private repos (Lorax-style passthrough).
+    passthrough: bool = False
     timeout: float = 30.0
 
     @property
@@ -37,11 +41,9 @@ class MirrorSettings(BaseModel):
     negative_ttl: float = 30.0
     # Largest size of the mirror's file cache in bytes (0: unlimited); least recently used first out.
     cache_max_bytes: int = 0
-    # Let clients present their own upstream token (a non-hubgate Bearer token) for gated/private repos.
-    allow_token_passthrough: bool = False
     # Who may read private or gated upstream repos fetched with the server's token:
     # "authenticated" (any local user) or "admin".
-    restricted_access: str = "authenticated"
+    restricted_access: Literal["authenticated", "admin"] = "authenticated"
 
 
 class Settings(BaseSettings):
@@ -68,6 +70,11 @@ class Settings(BaseSettings):
     mirror: MirrorSettings = Field(default_factory=MirrorSettings)
     # Never contact an upstream; serve what is cached.
     offline: bool = False
+
+    @property
+    def passthrough(self) -> bool:
+        """Whether any upstream takes clients' own tokens."""
+        return any(u.passthrough for u in self.upstream)
 
     @classmethod
     def settings_customise_sources(
@@ -98,16 +105,19 @@ class Settings(BaseSettings):
         return self.data / "tmp"
 
     def secret_key(self) -> bytes:
-        """Key that signs presigned URLs; created once per data folder."""
+        """Key that signs presigned URLs; created once per data folder (0600, first starter wins)."""
         path = self.data / "secret.key"
         if not path.exists():
             self.data.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(secrets.token_hex(32))
-            tmp.chmod(0o600)
+            tmp = path.with_name(f"secret.key.{os.getpid()}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_hex(32))
             try:
-                tmp.rename(path) if not path.exists() else tmp.unlink()
-            except FileExistsError:  # pragma: no cover - a concurrent starter won
+                os.link(tmp, path)  # atomic, and fails if another process got there first
+            except FileExistsError:
+                pass
+            finally:
                 tmp.unlink()
         return bytes.fromhex(path.read_text().strip())
 

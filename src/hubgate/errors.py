@@ -77,9 +77,9 @@ class GatedRepo(HubError):
 
     code = "GatedRepo"
 
-    def __init__(self, repo: str, *, anonymous: bool) -> None:
+    def __init__(self, repo: str, *, anonymous: bool, message: str | None = None) -> None:
         super().__init__(
-            f"Access to {repo} is restricted. You must have access to it and be authenticated to access it.",
+            message or f"Access to {repo} is restricted. You must have access to it and be authenticated to access it.",
             status=401 if anonymous else 403,
         )
 

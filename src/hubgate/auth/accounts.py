@@ -7,7 +7,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from hubgate import constants
 from hubgate.errors import BadRequest, Conflict, InvalidCredentials, NotFound
@@ -116,11 +116,12 @@ class Accounts:
         return user
 
     def namespace_kind(self, name: str) -> str | None:
-        """'user', 'org', or None when no local account owns this namespace."""
+        """'user', 'org', or None when no local account owns this namespace (in any letter case)."""
+        lowered = name.lower()
         with self.metadata.session() as session:
-            if session.scalar(select(User.id).where(User.name == name)) is not None:
+            if session.scalar(select(User.id).where(func.lower(User.name) == lowered)) is not None:
                 return "user"
-            if session.scalar(select(Org.id).where(Org.name == name)) is not None:
+            if session.scalar(select(Org.id).where(func.lower(Org.name) == lowered)) is not None:
                 return "org"
         return None
 

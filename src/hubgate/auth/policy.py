@@ -27,7 +27,7 @@ def can_read(principal: Principal | None, meta: RepoMeta) -> bool:
             return True
         if principal is None:
             return False
-        return meta.readers == "authenticated" or principal.is_admin
+        return principal.is_admin or meta.readers == "authenticated"
     return not meta.private or namespace_role(principal, meta.ref.namespace) is not None
 
 
@@ -51,6 +51,14 @@ def check_write(principal: Principal | None, ref: RepoRef, meta: RepoMeta | None
     meta = check_read(principal, ref, meta)
     check_namespace_write(principal, ref.namespace)
     return meta
+
+
+def check_admin(principal: Principal | None) -> Principal:
+    if principal is None:
+        raise Unauthorized("You must be authenticated as a server administrator")
+    if not principal.is_admin:
+        raise Forbidden("Only server administrators may do this")
+    return principal
 
 
 def check_namespace_write(principal: Principal | None, namespace: str) -> Principal:

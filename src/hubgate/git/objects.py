@@ -6,7 +6,7 @@ import re
 import stat
 from dataclasses import dataclass
 
-from dulwich.objects import Blob, Commit, ShaFile, Tree
+from dulwich.objects import Blob, Commit, Tree
 
 FILE_MODE = 0o100644
 DIR_MODE = stat.S_IFDIR  # 0o040000
@@ -128,8 +128,3 @@ def parse_commit(sha1: str, data: bytes) -> CommitData:
         timestamp=commit.commit_time,
         message=commit.message.decode("utf-8", "replace"),
     )
-
-
-def object_id(kind: str, data: bytes) -> str:
-    cls = {"blob": Blob, "tree": Tree, "commit": Commit}[kind]
-    return ShaFile.from_raw_string(cls.type_num, data).id.decode()

@@ -81,7 +81,7 @@ class HubgateApp:
         if token is None:
             return None, None
         settings = self.hub.settings
-        if not token.startswith(constants.TOKEN_PREFIX) and settings.upstream and settings.mirror.allow_token_passthrough:
+        if not token.startswith(constants.TOKEN_PREFIX) and settings.passthrough:
             return None, token
         return await run_in_threadpool(self.hub.accounts.authenticate, token), None
 

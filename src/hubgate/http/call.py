@@ -11,6 +11,7 @@ from starlette.requests import Request
 from hubgate import constants
 from hubgate.auth import policy
 from hubgate.auth.accounts import Principal
+from hubgate.errors import RepoNotFound
 from hubgate.hub import Hub
 from hubgate.repos.base import Repository
 from hubgate.repos.hosted import HostedRepository
@@ -49,7 +50,10 @@ class Call:
             repo_type = constants.PLURAL_TO_REPO_TYPE[self.params["plural"]]
         else:
             repo_type = {"": "model", "datasets/": "dataset", "spaces/": "space"}[self.params.get("prefix", "")]
-        return RepoRef.parse(check_repo_type(repo_type), self.params["repo_id"])
+        repo_id = self.params["repo_id"]
+        if "/" not in repo_id:  # legacy one-segment ids (`gpt2`) route, and are not here
+            raise RepoNotFound(f"{constants.REPO_TYPE_PREFIX[repo_type]}{repo_id}", anonymous=self.principal is None)
+        return RepoRef.parse(check_repo_type(repo_type), repo_id)
 
     def readable_repo(self) -> Repository:
         ref = self.repo_ref

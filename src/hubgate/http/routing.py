@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -69,5 +69,3 @@ def match(routes: list[Route], method: str, raw_path: str) -> tuple[Route, dict[
             return route, params
     return False if path_matched else None
 
-
-Endpoint = Callable[..., Awaitable[Any]]

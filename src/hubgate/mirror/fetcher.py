@@ -6,6 +6,12 @@ on `tmp/fetch-<oid>.lock` and appends to `tmp/fetch-<oid>.part`; readers (in any
 the part file. The last bytes of a whole-file answer are held back until the file is verified,
 so a corrupted transfer is never delivered as a complete success. A download that breaks
 resumes with a Range request, on the same or the next upstream when it serves the same hash.
+
+The download is a pipeline, so the network never waits for the disk: the thread reading the
+upstream response hashes each piece and hands it to a writer thread (at most `PIPE_BYTES` in
+flight), which appends it to the part file and wakes the readers of this process (readers in
+other processes poll); a third thread flushes the part file to disk every `SYNC_EVERY` bytes, so
+the fsync that publishes the file only has the last stretch left to write.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ import hashlib
 import logging
 import os
 import threading
+import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +38,15 @@ from hubgate.storage.blobs import LocalBlobStore
 
 log = logging.getLogger("hubgate.mirror")
 
-CHUNK = 1024 * 1024
+CHUNK = 1024 * 1024  # most bytes a reader takes from the part file at once
 ATTEMPTS_PER_UPSTREAM = 3
+PIPE_BYTES = 32 * 1024 * 1024  # received and hashed, not yet written: the network thread waits beyond this
+SYNC_EVERY = 64 * 1024 * 1024  # written since the last flush to disk: the syncer thread starts another
+READER_POLL_MAX = 0.02  # seconds between checks of a part file written by another process
+# Readers here are woken once this much was written since the last wake-up, or this long after it:
+# big enough bites that serving costs little per byte, soon enough that a slow upstream still flows.
+WAKE_BYTES = 512 * 1024
+WAKE_INTERVAL = 0.002
 
 
 class TransferFailed(Exception):
@@ -62,6 +77,7 @@ class Fetcher:
         self.upstreams = upstreams
         self.tmp_dir = tmp_dir
         self.on_published: Callable[[int], None] | None = None
+        self._waiters = _Waiters()
 
     # -- cache lookups ---------------------------------------------------------------------
     def cached_path(self, src: FileSource) -> Path | None:
@@ -132,9 +148,10 @@ class Fetcher:
             return False
         finally:
             os.close(lock_fd)  # releases the flock: readers see the end of the attempt
+            self._waiters.wake(src.oid)  # published or failed: readers here need not wait for a poll
 
     def _download_locked(self, src: FileSource, token_for: TokenFor, part: Path, progress: Callable[[int], None] | None) -> bool:
-        with part.open("r+b") as out:
+        with part.open("r+b", buffering=0) as out:
             state = _Progress(src)
             _hash_existing(out, src.size, state)
             used: Upstream | None = None
@@ -142,6 +159,9 @@ class Fetcher:
                 if self.cache.is_missing(f"bad:{upstream.name}:{src.oid}"):
                     continue
                 for _attempt in range(ATTEMPTS_PER_UPSTREAM):
+                    if os.fstat(out.fileno()).st_size != state.offset:  # a failed write: hash what is on disk
+                        state.restart()
+                        _hash_existing(out, src.size, state)
                     if state.offset >= src.size:
                         break
                     try:
@@ -160,9 +180,8 @@ class Fetcher:
                             used = upstream
                 if state.offset >= src.size:
                     break
-            if state.offset < src.size or used is None:
+            if state.offset < src.size or used is None or os.fstat(out.fileno()).st_size != src.size:
                 return False
-            out.flush()
         digest = state.sha256.hexdigest()
         actual = state.sha1.hexdigest() if state.sha1 else digest
         if actual != src.oid:
@@ -193,15 +212,17 @@ class Fetcher:
                 raise UpstreamMissing(upstream.name, 409, None, f"serves another version of the file (etag {etag})")
             if state.offset and response.status_code != 206:
                 raise _Restart()
-            out.seek(state.offset)
-            for chunk in response.iter_raw(CHUNK):
-                if state.offset + len(chunk) > src.size:
-                    raise UpstreamError(upstream.name, "sent more bytes than the file has")
-                out.write(chunk)
-                out.flush()
-                state.add(chunk)
-                if progress:
-                    progress(len(chunk))
+            # The pieces as the connection delivers them (no re-chunking copy); hashed here while
+            # the writer thread writes the previous ones. Leaving the block drains the writer, so
+            # the part file then holds every byte hashed, unless a write failed (then it raises).
+            with _Writer(out.fileno(), state.offset, lambda: self._waiters.wake(src.oid)) as writer:
+                for chunk in response.iter_raw():
+                    if state.offset + len(chunk) > src.size:
+                        raise UpstreamError(upstream.name, "sent more bytes than the file has")
+                    state.add(chunk)
+                    writer.put(chunk)
+                    if progress:
+                        progress(len(chunk))
 
     def available(self, src: FileSource) -> int:
         """How many bytes of the file are on disk here (all of it once cached)."""
@@ -264,8 +285,9 @@ class Fetcher:
                     continue
                 if not self.downloading(src) and self.cached_path(src) is None:
                     raise TransferFailed(f"upstream transfer of {src.url_path} failed")
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.02)
+                # Woken as soon as the writer here appends; the timeout covers other processes.
+                await self._waiters.wait(src.oid, delay, lambda: os.fstat(fd).st_size > pos)
+                delay = min(delay * 2, READER_POLL_MAX)
         finally:
             os.close(fd)
 
@@ -276,9 +298,167 @@ class Fetcher:
                 if self.cached_path(src) is not None:
                     break
                 raise TransferFailed(f"{src.url_path} did not verify")
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.02)
+            await self._waiters.wait(src.oid, delay, lambda: self.cached_path(src) is not None)
+            delay = min(delay * 2, READER_POLL_MAX)
         return True
+
+
+class _Waiters:
+    """Readers of this process waiting for a download to advance, woken by its threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_oid: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]] = {}
+
+    async def wait(self, oid: str, timeout: float, ready: Callable[[], bool]) -> None:
+        """Until woken for `oid` or `timeout` seconds pass; at once if `ready()` (checked after
+        registering, so a wake-up between the caller's check and this wait is not lost)."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        entry = (loop, waiter)
+        with self._lock:
+            self._by_oid.setdefault(oid, []).append(entry)
+        try:
+            if not ready():
+                await asyncio.wait([waiter], timeout=timeout)
+        finally:
+            with self._lock:
+                waiting = self._by_oid.get(oid)
+                if waiting and entry in waiting:
+                    waiting.remove(entry)
+                    if not waiting:
+                        del self._by_oid[oid]
+
+    def wake(self, oid: str) -> None:
+        """Called from any thread; cheap when nobody waits."""
+        if oid not in self._by_oid:
+            return
+        with self._lock:
+            waiting = self._by_oid.pop(oid, [])
+        for loop, waiter in waiting:
+            try:
+                loop.call_soon_threadsafe(_resolve, waiter)
+            except RuntimeError:  # that loop is closed
+                pass
+
+
+def _resolve(waiter: "asyncio.Future[None]") -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+class _Writer:
+    """Appends pieces to the part file in a thread of its own, so receiving never waits for a write.
+
+    `put` queues a piece (blocking only while `PIPE_BYTES` are already queued) and raises the
+    writer's error if a write failed. Leaving the `with` block writes everything queued, waits
+    for the threads, and raises OSError if a write failed (then the part file lacks bytes that
+    were hashed: the caller re-hashes what is on disk). Every `SYNC_EVERY` bytes another thread
+    flushes the file to disk (`fdatasync`), in parallel with the writes.
+    """
+
+    def __init__(self, fd: int, offset: int, on_written: Callable[[], None]) -> None:
+        self.fd = fd
+        self.offset = offset  # where the next byte goes
+        self.on_written = on_written
+        self.error: OSError | None = None
+        self._pending: deque[bytes] = deque()
+        self._pending_bytes = 0
+        self._closed = False
+        self._cond = threading.Condition()
+        self._synced = offset
+        self._sync_cond = threading.Condition()
+        self._woken, self._woken_at = offset, 0.0
+        self._threads = [threading.Thread(target=self._write_loop, daemon=True, name="fetch-writer"),
+                         threading.Thread(target=self._sync_loop, daemon=True, name="fetch-sync")]
+
+    def __enter__(self) -> "_Writer":
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def put(self, piece: bytes) -> None:
+        if not piece:
+            return
+        with self._cond:
+            while self._pending_bytes >= PIPE_BYTES and self.error is None:
+                self._cond.wait()
+            if self.error is not None:
+                raise self.error
+            self._pending.append(piece)
+            self._pending_bytes += len(piece)
+            self._cond.notify_all()
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._threads[0].join()
+        with self._sync_cond:
+            self._sync_cond.notify_all()
+        self._threads[1].join()
+        self.on_written()
+        if self.error is not None and exc_info[0] is None:
+            raise self.error
+
+    def _write_loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._closed:
+                    self._cond.wait()
+                if not self._pending:
+                    return
+                pieces = list(self._pending)  # all that is queued, in one system call
+                self._pending.clear()
+            size = sum(len(p) for p in pieces)
+            try:
+                _pwrite_all(self.fd, pieces, self.offset)
+            except OSError as exc:
+                with self._cond:
+                    self.error = exc
+                    self._pending.clear()
+                    self._pending_bytes = 0
+                    self._cond.notify_all()
+                return
+            with self._cond:
+                self._pending_bytes -= size
+                self._cond.notify_all()
+            with self._sync_cond:
+                self.offset += size
+                if self.offset - self._synced >= SYNC_EVERY:
+                    self._sync_cond.notify_all()
+            now = time.monotonic()
+            if self.offset - self._woken >= WAKE_BYTES or now - self._woken_at >= WAKE_INTERVAL:
+                self._woken, self._woken_at = self.offset, now
+                self.on_written()
+
+    def _sync_loop(self) -> None:
+        while True:
+            with self._sync_cond:
+                while self.offset - self._synced < SYNC_EVERY and self._threads[0].is_alive():
+                    self._sync_cond.wait(timeout=1.0)
+                if not self._threads[0].is_alive():
+                    return  # the rest is flushed by whoever publishes the file
+                target = self.offset
+            try:
+                os.fdatasync(self.fd)
+            except OSError:  # only an optimisation: the publishing fsync reports real errors
+                return
+            with self._sync_cond:
+                self._synced = target
+
+
+def _pwrite_all(fd: int, pieces: list[bytes], offset: int) -> None:
+    """Write `pieces` contiguously at `offset`, resuming after short writes."""
+    first = 0
+    while first < len(pieces):
+        written = os.pwritev(fd, pieces[first:first + 1024], offset)  # at most IOV_MAX buffers a call
+        offset += written
+        while first < len(pieces) and written >= len(pieces[first]):
+            written -= len(pieces[first])
+            first += 1
+        if written:  # a short write inside a piece: the rest of it goes first next time
+            pieces[first] = pieces[first][written:]
 
 
 class _Progress:

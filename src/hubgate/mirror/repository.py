@@ -8,19 +8,24 @@ known mapping is served with an `X-Hubgate-Stale` header.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from hubgate.errors import EntryNotFound, HubError, RepoNotFound, RevisionNotFound
+from hubgate.errors import EntryNotFound, GatedRepo, HubError, RepoNotFound, RevisionNotFound
 from hubgate.git.objects import CommitData
 from hubgate.mirror.fetcher import Fetcher, FileSource
 from hubgate.mirror.upstream import Upstream, UpstreamError, UpstreamMissing, origin, raise_for_missing
 from hubgate.repos.base import Content, Entry, LfsInfo, RepoMeta
-from hubgate.repos.ids import RepoRef, is_commit_id
+from hubgate.repos.ids import RepoRef, check_path, is_commit_id
 
 
+_SHA1 = re.compile(r"[0-9a-f]{40}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+# Kept inside a cached repo info: whose credential fetched it ("server" or "client").
+VIA_KEY = "_hubgate_via"
 # A Range starting this far beyond the bytes already fetched is proxied from upstream directly.
 DIRECT_RANGE_GAP = 4 * 1024 * 1024
 
@@ -29,10 +34,6 @@ class UpstreamUnavailable(HubError):
     """No upstream answered and nothing usable is cached."""
 
     status = 503
-
-
-class GatedRepo(HubError):
-    code = "GatedRepo"
 
 
 def parse_date(text: str | None) -> dt.datetime:
@@ -47,7 +48,7 @@ def missing_to_error(ref: RepoRef, exc: UpstreamMissing, what: str) -> HubError:
     if exc.code == "EntryNotFound":
         return EntryNotFound(what)
     if exc.code == "GatedRepo":
-        return GatedRepo(exc.message or f"{ref} is gated", status=exc.status)
+        return GatedRepo(str(ref), anonymous=exc.status == 401, message=exc.message or None)
     return RepoNotFound(str(ref), anonymous=False)
 
 
@@ -58,6 +59,8 @@ class MirroredRepository:
         self._token = token
         self._stale = False
         restricted = bool(info.get("private")) or bool(info.get("gated"))
+        # What a client's own token fetched is for callers upstream vouches for, nobody else.
+        readers = mirror.restricted_readers if info.get(VIA_KEY) != "client" else "nobody"
         self.meta = RepoMeta(
             ref=ref,
             private=bool(info.get("private")),
@@ -65,7 +68,7 @@ class MirroredRepository:
             created_at=parse_date(info.get("createdAt")),
             sdk=info.get("sdk"),
             source=upstream,
-            readers=mirror.restricted_readers if restricted else "anyone",
+            readers=readers if restricted else "anyone",
         )
 
     @property
@@ -73,7 +76,7 @@ class MirroredRepository:
         return self.mirror.fetcher
 
     def token_for(self, upstream: Upstream) -> str | None:
-        return self._token or upstream.config.token
+        return credentials(self._token)(upstream)
 
     def response_headers(self) -> dict[str, str]:
         return {"X-Hubgate-Stale": "1"} if self._stale else {}
@@ -190,11 +193,7 @@ class MirroredRepository:
             response = upstream.request("GET", url, token=self.token_for(upstream), params=params)
             raise_for_missing(upstream, response)
             for item in response.json():
-                entry = {"type": item["type"], "path": item["path"], "oid": item["oid"], "size": item.get("size", 0)}
-                if item.get("lfs"):
-                    lfs = item["lfs"]
-                    entry["lfs"] = {"oid": lfs["oid"], "size": lfs["size"], "pointerSize": lfs.get("pointerSize", 0)}
-                entries.append(entry)  # xetHash and other upstream-only fields stay behind
+                entries.append(_checked_entry(upstream, item))  # xetHash and other upstream-only fields stay behind
             url, params = _next_link(upstream, response), None
         return entries
 
@@ -242,6 +241,36 @@ class MirroredRepository:
             return self._fetcher.read(src, start, end)
 
         return Content(src.size, stream=stream)
+
+
+def credentials(client_token: str | None) -> Callable[[Upstream], str | None]:
+    """Which token goes to an upstream: a client's own only where that upstream takes passthrough
+    (it is never sent anywhere else), otherwise the server's token for that upstream, if any."""
+
+    def token_for(upstream: Upstream) -> str | None:
+        if client_token and upstream.config.passthrough:
+            return client_token
+        return upstream.config.token
+
+    return token_for
+
+
+def _checked_entry(upstream: Upstream, item: dict[str, Any]) -> dict[str, Any]:
+    """A tree entry from upstream, validated: its ids name files on disk and its path URLs here."""
+    try:
+        check_path(item["path"])
+        kind, oid, size = item["type"], item["oid"], int(item.get("size") or 0)
+        if kind not in ("file", "directory") or not _SHA1.fullmatch(oid) or size < 0:
+            raise ValueError(f"bad entry {item['path']!r}")
+        entry: dict[str, Any] = {"type": kind, "path": item["path"], "oid": oid, "size": size}
+        if item.get("lfs"):
+            lfs = item["lfs"]
+            if not _SHA256.fullmatch(lfs["oid"]) or int(lfs["size"]) < 0:
+                raise ValueError(f"bad LFS entry {item['path']!r}")
+            entry["lfs"] = {"oid": lfs["oid"], "size": int(lfs["size"]), "pointerSize": int(lfs.get("pointerSize") or 0)}
+    except (HubError, KeyError, TypeError, ValueError) as exc:
+        raise UpstreamError(upstream.name, f"unusable tree entry: {exc}") from exc
+    return entry
 
 
 def _entry(item: dict[str, Any]) -> Entry:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import replace
 from collections.abc import Callable
@@ -14,11 +15,11 @@ from sqlalchemy import select
 from hubgate.config import Settings
 from hubgate.mirror.cache import MirrorCache
 from hubgate.mirror.fetcher import Fetcher, FileSource
-from hubgate.mirror.repository import MirroredRepository, UpstreamUnavailable, missing_to_error
+from hubgate.mirror.repository import VIA_KEY, MirroredRepository, UpstreamUnavailable, credentials, missing_to_error
 from hubgate.mirror.upstream import Upstream, UpstreamError, UpstreamMissing, Upstreams, raise_for_missing
 from hubgate.repos.ids import RepoRef, is_commit_id
 from hubgate.storage.blobs import LocalBlobStore
-from hubgate.storage.metadata import GitObject, MetadataStore
+from hubgate.storage.metadata import GitObject, MetadataStore, RepoLfsObject
 
 log = logging.getLogger("hubgate.mirror")
 
@@ -41,8 +42,10 @@ class Mirror:
             upstream.health.on_change = lambda health, name=upstream.name: self._save_health(name, health)
 
     def _save_health(self, name: str, health: Any) -> None:
+        # Query strings may hold presigned signatures: they are not kept.
+        error = re.sub(r"\?\S*", "", health.last_error) if health.last_error else None
         try:
-            self.cache.save_health(name, health.last_success, health.last_error, health.last_error_at, health.latency_ms)
+            self.cache.save_health(name, health.last_success, error, health.last_error_at, health.latency_ms)
         except Exception:  # noqa: BLE001 - health bookkeeping must never break a request
             log.exception("could not record the health of upstream %s", name)
 
@@ -67,12 +70,27 @@ class Mirror:
         info, upstream = self.upstreams.first(attempt)
         info = {k: v for k, v in info.items() if k != "siblings"}
         info[SOURCE_KEY] = upstream.name
+        info[VIA_KEY] = "server" if self._server_may_read(ref, info, upstream) else "client"
         key = (ref.type, ref.repo_id)
         self.cache.remember_commit(*key, info["sha"], info)
         label = "" if revision is None else revision
         if label != info["sha"]:
             self.cache.remember_revision(*key, label, info["sha"], upstream.name)
         return info, upstream.name
+
+    def _server_may_read(self, ref: RepoRef, info: dict[str, Any], upstream: Upstream) -> bool:
+        """Whether the server's own credential reads this repo's files (always, for public repos).
+
+        If not, whatever a client's passthrough token brings in stays for callers upstream vouches for.
+        """
+        if not info.get("private") and not info.get("gated"):
+            return True
+        token = upstream.config.token
+        if token is None:
+            return False
+        response = upstream.request("GET", f"/api/{ref.plural}/{ref.repo_id}/auth-check", token=token)
+        response.close()
+        return response.status_code == 200
 
     def open(self, ref: RepoRef, token: str | None = None) -> MirroredRepository | None:
         """The mirrored repo, or None when no upstream has it.
@@ -92,9 +110,7 @@ class Mirror:
         if self.offline or (token is None and self.cache.is_missing(negative)):
             return None
 
-        def token_for(upstream: Upstream) -> str | None:
-            return token or upstream.config.token
-
+        token_for = credentials(token)
         try:
             info, upstream = self.fetch_info(ref, None, token_for)
         except UpstreamMissing as exc:
@@ -161,9 +177,10 @@ class Mirror:
         if total <= limit:
             return []
         victims = self.cache.eviction_candidates(total - limit)
-        with self.metadata.session() as session:
-            hosted = set(session.scalars(select(GitObject.lfs_sha256).where(
-                GitObject.lfs_sha256.in_([v[1] for v in victims]))))
+        candidates = [v[1] for v in victims]
+        with self.metadata.session() as session:  # never delete what a hosted repo holds or was sent
+            hosted = set(session.scalars(select(GitObject.lfs_sha256).where(GitObject.lfs_sha256.in_(candidates))))
+            hosted |= set(session.scalars(select(RepoLfsObject.oid).where(RepoLfsObject.oid.in_(candidates))))
         self.cache.forget_files([oid for oid, _, _ in victims])
         for _oid, sha256, _size in victims:
             if sha256 not in hosted and not self.cache.sha256_in_use(sha256):

@@ -191,6 +191,11 @@ class Upstreams:
                 return attempt(upstream), upstream
             except UpstreamMissing as exc:
                 missing = missing or exc
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:  # an answer of the wrong shape
+                message = f"malformed answer: {type(exc).__name__}: {exc}"
+                upstream.health.failed(message)
+                log.warning("upstream %s failed: %s", upstream.name, message)
+                error = UpstreamError(upstream.name, message)
             except UpstreamError as exc:
                 log.warning("upstream %s failed: %s", upstream.name, exc)
                 error = exc

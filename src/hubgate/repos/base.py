@@ -58,7 +58,8 @@ class RepoMeta:
     sdk: str | None = None
     # Where the repo lives: "hosted" here, or the name of the upstream it is mirrored from.
     source: str = "hosted"
-    # For mirrored repos: who may read it ("anyone", "authenticated" or "admin").
+    # For mirrored repos: who may read it ("anyone", "authenticated", "admin", or "nobody" when
+    # only a client's own upstream token could, and that caller has not just been vouched for).
     readers: str = "anyone"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
+from hubgate.auth import policy
 from hubgate.errors import NotFound
 from hubgate.http.call import Call
 from hubgate.http.responses import json_response
@@ -14,6 +15,7 @@ table = RouteTable()
 
 @table.add("GET", r"/api/mirror/status")
 def status(call: Call) -> Response:
+    policy.check_admin(call.principal)  # names upstream repos and errors: for operators only
     if call.hub.mirror is None:
         raise NotFound("This server mirrors no upstream")
     return json_response(call.hub.mirror.status())

@@ -16,7 +16,7 @@ class Signer:
         return expires, self._mac(expires, parts)
 
     def verify(self, signature: str, expires: int, *parts: str) -> bool:
-        if expires < time.time():
+        if expires < time.time() or not signature.isascii():
             return False
         return hmac.compare_digest(signature, self._mac(expires, parts))
 

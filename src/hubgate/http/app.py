@@ -10,7 +10,7 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.formparsers import MultiPartException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -42,6 +42,9 @@ class HubgateApp:
             response = await self._handle(request)
         except HubError as error:
             response = error_response(error)
+        except ClientDisconnect:  # the client left mid-upload: nothing was applied, nobody to answer
+            log.info("client left during %s %s", request.method, request.url.path)
+            return
         except Exception:  # noqa: BLE001 - the one place that turns a bug into a 500
             log.exception("Unhandled error on %s %s", request.method, request.url.path)
             response = error_response(HubError("Internal server error", status=500))

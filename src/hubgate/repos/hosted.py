@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator
-from functools import lru_cache
 
 from hubgate.errors import EntryNotFound, HubError, RevisionNotFound
-from hubgate.git.objects import CommitData, TreeItem, parse_commit, parse_tree
+from hubgate.git.objects import CommitData, TreeItem
 from hubgate.repos.base import Content, Entry, LfsInfo, RepoMeta
 from hubgate.repos.ids import is_commit_id
 from hubgate.storage.blobs import BlobStore
@@ -67,7 +66,7 @@ class HostedRepository:
                 return True
             data = self._object(current, "commit")
             if data is not None:
-                pending.extend(_parse_commit(current, data).parents)
+                pending.extend(self._git.parse_commit(current, data).parents)
         self._git.unreachable.add(unreachable_key)
         return False
 
@@ -75,7 +74,7 @@ class HostedRepository:
         data = self._object(sha1, "commit")
         if data is None:
             raise RevisionNotFound(sha1)
-        return _parse_commit(sha1, data)
+        return self._git.parse_commit(sha1, data)
 
     def history(self, sha1: str) -> Iterator[CommitData]:
         current: str | None = sha1
@@ -95,7 +94,7 @@ class HostedRepository:
         data = self._object(sha1, "tree")
         if data is None:
             raise HubError(f"Missing tree object {sha1}", status=500)
-        return _parse_tree(sha1, data)
+        return self._git.parse_tree(sha1, data)
 
     def _walk_to(self, commit: str, path: str) -> TreeItem | None:
         item = TreeItem("", 0o040000, self.commit(commit).tree)
@@ -151,13 +150,3 @@ class HostedRepository:
         if data is None:
             raise HubError(f"Missing blob object {entry.oid}", status=500)
         return Content(len(data), data=data)
-
-
-@lru_cache(maxsize=4096)
-def _parse_tree(sha1: str, data: bytes) -> list[TreeItem]:
-    return parse_tree(data)
-
-
-@lru_cache(maxsize=4096)
-def _parse_commit(sha1: str, data: bytes) -> CommitData:
-    return parse_commit(sha1, data)

@@ -14,7 +14,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from hubgate.errors import PreconditionFailed
-from hubgate.git.objects import RawObject, parse_lfs_pointer
+from hubgate.git.objects import RawObject, parse_commit, parse_lfs_pointer, parse_tree
 from hubgate.storage.metadata import GitObject, MetadataStore, Ref
 
 
@@ -38,6 +38,9 @@ class GitStore:
     def __init__(self, metadata: MetadataStore) -> None:
         self.metadata = metadata
         self.read_object = lru_cache(maxsize=4096)(self._read_object)
+        # Parsed objects are as immutable as the raw ones: parse each once per process.
+        self.parse_tree = lru_cache(maxsize=4096)(lambda sha1, data: parse_tree(data))
+        self.parse_commit = lru_cache(maxsize=4096)(parse_commit)
         # (repo pk, repo creation time, commit) known reachable from that repo's refs; the creation
         # time keeps a deleted repo's commits from leaking into a new repo reusing its primary key.
         self.reachable = Memo()

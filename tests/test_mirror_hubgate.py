@@ -216,3 +216,24 @@ def test_lru_eviction_keeps_the_cache_under_its_limit(tmp_path: Path, origin) ->
         assert resolve_gets(upstream, "notes.txt") == before + 1
     finally:
         srv.stop()
+
+
+def test_empty_files_are_cached_and_served_offline(tmp_path: Path, tmp_path_factory) -> None:
+    upstream = start_server(tmp_path_factory.mktemp("origin-empty"))
+    upstream.add_user("team")
+    token = upstream.token("team", "write")
+    api = HfApi(endpoint=upstream.url, token=token)
+    api.create_repo("team/pkg")
+    api.upload_file(path_or_fileobj=b"", path_in_repo="pkg/__init__.py", repo_id="team/pkg")
+    srv = start_mirror(tmp_path, upstream, token)
+    try:
+        snapshot_download("team/pkg", endpoint=srv.url, token=False, cache_dir=tmp_path / "warm")
+    finally:
+        srv.stop()
+        upstream.stop()
+    offline = start_server(tmp_path / "data", "--offline", config=tmp_path / "hubgate.toml")
+    try:
+        snap = snapshot_download("team/pkg", endpoint=offline.url, token=False, cache_dir=tmp_path / "cold")
+        assert (Path(snap) / "pkg" / "__init__.py").read_bytes() == b""
+    finally:
+        offline.stop()

@@ -40,7 +40,7 @@ log = logging.getLogger("hubgate.mirror")
 
 CHUNK = 1024 * 1024  # most bytes a reader takes from the part file at once
 ATTEMPTS_PER_UPSTREAM = 3
-PIPE_BYTES = 32 * 1024 * 1024  # received and hashed, not yet written: the network thread waits beyond this
+PIPE_BYTES = 16 * 1024 * 1024  # received and hashed, not yet written: the network thread waits beyond this
 SYNC_EVERY = 64 * 1024 * 1024  # written since the last flush to disk: the syncer thread starts another
 READER_POLL_MAX = 0.02  # seconds between checks of a part file written by another process
 # Readers here are woken once this much was written since the last wake-up, or this long after it:
@@ -180,19 +180,22 @@ class Fetcher:
                             used = upstream
                 if state.offset >= src.size:
                     break
-            if state.offset < src.size or used is None or os.fstat(out.fileno()).st_size != src.size:
+            if state.offset < src.size or os.fstat(out.fileno()).st_size != src.size:
                 return False
+        # No upstream was needed for an empty file, or for a part file a crash left complete.
+        source = used.name if used is not None else "part-file"
         digest = state.sha256.hexdigest()
         actual = state.sha1.hexdigest() if state.sha1 else digest
         if actual != src.oid:
             log.error("integrity error: %s from upstream %s hashed to %s, expected %s; discarded",
-                      src.url_path, used.name, actual, src.oid)
-            self.cache.remember_missing(f"bad:{used.name}:{src.oid}", 3600)
+                      src.url_path, source, actual, src.oid)
+            if used is not None:
+                self.cache.remember_missing(f"bad:{used.name}:{src.oid}", 3600)
             self.cache.count("integrity_errors")
             part.unlink(missing_ok=True)
             return False
         self.blobs.adopt(part, digest)
-        self.cache.remember_file(src.oid, digest, src.size, used.name)
+        self.cache.remember_file(src.oid, digest, src.size, source)
         self.cache.count("upstream_bytes", src.size)
         if self.on_published:
             self.on_published(src.size)
@@ -413,9 +416,9 @@ class _Writer:
             size = sum(len(p) for p in pieces)
             try:
                 _pwrite_all(self.fd, pieces, self.offset)
-            except OSError as exc:
+            except Exception as exc:  # noqa: BLE001 - the receiving thread must hear of any failure
                 with self._cond:
-                    self.error = exc
+                    self.error = exc if isinstance(exc, OSError) else OSError(f"writing the part file: {exc!r}")
                     self._pending.clear()
                     self._pending_bytes = 0
                     self._cond.notify_all()
@@ -453,6 +456,8 @@ def _pwrite_all(fd: int, pieces: list[bytes], offset: int) -> None:
     first = 0
     while first < len(pieces):
         written = os.pwritev(fd, pieces[first:first + 1024], offset)  # at most IOV_MAX buffers a call
+        if written <= 0:
+            raise OSError("the part file accepts no more bytes")
         offset += written
         while first < len(pieces) and written >= len(pieces[first]):
             written -= len(pieces[first])

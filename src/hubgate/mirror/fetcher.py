@@ -110,11 +110,15 @@ class Fetcher:
             return False
         lock_path, part = self._paths(src)
         fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return True  # another thread or process is downloading it
+        for attempt in range(4):  # a reader's shared-lock probe (see `downloading`) lasts microseconds
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if attempt == 3:
+                    os.close(fd)
+                    return True  # another thread or process is downloading it
+                time.sleep(0.002)
         if self.cached_path(src) is not None:
             os.close(fd)
             return False
@@ -269,7 +273,11 @@ class Fetcher:
         try:
             fd = os.open(path or part, os.O_RDONLY)
         except FileNotFoundError:
-            path = self.cached_path(src)
+            # Just published: the downloader records the file before it lets go of its lock.
+            delay = 0.001
+            while (path := self.cached_path(src)) is None and self.downloading(src):
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, READER_POLL_MAX)
             if path is None:
                 raise TransferFailed(f"{src.url_path} is not being fetched") from None
             fd = os.open(path, os.O_RDONLY)

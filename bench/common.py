@@ -465,3 +465,21 @@ def machine() -> dict[str, str]:
         "commit": (commit.stdout.strip() or "?") + (" + uncommitted changes in src/" if dirty.stdout.strip() else ""),
     }
 
+
+def publish(section: str, history_row: str, prefix: str, *, write: bool) -> None:
+    """Print a run's results and, if `write`, put them into docs/benchmarks.md between the
+    `<!-- {prefix}:latest:start/end -->` markers and as a row above `<!-- {prefix}:history:end -->`."""
+    print()
+    print(section)
+    if not write:
+        return
+    doc = ROOT / "docs" / "benchmarks.md"
+    start, end, history = (f"<!-- {prefix}:{m} -->" for m in ("latest:start", "latest:end", "history:end"))
+    text = doc.read_text() if doc.exists() else ""
+    if start not in text or end not in text or history not in text:
+        raise RuntimeError(f"{doc} lacks the markers {start} / {history}; not overwriting it")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    text = f"{head}{start}\n{section}\n{end}{tail}"
+    doc.write_text(text.replace(history, f"{history_row}\n{history}", 1))  # rows oldest first, table unbroken
+    log(f"wrote {doc.relative_to(ROOT)}")

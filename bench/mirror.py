@@ -49,6 +49,7 @@ from pathlib import Path
 
 import httpx
 from common import (
+    publish,
     MB,
     MIB,
     ROOT,
@@ -69,15 +70,11 @@ from common import (
 sys.path.insert(0, str(ROOT / "tests"))
 from fakehub import FakeHub, make_large_file, start_fakehub
 
-DOC = ROOT / "docs" / "benchmarks.md"
 WORK = ROOT / "bench" / ".work"
 OLAH_VERSION = "0.5.4"
 OLAH_VENV = WORK / "olah-venv"
 REPO_ID = "bench/mirror"
 FILE_NAME = "weights.bin"
-RESULTS_START = "<!-- mirror:latest:start -->"
-RESULTS_END = "<!-- mirror:latest:end -->"
-HISTORY_MARK = "<!-- mirror:history:end -->"
 TARGET_COLD = 0.9  # hubgate cold throughput / direct
 TARGET_TTFB = 0.050  # hubgate cold TTFB - direct TTFB, seconds
 TARGET_WARM = 0.8  # hubgate warm throughput / nginx
@@ -470,16 +467,6 @@ def render(r: dict, info: dict[str, str], command: str) -> tuple[str, str]:
     return "\n".join(lines), "| " + " | ".join(history) + " |"
 
 
-def write_doc(section: str, history_row: str) -> None:
-    text = DOC.read_text()
-    if RESULTS_START not in text or RESULTS_END not in text or HISTORY_MARK not in text:
-        raise RuntimeError(f"{DOC} lacks the markers {RESULTS_START} / {HISTORY_MARK}; not overwriting it")
-    head, rest = text.split(RESULTS_START, 1)
-    _, tail = rest.split(RESULTS_END, 1)
-    text = f"{head}{RESULTS_START}\n{section}\n{RESULTS_END}{tail}"
-    DOC.write_text(text.replace(HISTORY_MARK, f"{history_row}\n{HISTORY_MARK}", 1))
-
-
 # --------------------------------------------------------------------------------------------------
 
 
@@ -667,11 +654,7 @@ def main() -> int:
             "elapsed": time.monotonic() - began,
         }
         section, history_row = render(results, machine(), command)
-        print()
-        print(section)
-        if not opts.no_doc:
-            write_doc(section, history_row)
-            log(f"wrote {DOC.relative_to(ROOT)}")
+        publish(section, history_row, "mirror", write=not opts.no_doc)
         return 0
     finally:
         for server in reversed(running):

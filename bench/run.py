@@ -37,10 +37,10 @@ os.environ["HF_HUB_DISABLE_XET"] = "1"
 os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
 os.environ.pop("HF_ENDPOINT", None)
 
-from common import (  # bench/common.py: the pieces bench/mirror.py shares too
+from common import (
+    publish,  # bench/common.py: the pieces bench/mirror.py shares too
     MB,
     MIB,
-    ROOT,
     Batch,
     Hubgate,
     Nginx,
@@ -56,13 +56,9 @@ from common import (  # bench/common.py: the pieces bench/mirror.py shares too
     verify_download,
 )
 
-DOC = ROOT / "docs" / "benchmarks.md"
 REPO_ID = "bench/blob"
 FILE_NAME = "weights.bin"
 CLIENT = "python"
-RESULTS_START = "<!-- bench:latest:start -->"
-RESULTS_END = "<!-- bench:latest:end -->"
-HISTORY_MARK = "<!-- bench:history:end -->"
 
 
 def hubgate_variant(opts: argparse.Namespace) -> str:
@@ -144,17 +140,6 @@ def render(results: dict, info: dict[str, str], command: str) -> tuple[str, str]
         ),
     ]
     return "\n".join(lines), "| " + " | ".join(history) + " |"
-
-
-def write_doc(section: str, history_row: str) -> None:
-    text = DOC.read_text() if DOC.exists() else ""
-    if RESULTS_START not in text or HISTORY_MARK not in text:
-        raise RuntimeError(f"{DOC} lacks the markers {RESULTS_START} / {HISTORY_MARK}; not overwriting it")
-    head, rest = text.split(RESULTS_START, 1)
-    _, tail = rest.split(RESULTS_END, 1)
-    text = f"{head}{RESULTS_START}\n{section}\n{RESULTS_END}{tail}"
-    text = text.replace(HISTORY_MARK, f"{history_row}\n{HISTORY_MARK}", 1)  # rows oldest first, table unbroken
-    DOC.write_text(text)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -266,11 +251,7 @@ def main() -> int:
             "elapsed": time.monotonic() - began,
         }
         section, history_row = render(results, machine(), command)
-        print()
-        print(section)
-        if not opts.no_doc:
-            write_doc(section, history_row)
-            log(f"wrote {DOC.relative_to(ROOT)}")
+        publish(section, history_row, "bench", write=not opts.no_doc)
         return 0
     finally:
         for running in (sampler, nginx_sampler):

@@ -84,7 +84,11 @@ def start_server(data: Path, *extra: str, env: dict[str, str] | None = None, con
         raise RuntimeError("hubgate serve did not start:\n" + "".join(log))
     threading.Thread(target=lambda: log.extend(process.stdout), daemon=True).start()  # type: ignore[arg-type]
     server = Server(f"http://127.0.0.1:{port}", data, process, log, full_env)
-    assert httpx.get(f"{server.url}/healthz", timeout=10).status_code == 200
+    try:
+        assert httpx.get(f"{server.url}/healthz", timeout=10).status_code == 200
+    except BaseException:
+        server.stop()  # a server that never became healthy must not outlive the test
+        raise
     return server
 
 

@@ -29,12 +29,11 @@ class HubError(Exception):
 
 
 def _header_safe(text: str) -> str:
-    """The message as a valid header value: printable ASCII only (a NUL or a control character
-    from a client-supplied path would otherwise make the server drop the connection)."""
+    """The message as an ASCII header value of bounded length (`http.headers` makes every value
+    valid just before it is sent)."""
     if len(text) > MAX_HEADER_MESSAGE:  # a message quoting a huge input must not make a huge header
         text = text[: MAX_HEADER_MESSAGE - 3] + "..."
-    ascii_text = text.encode("ascii", "replace").decode("ascii")
-    return "".join(c if " " <= c <= "~" else " " if c in "\r\n\t" else "?" for c in ascii_text)
+    return text.encode("ascii", "replace").decode("ascii")
 
 
 MAX_HEADER_MESSAGE = 1000

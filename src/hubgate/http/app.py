@@ -18,6 +18,7 @@ from hubgate import constants
 from hubgate.auth.accounts import Principal
 from hubgate.errors import BadRequest, HubError, InvalidCredentials, NotFound, PayloadTooLarge
 from hubgate.http.call import Call
+from hubgate.http.headers import make_safe
 from hubgate.http.responses import error_response
 from hubgate.http.routes import ALL
 from hubgate.http.routing import Route, match
@@ -51,6 +52,7 @@ class HubgateApp:
         trace = request.headers.get("x-amzn-trace-id") or request.headers.get("x-request-id")
         if trace:
             response.headers["X-Request-Id"] = trace[:200]
+        response.raw_headers = make_safe(response.raw_headers)  # values built from input: never refused
         await response(scope, receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from functools import cached_property
 
 from hubgate.auth.accounts import Accounts
+from hubgate.auth.gate import Gate
 from hubgate.config import Settings
 from hubgate.mirror.service import Mirror
 from hubgate.repos.base import Repository
@@ -27,6 +28,7 @@ class Hub:
         self.accounts = Accounts(self.metadata)
         self.repos = RepoService(self.metadata, self.blobs, settings.lfs_threshold)
         self.mirror = Mirror(settings, self.metadata, self.blobs) if settings.upstream else None
+        self.gate = Gate(self.open_repo, self.repos.open)
 
     def open_repo(self, ref: RepoRef, upstream_token: str | None = None) -> Repository | None:
         """A repo by address, hosted here or mirrored; the caller never needs to know which.

@@ -16,6 +16,7 @@ from starlette.types import Receive, Scope, Send
 
 from hubgate import constants
 from hubgate.auth.accounts import Principal
+from hubgate.auth.gate import REPO_ACTIONS, Action, Subject
 from hubgate.errors import BadRequest, HubError, InvalidCredentials, NotFound, PayloadTooLarge
 from hubgate.http.call import Call
 from hubgate.http.headers import make_safe
@@ -76,9 +77,19 @@ class HubgateApp:
         principal, upstream_token = await self._principal(request)
         body = await self._body(request, route.body)
         call = Call(request, self.hub, params, principal, body, upstream_token)
+        await run_in_threadpool(self._authorize, route, call)
         if route.is_async:
             return await route.handler(call)
         return await run_in_threadpool(route.handler, call)
+
+    def _authorize(self, route: Route, call: Call) -> None:
+        """The one access check, before any handler runs."""
+        action = route.action if isinstance(route.action, Action) else route.action(call)
+        if action in REPO_ACTIONS and route.subject is None:
+            subject = Subject(ref=call.repo_ref)
+        else:
+            subject = route.subject(call) if route.subject is not None else Subject()
+        call.authorized = self.hub.gate.authorize(call.principal, action, subject, call.upstream_token)
 
     async def _principal(self, request: Request) -> tuple[Principal | None, str | None]:
         """The hubgate user behind the token, or (passthrough) the client's own upstream token."""

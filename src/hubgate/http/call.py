@@ -9,7 +9,6 @@ from typing import Any
 from starlette.requests import Request
 
 from hubgate import constants
-from hubgate.auth import policy
 from hubgate.auth.accounts import Principal
 from hubgate.errors import RepoNotFound
 from hubgate.hub import Hub
@@ -28,6 +27,7 @@ class Call:
     principal: Principal | None
     body: Any = None
     upstream_token: str | None = None  # a client's own upstream token (passthrough), never a hubgate one
+    authorized: Repository | None = None  # the repo of a repo action, opened and checked by the gate
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -55,19 +55,17 @@ class Call:
             raise RepoNotFound(f"{constants.REPO_TYPE_PREFIX[repo_type]}{repo_id}", anonymous=self.principal is None)
         return RepoRef.parse(check_repo_type(repo_type), repo_id)
 
-    def readable_repo(self) -> Repository:
-        ref = self.repo_ref
-        repo = self.hub.open_repo(ref, self.upstream_token)
-        policy.check_read(self.principal, ref, repo.meta if repo else None)
-        assert repo is not None
-        return repo
+    @property
+    def repo(self) -> Repository:
+        """The repo this call's action is about, already authorised."""
+        assert self.authorized is not None, "a repo action's handler runs only with its repo"
+        return self.authorized
 
-    def writable_repo(self) -> HostedRepository:
-        ref = self.repo_ref
-        repo = self.hub.repos.open(ref)
-        policy.check_write(self.principal, ref, repo.meta if repo else None)
-        assert repo is not None
-        return repo
+    @property
+    def hosted_repo(self) -> HostedRepository:
+        """The repo of a write or manage action, which is always a hosted one."""
+        assert isinstance(self.authorized, HostedRepository)
+        return self.authorized
 
     @property
     def client_hub_version(self) -> tuple[int, int] | None:

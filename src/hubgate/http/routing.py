@@ -11,10 +11,14 @@ import inspect
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
+from hubgate.auth.gate import Action, Subject
 from hubgate.errors import BadRequest
+
+if TYPE_CHECKING:
+    from hubgate.http.call import Call
 
 # Fragments shared by the patterns of every route module.
 API_TYPE = r"(?P<plural>models|datasets|spaces)"
@@ -24,6 +28,8 @@ REV = r"(?P<rev>[^/]+)"
 PATH = r"(?P<path>.+)"
 
 Handler = Callable[..., Any]
+# What a route does: declared once, or (one route, two uses) chosen from the parsed call.
+Declared = Action | Callable[["Call"], Action]
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,9 @@ class Route:
     pattern: re.Pattern[str]
     handler: Handler
     body: str | None  # None | "json" | "form" | "stream"
+    action: Declared
+    # The repo / namespace acted on, from the body; None: the repo named by the path.
+    subject: Callable[[Call], Subject] | None = None
 
     @property
     def is_async(self) -> bool:
@@ -44,10 +53,20 @@ class RouteTable:
     def __init__(self) -> None:
         self.routes: list[Route] = []
 
-    def add(self, methods: str, pattern: str, *, body: str | None = None) -> Callable[[Handler], Handler]:
+    def add(
+        self,
+        methods: str,
+        pattern: str,
+        *,
+        action: Declared,
+        body: str | None = None,
+        subject: Callable[[Call], Subject] | None = None,
+    ) -> Callable[[Handler], Handler]:
+        """Register a handler; `action` is what the single authorisation point checks first."""
+
         def register(handler: Handler) -> Handler:
             compiled = re.compile(f"^{pattern}$")
-            self.routes.append(Route(frozenset(methods.split()), compiled, handler, body))
+            self.routes.append(Route(frozenset(methods.split()), compiled, handler, body, action, subject))
             return handler
 
         return register

@@ -5,7 +5,7 @@ from __future__ import annotations
 import yaml
 from starlette.responses import Response
 
-from hubgate.errors import Unauthorized
+from hubgate.auth.gate import Action
 from hubgate.http.call import Call
 from hubgate.http.responses import json_response
 from hubgate.http.routing import RouteTable
@@ -13,16 +13,15 @@ from hubgate.http.routing import RouteTable
 table = RouteTable()
 
 
-@table.add("GET", r"/healthz")
+@table.add("GET", r"/healthz", action=Action.PUBLIC)
 def healthz(call: Call) -> Response:
     return json_response({"status": "ok"})
 
 
-@table.add("GET", r"/api/whoami-v2")
+@table.add("GET", r"/api/whoami-v2", action=Action.AUTHENTICATED)
 def whoami(call: Call) -> Response:
     who = call.principal
-    if who is None:
-        raise Unauthorized("Invalid credentials in Authorization header")
+    assert who is not None
     return json_response(
         {
             "type": "user",
@@ -42,7 +41,7 @@ def whoami(call: Call) -> Response:
     )
 
 
-@table.add("POST", r"/api/validate-yaml", body="json")
+@table.add("POST", r"/api/validate-yaml", action=Action.PUBLIC, body="json")
 def validate_yaml(call: Call) -> Response:
     content = (call.body or {}).get("content", "") if isinstance(call.body, dict) else ""
     if not isinstance(content, str):
@@ -56,6 +55,6 @@ def validate_yaml(call: Call) -> Response:
     return json_response({"errors": [], "warnings": []})
 
 
-@table.add("GET", r"/api/agent-harnesses")
+@table.add("GET", r"/api/agent-harnesses", action=Action.PUBLIC)
 def agent_harnesses(call: Call) -> Response:
     return json_response({"standardEnvVars": [], "harnesses": {}})

@@ -8,6 +8,7 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from hubgate.auth.gate import Action
 from hubgate.errors import BadRequest, EntryNotFound, PayloadTooLarge
 from hubgate.http import commit_payload
 from hubgate.http.call import Call
@@ -26,9 +27,9 @@ def _client_takes_lfs(call: Call) -> bool:
     return version is None or version < XET_UPLOAD_CLIENTS or call.hub.settings.lfs_for_xet_clients
 
 
-@table.add("POST", rf"/api/{API_TYPE}/{REPO_ID}/preupload/{REV}", body="json")
+@table.add("POST", rf"/api/{API_TYPE}/{REPO_ID}/preupload/{REV}", action=Action.WRITE_REPO, body="json")
 def preupload(call: Call) -> Response:
-    repo = call.writable_repo()
+    repo = call.hosted_repo
     files = call.body.get("files") if isinstance(call.body, dict) else None
     if not isinstance(files, list):
         raise BadRequest("Expected {'files': [...]}")
@@ -58,9 +59,8 @@ def preupload(call: Call) -> Response:
     return json_response({"files": answers, "commitOid": commit})
 
 
-@table.add("POST", rf"/api/{API_TYPE}/{REPO_ID}/commit/{REV}", body="stream")
+@table.add("POST", rf"/api/{API_TYPE}/{REPO_ID}/commit/{REV}", action=Action.WRITE_REPO, body="stream")
 async def commit(call: Call) -> Response:
-    await run_in_threadpool(call.writable_repo)
     if call.flag("create_pr"):
         raise BadRequest("Pull requests are not supported by this server yet; commit to a branch instead.")
     limit = call.hub.settings.max_commit_bytes

@@ -6,21 +6,20 @@ from urllib.parse import quote
 
 from starlette.responses import Response
 
-from hubgate.auth import policy
+from hubgate.auth.gate import Action
 from hubgate.errors import EntryNotFound
 from hubgate.http.call import Call
 from hubgate.http.responses import ContentResponse, parse_range
-from hubgate.repos.base import Content
 from hubgate.http.routing import FILE_PREFIX, PATH, REPO_ID, REV, RouteTable
+from hubgate.repos.base import Content
 from hubgate.repos.ids import check_path, check_revision
 
 table = RouteTable()
 
 
-@table.add("GET", rf"/{FILE_PREFIX}{REPO_ID}/resolve/{REV}/{PATH}")
+@table.add("GET", rf"/{FILE_PREFIX}{REPO_ID}/resolve/{REV}/{PATH}", action=Action.DOWNLOAD)
 def resolve(call: Call) -> Response:
-    repo = call.readable_repo()
-    policy.check_download(call.principal, repo.meta)
+    repo = call.repo
     commit = repo.resolve(check_revision(call.params["rev"]))
     path = call.params["path"]
     try:

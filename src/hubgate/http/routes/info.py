@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 from starlette.responses import Response
 
 from hubgate import constants
-from hubgate.auth import policy
+from hubgate.auth.gate import Action
 from hubgate.errors import BadRequest, EntryNotFound
 from hubgate.http.call import Call
 from hubgate.http.formats import commit_json, entry_json, iso
@@ -56,15 +56,15 @@ def _info(call: Call, repo: Repository, revision: str) -> dict[str, Any]:
     return data
 
 
-@table.add("GET", rf"/api/{API_TYPE}/{REPO_ID}")
+@table.add("GET", rf"/api/{API_TYPE}/{REPO_ID}", action=Action.READ_REPO)
 def repo_info(call: Call) -> Response:
-    repo = call.readable_repo()
+    repo = call.repo
     return json_response(_info(call, repo, constants.DEFAULT_BRANCH), headers=repo.response_headers())
 
 
-@table.add("GET", rf"/api/{API_TYPE}/{REPO_ID}/revision/{REV}")
+@table.add("GET", rf"/api/{API_TYPE}/{REPO_ID}/revision/{REV}", action=Action.READ_REPO)
 def repo_info_at(call: Call) -> Response:
-    repo = call.readable_repo()
+    repo = call.repo
     return json_response(_info(call, repo, call.params["rev"]), headers=repo.response_headers())
 
 
@@ -90,9 +90,9 @@ def _page(call: Call, items: list[Any], default_limit: int) -> tuple[list[Any], 
     return page, headers
 
 
-@table.add("GET", rf"/api/{API_TYPE}/{REPO_ID}/tree/{REV}(?:/{PATH})?")
+@table.add("GET", rf"/api/{API_TYPE}/{REPO_ID}/tree/{REV}(?:/{PATH})?", action=Action.READ_REPO)
 def tree(call: Call) -> Response:
-    repo = call.readable_repo()
+    repo = call.repo
     commit = repo.resolve(check_revision(call.params["rev"]))
     path = check_folder(call.params.get("path", ""))
     entries = repo.list_tree(commit, path, recursive=call.flag("recursive"))
@@ -100,9 +100,9 @@ def tree(call: Call) -> Response:
     return json_response(page, headers=headers)
 
 
-@table.add("POST", rf"/api/{API_TYPE}/{REPO_ID}/paths-info/{REV}", body="form")
+@table.add("POST", rf"/api/{API_TYPE}/{REPO_ID}/paths-info/{REV}", action=Action.READ_REPO, body="form")
 def paths_info(call: Call) -> Response:
-    repo = call.readable_repo()
+    repo = call.repo
     commit = repo.resolve(check_revision(call.params["rev"]))
     if not isinstance(call.body, dict):
         raise BadRequest("Expected the form fields (or a JSON object) 'paths' and 'expand'")
@@ -129,9 +129,9 @@ def paths_info(call: Call) -> Response:
     return json_response(found)
 
 
-@table.add("GET", rf"/api/{API_TYPE}/{REPO_ID}/refs")
+@table.add("GET", rf"/api/{API_TYPE}/{REPO_ID}/refs", action=Action.READ_REPO)
 def refs(call: Call) -> Response:
-    repo = call.readable_repo()
+    repo = call.repo
 
     def listing(items: dict[str, str], kind: str) -> list[dict[str, str]]:
         return [{"name": n, "ref": f"refs/{kind}/{n}", "targetCommit": t} for n, t in sorted(items.items())]
@@ -142,9 +142,9 @@ def refs(call: Call) -> Response:
     return json_response(data)
 
 
-@table.add("GET", rf"/api/{API_TYPE}/{REPO_ID}/commits/{REV}")
+@table.add("GET", rf"/api/{API_TYPE}/{REPO_ID}/commits/{REV}", action=Action.READ_REPO)
 def commits(call: Call) -> Response:
-    repo = call.readable_repo()
+    repo = call.repo
     commit = repo.resolve(check_revision(call.params["rev"]))
     try:
         page_no = int(call.query.get("p", "0") or 0)
@@ -166,21 +166,24 @@ def commits(call: Call) -> Response:
     return json_response(items, headers=headers)
 
 
-@table.add("GET", rf"/api/{API_TYPE}/{REPO_ID}/auth-check(?P<write>/write)?")
+@table.add("GET", rf"/api/{API_TYPE}/{REPO_ID}/auth-check", action=Action.DOWNLOAD)
 def auth_check(call: Call) -> Response:
-    repo = call.writable_repo() if call.params.get("write") else call.readable_repo()
-    policy.check_download(call.principal, repo.meta)
     return json_response({})
 
 
-@table.add("GET", rf"/api/{API_TYPE}")
+@table.add("GET", rf"/api/{API_TYPE}/{REPO_ID}/auth-check/write", action=Action.WRITE_REPO)
+def auth_check_write(call: Call) -> Response:
+    return json_response({})
+
+
+@table.add("GET", rf"/api/{API_TYPE}", action=Action.PUBLIC)  # lists only what the caller may see
 def list_repos(call: Call) -> Response:
     repo_type = constants.PLURAL_TO_REPO_TYPE[call.params["plural"]]
     author = call.query.get("author")
     search = (call.query.get("search") or "").lower()
     items = []
     for meta in call.hub.repos.list(repo_type):
-        if not policy.can_read(call.principal, meta):
+        if not call.hub.gate.visible(call.principal, meta):
             continue
         if author and meta.ref.namespace != author:
             continue

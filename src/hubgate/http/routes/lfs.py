@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from hubgate import constants
-from hubgate.auth import policy
+from hubgate.auth.gate import Action
 from hubgate.errors import BadRequest, Forbidden, NotFound
 from hubgate.http.call import Call
 from hubgate.http.responses import ContentResponse, json_response, parse_range
@@ -29,13 +29,23 @@ def _lfs_json(data: Any, status: int = 200) -> Response:
     return json_response(data, status=status, headers={"Content-Type": LFS_JSON})
 
 
-@table.add("POST", rf"{LFS_REPO}/objects/batch", body="json")
-def batch(call: Call) -> Response:
+def _batch_body(call: Call) -> dict[str, Any]:
     body = call.body if isinstance(call.body, dict) else None
     if body is None or body.get("operation") not in ("upload", "download") or not isinstance(body.get("objects"), list):
         raise BadRequest("Expected {'operation': 'upload'|'download', 'objects': [...]}")
+    return body
+
+
+def _batch_action(call: Call) -> Action:
+    return Action.WRITE_REPO if _batch_body(call)["operation"] == "upload" else Action.DOWNLOAD
+
+
+@table.add("POST", rf"{LFS_REPO}/objects/batch", action=_batch_action, body="json")
+def batch(call: Call) -> Response:
+    body = _batch_body(call)
     upload = body["operation"] == "upload"
-    repo = call.writable_repo() if upload else _hosted_readable(call)
+    # A mirrored repo's objects are not served here: a download batch about one finds nothing.
+    repo = call.repo if isinstance(call.repo, HostedRepository) else None
     base, ttl = call.base_url, constants.LFS_UPLOAD_URL_TTL
     valid = [obj for obj in body["objects"] if _valid_object(obj)]
     # Objects are stored once for all repos, but a repo only reaches those it was sent or holds:
@@ -78,16 +88,9 @@ def _valid_object(obj: Any) -> bool:
     return isinstance(oid, str) and is_sha256(oid) and isinstance(size, int) and not isinstance(size, bool) and size >= 0
 
 
-def _hosted_readable(call: Call) -> HostedRepository | None:
-    """The hosted repo for a download batch, None for a mirrored one (its objects are not served here)."""
-    repo = call.readable_repo()
-    policy.check_download(call.principal, repo.meta)
-    return repo if isinstance(repo, HostedRepository) else None
-
-
-@table.add("POST", rf"{LFS_REPO}/objects/verify", body="json")
+@table.add("POST", rf"{LFS_REPO}/objects/verify", action=Action.WRITE_REPO, body="json")
 def verify(call: Call) -> Response:
-    repo = call.writable_repo()
+    repo = call.hosted_repo
     body = call.body if isinstance(call.body, dict) else {}
     oid, size = body.get("oid"), body.get("size")
     if not isinstance(oid, str) or not is_sha256(oid):
@@ -107,7 +110,7 @@ def _signed(request: Request, signer: Any, *parts: str) -> None:
         raise Forbidden("Invalid or expired signature")
 
 
-@table.add("PUT", r"/_hubgate/lfs/upload/(?P<oid>[0-9a-f]{64})", body="stream")
+@table.add("PUT", r"/_hubgate/lfs/upload/(?P<oid>[0-9a-f]{64})", action=Action.SIGNED, body="stream")
 async def upload(call: Call) -> Response:
     oid = call.params["oid"]
     size_text, repo_pk = call.query.get("size", ""), call.query.get("repo", "")
@@ -136,7 +139,7 @@ async def upload(call: Call) -> Response:
     return Response(status_code=200)
 
 
-@table.add("GET", r"/_hubgate/lfs/download/(?P<oid>[0-9a-f]{64})")
+@table.add("GET", r"/_hubgate/lfs/download/(?P<oid>[0-9a-f]{64})", action=Action.SIGNED)
 def download(call: Call) -> Response:
     oid = call.params["oid"]
     _signed(call.request, call.hub.signer, "download", oid)

@@ -6,7 +6,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-from hubgate.auth import policy
+from hubgate.auth.gate import Action, Subject
 from hubgate.errors import BadRequest, Conflict, RepoNotFound
 from hubgate.http.call import Call
 from hubgate.http.responses import json_response
@@ -57,11 +57,29 @@ def author_of(call: Call) -> Author:
     return Author(call.principal.name, call.principal.email or f"{call.principal.name}@users.noreply.hubgate")
 
 
-@table.add("POST", r"/api/repos/create", body="json")
+def _created(call: Call) -> Subject:
+    return Subject(namespace=_named_repo(call, _body(call)).namespace)
+
+
+def _deleted(call: Call) -> Subject:
+    return Subject(ref=_named_repo(call, _body(call)))
+
+
+def _moved(call: Call) -> tuple[RepoRef, RepoRef]:
+    body = _body(call)
+    repo_type = check_repo_type(body.get("type"))
+    return RepoRef.parse(repo_type, str(body.get("fromRepo", ""))), RepoRef.parse(repo_type, str(body.get("toRepo", "")))
+
+
+def _move_subject(call: Call) -> Subject:
+    source, target = _moved(call)
+    return Subject(ref=source, namespace=target.namespace)
+
+
+@table.add("POST", r"/api/repos/create", action=Action.CREATE_REPO, subject=_created, body="json")
 def create_repo(call: Call) -> Response:
     body = _body(call)
     ref = _named_repo(call, body)
-    policy.check_namespace_write(call.principal, ref.namespace)
     url = f"{call.base_url}/{ref.url_path}"
     sdk = body.get("sdk") if ref.type == "space" else None
     if sdk is not None and not isinstance(sdk, str):
@@ -73,32 +91,22 @@ def create_repo(call: Call) -> Response:
     return json_response({"url": url, "name": ref.repo_id, "id": ref.repo_id})
 
 
-@table.add("DELETE", r"/api/repos/delete", body="json")
+@table.add("DELETE", r"/api/repos/delete", action=Action.MANAGE_REPO, subject=_deleted, body="json")
 def delete_repo(call: Call) -> Response:
-    ref = _named_repo(call, _body(call))
-    repo = call.hub.repos.open(ref)
-    policy.check_write(call.principal, ref, repo.meta if repo else None)
-    call.hub.repos.delete(ref)
+    call.hub.repos.delete(call.hosted_repo.meta.ref)
     return json_response({})
 
 
-@table.add("POST", r"/api/repos/move", body="json")
+@table.add("POST", r"/api/repos/move", action=Action.MANAGE_REPO, subject=_move_subject, body="json")
 def move_repo(call: Call) -> Response:
-    body = _body(call)
-    repo_type = check_repo_type(body.get("type"))
-    source = RepoRef.parse(repo_type, str(body.get("fromRepo", "")))
-    target = RepoRef.parse(repo_type, str(body.get("toRepo", "")))
-    repo = call.hub.repos.open(source)
-    policy.check_write(call.principal, source, repo.meta if repo else None)
-    policy.check_namespace_write(call.principal, target.namespace)
+    source, target = _moved(call)
     call.hub.repos.move(source, target)
     return json_response({"url": f"{call.base_url}/{target.url_path}"})
 
 
-@table.add("PUT", rf"/api/{API_TYPE}/{REPO_ID}/settings", body="json")
+@table.add("PUT", rf"/api/{API_TYPE}/{REPO_ID}/settings", action=Action.MANAGE_REPO, body="json")
 def settings(call: Call) -> Response:
     body = _body(call)
-    call.writable_repo()
     gated = body.get("gated")
     try:
         call.hub.repos.update_settings(call.repo_ref, private=_private(body), gated=gated)
@@ -107,9 +115,9 @@ def settings(call: Call) -> Response:
     return json_response({})
 
 
-@table.add("POST DELETE", rf"/api/{API_TYPE}/{REPO_ID}/branch/(?P<branch>[^/]+)", body="json")
+@table.add("POST DELETE", rf"/api/{API_TYPE}/{REPO_ID}/branch/(?P<branch>[^/]+)", action=Action.WRITE_REPO, body="json")
 def branch(call: Call) -> Response:
-    repo = call.writable_repo()
+    repo = call.hosted_repo
     name = check_revision(call.params["branch"])
     if call.request.method == "DELETE":
         call.hub.repos.delete_ref(repo, "heads", name)
@@ -120,9 +128,9 @@ def branch(call: Call) -> Response:
     return json_response({})
 
 
-@table.add("POST", rf"/api/{API_TYPE}/{REPO_ID}/tag/{REV}", body="json")
+@table.add("POST", rf"/api/{API_TYPE}/{REPO_ID}/tag/{REV}", action=Action.WRITE_REPO, body="json")
 def create_tag(call: Call) -> Response:
-    repo = call.writable_repo()
+    repo = call.hosted_repo
     tag = _body(call).get("tag")
     if not isinstance(tag, str):
         raise BadRequest("'tag' is required")
@@ -130,8 +138,8 @@ def create_tag(call: Call) -> Response:
     return json_response({})
 
 
-@table.add("DELETE", rf"/api/{API_TYPE}/{REPO_ID}/tag/{REV}")
+@table.add("DELETE", rf"/api/{API_TYPE}/{REPO_ID}/tag/{REV}", action=Action.WRITE_REPO)
 def delete_tag(call: Call) -> Response:
-    repo = call.writable_repo()
+    repo = call.hosted_repo
     call.hub.repos.delete_ref(repo, "tags", check_revision(call.params["rev"]))
     return json_response({})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from hubgate.auth import policy
+from hubgate.auth.gate import Action
 from hubgate.errors import NotFound
 from hubgate.http.call import Call
 from hubgate.http.responses import json_response
@@ -13,9 +13,8 @@ from hubgate.http.routing import RouteTable
 table = RouteTable()
 
 
-@table.add("GET", r"/api/mirror/status")
+@table.add("GET", r"/api/mirror/status", action=Action.ADMIN)  # names upstream repos and errors
 def status(call: Call) -> Response:
-    policy.check_admin(call.principal)  # names upstream repos and errors: for operators only
     if call.hub.mirror is None:
         raise NotFound("This server mirrors no upstream")
     return json_response(call.hub.mirror.status())

@@ -1,0 +1,88 @@
+"""The one authorisation point: every route declares an `Action`, checked here before it runs.
+
+Handlers never check access themselves; the repo a repo action is about is opened here, once,
+and handed to the handler already authorised.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from hubgate.auth import policy
+from hubgate.auth.accounts import Principal
+from hubgate.errors import Unauthorized
+from hubgate.repos.base import RepoMeta, Repository
+from hubgate.repos.hosted import HostedRepository
+from hubgate.repos.ids import RepoRef
+
+
+class Action(enum.Enum):
+    PUBLIC = "public"  # anybody, no repo involved
+    SIGNED = "signed URL"  # the URL's signature is the credential (checked by its handler)
+    AUTHENTICATED = "authenticated"  # any valid token
+    READ_REPO = "read repo"  # info, trees, refs, commits
+    DOWNLOAD = "download file"  # file contents: reading plus the repo's gate
+    WRITE_REPO = "write repo"  # commits, branches, tags, LFS uploads
+    MANAGE_REPO = "manage repo"  # settings, delete, move
+    CREATE_REPO = "create repo"  # in a namespace
+    MANAGE_TOKENS = "manage tokens"  # one's own tokens; admins everybody's
+    MANAGE_ORG = "manage org"
+    ADMIN = "admin"  # server operators only
+
+
+REPO_ACTIONS = frozenset({Action.READ_REPO, Action.DOWNLOAD, Action.WRITE_REPO, Action.MANAGE_REPO})
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What an action is about: a repo, and/or a namespace a repo is created in (or moved to)."""
+
+    ref: RepoRef | None = None
+    namespace: str | None = None
+
+
+OpenRepo = Callable[[RepoRef, "str | None"], "Repository | None"]
+OpenHosted = Callable[[RepoRef], "HostedRepository | None"]
+
+
+class Gate:
+    def __init__(self, open_repo: OpenRepo, open_hosted: OpenHosted) -> None:
+        self._open_repo = open_repo
+        self._open_hosted = open_hosted
+
+    def visible(self, principal: Principal | None, meta: RepoMeta) -> bool:
+        """Whether a listing may show this repo to the caller (what READ_REPO would allow)."""
+        return policy.can_read(principal, meta)
+
+    def authorize(
+        self, principal: Principal | None, action: Action, subject: Subject, upstream_token: str | None = None
+    ) -> Repository | None:
+        """The authorised repo of a repo action (None for the others); a HubError if refused."""
+        if action in (Action.PUBLIC, Action.SIGNED):
+            return None
+        if action in (Action.AUTHENTICATED, Action.MANAGE_TOKENS):
+            if principal is None:
+                raise Unauthorized("Invalid credentials in Authorization header")
+            return None
+        if action in (Action.ADMIN, Action.MANAGE_ORG):
+            policy.check_admin(principal)
+            return None
+        if action is Action.CREATE_REPO:
+            assert subject.namespace is not None
+            policy.check_namespace_write(principal, subject.namespace)
+            return None
+        ref = subject.ref
+        assert ref is not None and action in REPO_ACTIONS
+        if action in (Action.READ_REPO, Action.DOWNLOAD):
+            repo = self._open_repo(ref, upstream_token)
+            meta = policy.check_read(principal, ref, repo.meta if repo else None)
+            if action is Action.DOWNLOAD:
+                policy.check_download(principal, meta)
+            return repo
+        hosted = self._open_hosted(ref)
+        policy.check_write(principal, ref, hosted.meta if hosted else None)
+        if subject.namespace is not None:  # a move: the target namespace too
+            policy.check_namespace_write(principal, subject.namespace)
+        return hosted

@@ -33,6 +33,16 @@ LFS_UPLOAD_URL_TTL = 3600
 # Chunk size used when streaming blobs to clients.
 STREAM_CHUNK = 1024 * 1024
 
+# Regular files larger than this keep their bytes in the blob store (served like LFS files, from
+# storage and in ranges), not in the database.
+INLINE_BLOB_MAX = 64 * 1024
+# In-process caches, each capped by (estimated) bytes: raw git objects, parsed trees and commits,
+# reachability answers, the LFS objects each repo's refs hold.
+OBJECT_CACHE_BYTES = 64 * 1024 * 1024
+PARSED_CACHE_BYTES = 64 * 1024 * 1024
+MEMO_CACHE_BYTES = 16 * 1024 * 1024
+HELD_LFS_CACHE_BYTES = 16 * 1024 * 1024
+
 # .gitattributes of a new repo: the same LFS patterns the Hub writes.
 DEFAULT_GITATTRIBUTES = """\
 *.7z filter=lfs diff=lfs merge=lfs -text

@@ -48,6 +48,14 @@ class Content:
     data: bytes | None = None
     stream: Callable[[int, int], AsyncIterator[bytes]] | None = None
 
+    def read_small(self, limit: int = 1024 * 1024) -> bytes | None:
+        """All the bytes of a small file held here (None if larger than `limit` or not local)."""
+        if self.size > limit:
+            return None
+        if self.data is not None:
+            return self.data
+        return self.path.read_bytes() if self.path is not None else None
+
 
 @dataclass(frozen=True)
 class RepoMeta:

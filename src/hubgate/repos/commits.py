@@ -6,6 +6,7 @@ import fnmatch
 import time
 from dataclasses import dataclass, field
 
+from hubgate import constants
 from hubgate.errors import BadRequest, EntryNotFound
 from hubgate.git import objects as git
 from hubgate.repos.ids import check_folder_to_delete, check_path
@@ -84,6 +85,8 @@ class TreeEdit:
     new_objects: list[git.RawObject]
     # LFS objects whose content arrived with this commit (see AddLfs.inline).
     inline_lfs: set[str] = field(default_factory=set)
+    # Regular blobs whose bytes went to the blob store: {git sha1: sha256} (see INLINE_BLOB_MAX).
+    stored: dict[str, str] = field(default_factory=dict)
 
     def lfs_oids(self) -> set[str]:
         """The LFS objects the new blobs point at (pointers committed as plain files included)."""
@@ -135,7 +138,14 @@ class TreeEdit:
             sha256 = writer.commit()
             self.inline_lfs.add(sha256)
             return git.blob(git.lfs_pointer(sha256, len(op.data)))
-        return git.blob(op.data)
+        obj = git.blob(op.data)
+        if len(op.data) > constants.INLINE_BLOB_MAX:
+            # Written even when stored already: a fresh copy is safe from a garbage collection
+            # that found the old one unused (see hubgate.gc).
+            writer = blobs.writer()
+            writer.write(op.data)
+            self.stored[obj.sha1] = writer.commit()
+        return obj
 
 
 def new_commit_objects(

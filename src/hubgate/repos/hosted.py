@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator
 
+from hubgate import constants
 from hubgate.errors import EntryNotFound, HubError, RevisionNotFound
 from hubgate.git.objects import CommitData, TreeItem
 from hubgate.repos.base import Content, Entry, LfsInfo, RepoMeta
@@ -142,11 +143,25 @@ class HostedRepository:
 
     def open(self, entry: Entry, commit: str | None = None) -> Content:
         if entry.lfs:
-            local = self._blobs.local_path(entry.lfs.sha256)
-            if local is None:
-                raise HubError(f"Content of {entry.path} is missing from the blob store", status=500)
-            return Content(entry.lfs.size, path=local)
+            return self._stored(entry.path, entry.lfs.sha256, entry.lfs.size)
+        location = self._git.blob_location(entry.oid)
+        if location is None:
+            raise HubError(f"Missing blob object {entry.oid}", status=500)
+        size, sha256 = location
+        if sha256 is None and size > constants.INLINE_BLOB_MAX:  # written by an older hubgate
+            sha256 = self._git.externalise(entry.oid, self._blobs)
+        if sha256 is not None:
+            return self._stored(entry.path, sha256, size)
         data = self._object(entry.oid, "blob")
         if data is None:
             raise HubError(f"Missing blob object {entry.oid}", status=500)
         return Content(len(data), data=data)
+
+    def _stored(self, path: str, sha256: str, size: int) -> Content:
+        local = self._blobs.local_path(sha256)
+        if local is None:
+            raise HubError(
+                f"The content of {path} is missing or damaged on this server (quarantined by fsck);"
+                " upload the file again", status=500,
+            )
+        return Content(size, path=local)

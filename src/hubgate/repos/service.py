@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from hubgate import constants
 from hubgate.errors import BadRequest, Conflict, Forbidden, HubError, PreconditionFailed, RevisionNotFound
 from hubgate.git import objects as git
+from hubgate.memcache import ByteCache
 from hubgate.repos import lfs_links
 from hubgate.repos.base import RepoMeta
 from hubgate.repos.commits import AddBytes, LfsPolicy, Operation, TreeEdit, lfs_patterns, new_commit_objects
@@ -48,7 +49,9 @@ class RepoService:
         # racing (and retrying) on the ref; the compare-and-swap still guards other processes.
         self._branch_locks: weakref.WeakValueDictionary[tuple[str, ...], threading.Lock] = weakref.WeakValueDictionary()
         self._branch_locks_guard = threading.Lock()
-        self._held_lfs: dict[tuple[object, ...], frozenset[str]] = {}
+        self._held_lfs: ByteCache[tuple[object, ...], frozenset[str]] = ByteCache(
+            constants.HELD_LFS_CACHE_BYTES, weigh=lambda oids: 200 + 150 * len(oids)
+        )
 
     def _branch_lock(self, ref: RepoRef, branch: str) -> threading.Lock:
         key = (ref.type, ref.namespace.lower(), ref.name.lower(), branch)
@@ -86,7 +89,7 @@ class RepoService:
         if commit:
             try:
                 entry = repo.describe(commit, ".gitattributes")
-                patterns = lfs_patterns(repo.open(entry).data)
+                patterns = lfs_patterns(repo.open(entry).read_small())
             except HubError:
                 patterns = []
         return LfsPolicy(self.lfs_threshold, patterns)
@@ -104,7 +107,7 @@ class RepoService:
                 row = Repo(type=ref.type, namespace=ref.namespace, name=ref.name, private=private, sdk=sdk)
                 session.add(row)
                 session.flush()
-                self.git.put_objects(session, objects)
+                self.git.put_objects(session, objects, edit.stored)
                 self.git.set_ref(session, row.id, f"refs/heads/{constants.DEFAULT_BRANCH}", sha, None)
         except IntegrityError as exc:
             raise Conflict(f"You already created this {ref.type} repo") from exc
@@ -223,7 +226,7 @@ class RepoService:
                 if foreign:
                     raise BadRequest(f"LFS object {min(foreign)} was not uploaded to this repo; upload it first")
                 lfs_links.link(session, repo.pk, pointed)
-                self.git.put_objects(session, objects)
+                self.git.put_objects(session, objects, edit.stored)
                 self.git.set_ref(session, repo.pk, f"refs/heads/{branch}", sha, head)
                 row = session.get(Repo, repo.pk)
                 if row is not None:
@@ -267,9 +270,7 @@ class RepoService:
                 except HubError:
                     continue
             held = frozenset(found)
-            if len(self._held_lfs) >= 256:
-                self._held_lfs.clear()
-            self._held_lfs[key] = held
+            self._held_lfs.put(key, held)
         return held
 
     def _policy_for_ops(self, repo: HostedRepository, head: str, ops: list[Operation]) -> LfsPolicy:

@@ -105,23 +105,47 @@ class Ref(Base):
 
 
 class GitObject(Base):
-    """A git object, content-addressed by its sha1. LFS pointer blobs record what they point at."""
+    """A git object, content-addressed by its sha1. LFS pointer blobs record what they point at.
+
+    A blob larger than `constants.INLINE_BLOB_MAX` keeps its bytes in the blob store under
+    `content_sha256` (then `data` is empty), so it is served like an LFS file, never held in memory.
+    """
 
     __tablename__ = "git_objects"
     sha1: Mapped[str] = mapped_column(String(40), primary_key=True)
     kind: Mapped[str] = mapped_column(String(8))  # blob | tree | commit | tag
     size: Mapped[int] = mapped_column(Integer)
     data: Mapped[bytes] = mapped_column(LargeBinary)
-    lfs_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lfs_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     lfs_size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    content_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
 
 
 class RepoLfsObject(Base):
-    """The LFS object `oid` was sent to the repo `repo_pk` (deleted with the repo)."""
+    """The LFS object `oid` was sent to the repo `repo_pk` (deleted with the repo).
+
+    `linked_at` (seconds since the epoch; None for links older than the column): garbage
+    collection drops links no commit uses once they are older than its upload grace period.
+    """
 
     __tablename__ = "repo_lfs_objects"
     repo_pk: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"), primary_key=True)
-    oid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    oid: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+    linked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class Maintenance(Base):
+    """One row per maintenance task (`gc`): who runs it, since when, and how the last run went.
+
+    Its row also serialises garbage collection with writers (see `storage.gcguard`).
+    """
+
+    __tablename__ = "maintenance"
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    owner: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    report: Mapped[str | None] = mapped_column(String(2000), nullable=True)
 
 
 class MirrorRevision(Base):

@@ -6,14 +6,16 @@ import os
 import re
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 import httpx
 import pytest
+from processes import Child, leftovers, reap, run_id, stop_group
 
+run_id()  # before any child starts: every process this run starts carries it
 READY = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 
 
@@ -49,41 +51,34 @@ class Server:
         return {"Authorization": f"Bearer {self._tokens['admin']}"}  # type: ignore[attr-defined]
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        """SIGTERM the server's process group (uvicorn and its workers), SIGKILL it after 20 s."""
+        stop_group(self.process)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
-def start_server(data: Path, *extra: str, env: dict[str, str] | None = None, config: Path | None = None) -> Server:
-    """Start `hubgate serve` on a free port and return once it accepts requests."""
+def start_server(data: Path, *extra: str, env: dict[str, str] | None = None, config: Path | None = None,
+                 timeout: float = 60) -> Server:
+    """Start `hubgate serve` (a session of its own) on a free port and return once it accepts
+    requests; stop it and raise with its log if it exits or is not up within `timeout` seconds."""
     full_env = {**os.environ, **(env or {})}
     full_env.pop("HF_ENDPOINT", None)
     args = [sys.executable, "-m", "hubgate", "serve", "--host", "127.0.0.1", "--port", "0", "--data", str(data), *extra]
     if config is not None:
         args += ["--config", str(config)]
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full_env)
-    log: list[str] = []
-    port = None
     workers = int(extra[extra.index("--workers") + 1]) if "--workers" in extra else 1
-    started = 0
-    assert process.stdout is not None
-    for line in process.stdout:  # blocks until uvicorn reports its port and every worker is up
-        log.append(line)
-        found = READY.search(line)
-        if found:
-            port = int(found.group(1))
-        started += "Application startup complete" in line
-        if port is not None and started >= workers:
-            break
-    if port is None or started < workers:
-        process.wait(timeout=10)
-        raise RuntimeError("hubgate serve did not start:\n" + "".join(log))
-    threading.Thread(target=lambda: log.extend(process.stdout), daemon=True).start()  # type: ignore[arg-type]
-    server = Server(f"http://127.0.0.1:{port}", data, process, log, full_env)
+
+    def ready(log: list[str]) -> bool:  # uvicorn reported its port and every worker is up
+        return any(READY.search(line) for line in log) and sum("Application startup complete" in line for line in log) >= workers
+
+    child = Child(args, full_env)
+    child.wait_for(ready, timeout=timeout)
+    port = next(int(found.group(1)) for line in child.log if (found := READY.search(line)))
+    server = Server(f"http://127.0.0.1:{port}", data, child.process, child.log, full_env)
     try:
         assert httpx.get(f"{server.url}/healthz", timeout=10).status_code == 200
     except BaseException:
@@ -95,14 +90,13 @@ def start_server(data: Path, *extra: str, env: dict[str, str] | None = None, con
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One server for the whole session, with users alice (owner) and bob (outsider), org acme."""
-    srv = start_server(tmp_path_factory.mktemp("hubgate"))
-    srv.add_user("alice")
-    srv.add_user("bob")
-    srv.add_user("carol")
-    srv.cli("org", "add", "acme", "--owner", "alice")
-    srv.cli("org", "member", "add", "acme", "carol", "--role", "read")
-    yield srv
-    srv.stop()
+    with start_server(tmp_path_factory.mktemp("hubgate")) as srv:
+        srv.add_user("alice")
+        srv.add_user("bob")
+        srv.add_user("carol")
+        srv.cli("org", "add", "acme", "--owner", "alice")
+        srv.cli("org", "member", "add", "acme", "carol", "--role", "read")
+        yield srv
 
 
 @pytest.fixture(scope="session")
@@ -122,6 +116,16 @@ def carol_token(server: Server) -> str:
 
 @pytest.fixture()
 def fresh_server(tmp_path: Path) -> Iterator[Server]:
-    srv = start_server(tmp_path / "data")
-    yield srv
-    srv.stop()
+    with start_server(tmp_path / "data") as srv:
+        yield srv
+
+
+@pytest.hookimpl(trylast=True)  # after the session's fixtures are torn down
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Fail the run if any server (or other process) it started is still alive, and kill those."""
+    alive = leftovers()
+    if alive:
+        reap(alive)
+        listing = "\n".join(f"  {pid}: {cmd[:200]}" for pid, cmd in sorted(alive.items()))
+        session.config.get_terminal_writer().line(f"\nprocesses started by this run outlived it (killed now):\n{listing}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

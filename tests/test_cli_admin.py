@@ -25,9 +25,8 @@ http = httpx.Client(timeout=60)  # one client: a new one per request costs ~0.1 
 @pytest.fixture(scope="module")
 def admin_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server of its own, so that its database holds only what these tests create."""
-    srv = start_server(tmp_path_factory.mktemp("cli") / "data")
-    yield srv
-    srv.stop()
+    with start_server(tmp_path_factory.mktemp("cli") / "data") as srv:
+        yield srv
 
 
 @dataclass

@@ -46,11 +46,10 @@ def venv_for(client_venvs: dict[str, Venv | BaseException], version: str) -> Ven
 @pytest.fixture(scope="module")
 def lfs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server that offers the LFS batch path to every client, Xet-capable or not."""
-    srv = start_server(tmp_path_factory.mktemp("hubgate-lfs"), env={"HUBGATE_LFS_FOR_XET_CLIENTS": "true"})
-    srv.add_user("alice")
-    srv.add_user("bob")
-    yield srv
-    srv.stop()
+    with start_server(tmp_path_factory.mktemp("hubgate-lfs"), env={"HUBGATE_LFS_FOR_XET_CLIENTS": "true"}) as srv:
+        srv.add_user("alice")
+        srv.add_user("bob")
+        yield srv
 
 
 @pytest.fixture(scope="module")

@@ -29,10 +29,9 @@ REPO = "alice/bigfile"
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server of its own, so nothing else runs in it while its file descriptors are counted."""
-    server = start_server(tmp_path_factory.mktemp("downloads"))
-    server.add_user("alice")
-    yield server
-    server.stop()
+    with start_server(tmp_path_factory.mktemp("downloads")) as server:
+        server.add_user("alice")
+        yield server
 
 
 @pytest.fixture(scope="module")

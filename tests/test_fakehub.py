@@ -52,17 +52,16 @@ MIB = 1024 * 1024
 
 @pytest.fixture(scope="module")
 def fake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeHub]:
-    hub = start_fakehub(tmp_path_factory.mktemp("fakehub"), page_size=PAGE)
-    hub.add_repo("acme/bert", {"config.json": CONFIG, "README.md": README, "model.safetensors": WEIGHTS,
-                               "sub/shard.bin": SHARD}, tags=["v1"])
-    hub.add_repo("acme/bert", {"config.json": CONFIG, "README.md": README, "model.safetensors": WEIGHTS,
-                               "sub/shard.bin": SHARD, "extra.txt": b"second commit"}, message="Add extra")
-    hub.add_repo("acme/plain", {"config.json": CONFIG, "model.safetensors": WEIGHTS, **MANY}, xet=False)
-    hub.add_repo("acme/secret", {"config.json": CONFIG}, private=True)
-    hub.add_repo("acme/gated", {"config.json": CONFIG}, gated="manual", granted=["alice"])
-    hub.add_repo("acme/squad", {"train.csv": b"a,b\n1,2\n"}, repo_type="dataset")
-    yield hub
-    hub.stop()
+    with start_fakehub(tmp_path_factory.mktemp("fakehub"), page_size=PAGE) as hub:
+        hub.add_repo("acme/bert", {"config.json": CONFIG, "README.md": README, "model.safetensors": WEIGHTS,
+                                   "sub/shard.bin": SHARD}, tags=["v1"])
+        hub.add_repo("acme/bert", {"config.json": CONFIG, "README.md": README, "model.safetensors": WEIGHTS,
+                                   "sub/shard.bin": SHARD, "extra.txt": b"second commit"}, message="Add extra")
+        hub.add_repo("acme/plain", {"config.json": CONFIG, "model.safetensors": WEIGHTS, **MANY}, xet=False)
+        hub.add_repo("acme/secret", {"config.json": CONFIG}, private=True)
+        hub.add_repo("acme/gated", {"config.json": CONFIG}, gated="manual", granted=["alice"])
+        hub.add_repo("acme/squad", {"train.csv": b"a,b\n1,2\n"}, repo_type="dataset")
+        yield hub
 
 
 @pytest.fixture(autouse=True)

@@ -40,19 +40,17 @@ print("RESULT " + json.dumps(out))
 
 @pytest.fixture(scope="module")
 def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FakeHub, str]]:
-    fake = start_fakehub(tmp_path_factory.mktemp("hub"))
-    commit = fake.add_repo("acme/tiny", FILES, tags=["v1"]).sha
-    yield fake, commit
-    fake.stop()
+    with start_fakehub(tmp_path_factory.mktemp("hub")) as fake:
+        commit = fake.add_repo("acme/tiny", FILES, tags=["v1"]).sha
+        yield fake, commit
 
 
 @pytest.fixture(scope="module")
 def mirror(tmp_path_factory: pytest.TempPathFactory, upstream: tuple[FakeHub, str]) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("mirror")
     (tmp / "hubgate.toml").write_text(f'[[upstream]]\nname = "hub"\nurl = "{upstream[0].url}"\n')
-    srv = start_server(tmp / "data", config=tmp / "hubgate.toml")
-    yield srv
-    srv.stop()
+    with start_server(tmp / "data", config=tmp / "hubgate.toml") as srv:
+        yield srv
 
 
 def download(python: Path, mirror: Server, home: Path, revisions: list[str]) -> dict:

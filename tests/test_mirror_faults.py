@@ -29,13 +29,11 @@ def fill(fake: FakeHub) -> None:
 
 @pytest.fixture(scope="module")
 def fakes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FakeHub, FakeHub]]:
-    primary = start_fakehub(tmp_path_factory.mktemp("primary"))
-    secondary = start_fakehub(tmp_path_factory.mktemp("secondary"))
-    for fake in (primary, secondary):
-        fill(fake)
-    yield primary, secondary
-    primary.stop()
-    secondary.stop()
+    with start_fakehub(tmp_path_factory.mktemp("primary")) as primary, \
+            start_fakehub(tmp_path_factory.mktemp("secondary")) as secondary:
+        for fake in (primary, secondary):
+            fill(fake)
+        yield primary, secondary
 
 
 @pytest.fixture(autouse=True)
@@ -62,9 +60,8 @@ def mirror_of(tmp: Path, *fakes: FakeHub, token: str | None = "hf_good", extra: 
 
 @pytest.fixture()
 def mirror(tmp_path: Path, fakes: tuple[FakeHub, FakeHub]) -> Iterator[Server]:
-    srv = mirror_of(tmp_path, *fakes)
-    yield srv
-    srv.stop()
+    with mirror_of(tmp_path, *fakes) as srv:
+        yield srv
 
 
 def test_follows_cdn_redirects_without_leaking_credentials_or_xet(mirror: Server, fakes) -> None:

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import Server, start_server
 from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 from huggingface_hub.errors import RepositoryNotFoundError
-
-from conftest import Server, start_server
 
 BIG = os.urandom(12_000_000)
 
@@ -32,23 +31,32 @@ def write_config(path: Path, upstream: Server, **mirror: object) -> Path:
 @pytest.fixture(scope="module")
 def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str, dict[str, str]]]:
     """An upstream hubgate with a public repo (tag v1 and a later commit) and a private one."""
-    srv = start_server(tmp_path_factory.mktemp("origin"))
-    srv.add_user("team")
-    token = srv.token("team", "write")
-    api = HfApi(endpoint=srv.url, token=token)
-    api.create_repo("team/public-model")
-    folder = tmp_path_factory.mktemp("files")
-    (folder / "config.json").write_text('{"v": 1}')
-    (folder / "model.safetensors").write_bytes(BIG)
-    (folder / "nested").mkdir()
-    (folder / "nested" / "notes.txt").write_text("hello")
-    first = api.upload_folder(folder_path=folder, repo_id="team/public-model").oid
-    api.create_tag("team/public-model", tag="v1")
-    api.upload_file(path_or_fileobj=b'{"v": 2}', path_in_repo="config.json", repo_id="team/public-model")
-    api.create_repo("team/private-model", private=True)
-    api.upload_file(path_or_fileobj=b"secret", path_in_repo="secret.txt", repo_id="team/private-model")
-    yield srv, token, {"first": first}
-    srv.stop()
+    with start_server(tmp_path_factory.mktemp("origin")) as srv:
+        srv.add_user("team")
+        token = srv.token("team", "write")
+        api = HfApi(endpoint=srv.url, token=token)
+        api.create_repo("team/public-model")
+        folder = tmp_path_factory.mktemp("files")
+        (folder / "config.json").write_text('{"v": 1}')
+        (folder / "model.safetensors").write_bytes(BIG)
+        (folder / "nested").mkdir()
+        (folder / "nested" / "notes.txt").write_text("hello")
+        first = api.upload_folder(folder_path=folder, repo_id="team/public-model").oid
+        api.create_tag("team/public-model", tag="v1")
+        api.upload_file(path_or_fileobj=b'{"v": 2}', path_in_repo="config.json", repo_id="team/public-model")
+        api.create_repo("team/private-model", private=True)
+        api.upload_file(path_or_fileobj=b"secret", path_in_repo="secret.txt", repo_id="team/private-model")
+        yield srv, token, {"first": first}
+
+
+def upstream_with_a_repo(upstream: Server, repo_id: str, path: str, content: bytes) -> str:
+    """Create user `team` and `repo_id` holding one file on `upstream`; returns team's write token."""
+    upstream.add_user("team")
+    token = upstream.token("team", "write")
+    api = HfApi(endpoint=upstream.url, token=token)
+    api.create_repo(repo_id)
+    api.upload_file(path_or_fileobj=content, path_in_repo=path, repo_id=repo_id)
+    return token
 
 
 def start_mirror(tmp: Path, origin: Server, token: str, *extra: str, **mirror: object) -> Server:
@@ -58,14 +66,13 @@ def start_mirror(tmp: Path, origin: Server, token: str, *extra: str, **mirror: o
 
 @pytest.fixture()
 def mirror(tmp_path: Path, origin: tuple[Server, str, dict[str, str]]) -> Iterator[Server]:
-    srv = start_mirror(tmp_path, origin[0], origin[1])
-    yield srv
-    srv.stop()
+    with start_mirror(tmp_path, origin[0], origin[1]) as srv:
+        yield srv
 
 
 def resolve_gets(server: Server, filename: str) -> int:
     """How many times `server` answered a GET for `filename` (from its access log)."""
-    return sum(1 for line in list(server.log) if '"GET ' in line and f"/resolve/" in line and filename in line)
+    return sum(1 for line in list(server.log) if '"GET ' in line and "/resolve/" in line and filename in line)
 
 
 def test_download_by_branch_tag_and_commit(mirror: Server, origin, tmp_path: Path) -> None:
@@ -124,14 +131,9 @@ def test_cold_range_request(mirror: Server) -> None:
 
 
 def test_serves_from_cache_when_upstream_is_down_and_offline(tmp_path: Path, tmp_path_factory) -> None:
-    upstream = start_server(tmp_path_factory.mktemp("origin-down"))
-    upstream.add_user("team")
-    token = upstream.token("team", "write")
-    api = HfApi(endpoint=upstream.url, token=token)
-    api.create_repo("team/m")
-    api.upload_file(path_or_fileobj=BIG[:3_000_000], path_in_repo="w.bin", repo_id="team/m")
-    srv = start_mirror(tmp_path, upstream, token, revision_ttl=0)
-    try:
+    with start_server(tmp_path_factory.mktemp("origin-down")) as upstream, \
+            start_mirror(tmp_path, upstream, upstream_with_a_repo(upstream, "team/m", "w.bin", BIG[:3_000_000]),
+                         revision_ttl=0) as srv:
         snapshot_download("team/m", endpoint=srv.url, token=False, cache_dir=tmp_path / "c0")  # warm every file
         warm = hf_hub_download("team/m", "w.bin", endpoint=srv.url, token=False, cache_dir=tmp_path / "c1")
         upstream.stop()
@@ -141,17 +143,12 @@ def test_serves_from_cache_when_upstream_is_down_and_offline(tmp_path: Path, tmp
         assert head.status_code == 200 and head.headers.get("x-hubgate-stale") == "1"
         status = httpx.get(f"{srv.url}/api/mirror/status", headers=srv.admin_headers()).json()
         assert status["upstreams"][0]["healthy"] is False and status["upstreams"][0]["lastError"]
-    finally:
-        srv.stop()
-    offline = start_server(tmp_path / "data", "--offline", config=tmp_path / "hubgate.toml")
-    try:
+    with start_server(tmp_path / "data", "--offline", config=tmp_path / "hubgate.toml") as offline:
         snap = snapshot_download("team/m", endpoint=offline.url, token=False, cache_dir=tmp_path / "c3")
         assert (Path(snap) / "w.bin").read_bytes() == BIG[:3_000_000]
         tree = httpx.get(f"{offline.url}/api/models/team/m/tree/main", params={"recursive": "true"}).json()
         assert {e["path"] for e in tree} == {".gitattributes", "w.bin"}
         assert httpx.get(f"{offline.url}/api/models/team/never-seen").status_code in (401, 404)
-    finally:
-        offline.stop()
 
 
 def test_local_namespace_is_never_looked_up_upstream(mirror: Server) -> None:
@@ -175,14 +172,11 @@ def test_private_upstream_repo_needs_a_local_user(mirror: Server) -> None:
     again = httpx.get(f"{mirror.url}/team/private-model/resolve/main/secret.txt")
     assert again.status_code == 401  # cached now, and still refused to anonymous callers
     mirror.stop()
-    offline = start_server(mirror.data, "--offline", config=mirror.data.parent / "hubgate.toml")
-    try:
+    with start_server(mirror.data, "--offline", config=mirror.data.parent / "hubgate.toml") as offline:
         assert httpx.get(f"{offline.url}/team/private-model/resolve/main/secret.txt").status_code == 401
         cached = httpx.get(f"{offline.url}/team/private-model/resolve/main/secret.txt",
                            headers={"Authorization": f"Bearer {token}"})
         assert cached.status_code == 200 and cached.content == b"secret"
-    finally:
-        offline.stop()
 
 
 def test_mirror_pull_then_offline(tmp_path: Path, origin) -> None:
@@ -193,19 +187,15 @@ def test_mirror_pull_then_offline(tmp_path: Path, origin) -> None:
          "--config", str(config)], capture_output=True, text=True, env={**os.environ, "ORIGIN_TOKEN": token}, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "4 files" in result.stdout
-    offline = start_server(tmp_path / "data", "--offline", config=config)
-    try:
+    with start_server(tmp_path / "data", "--offline", config=config) as offline:
         snap = snapshot_download("team/public-model", revision="v1", endpoint=offline.url, token=False,
                                  cache_dir=tmp_path / "c")
         assert (Path(snap) / "model.safetensors").read_bytes() == BIG
-    finally:
-        offline.stop()
 
 
 def test_lru_eviction_keeps_the_cache_under_its_limit(tmp_path: Path, origin) -> None:
     upstream, token, _ = origin
-    srv = start_mirror(tmp_path, upstream, token, cache_max_bytes=len(BIG))
-    try:
+    with start_mirror(tmp_path, upstream, token, cache_max_bytes=len(BIG)) as srv:
         base = f"{srv.url}/team/public-model/resolve/main"
         assert httpx.get(f"{base}/nested/notes.txt").content == b"hello"  # least recently used
         assert httpx.get(f"{base}/model.safetensors").content == BIG  # pushes the cache over its limit
@@ -214,26 +204,12 @@ def test_lru_eviction_keeps_the_cache_under_its_limit(tmp_path: Path, origin) ->
         before = resolve_gets(upstream, "notes.txt")
         assert httpx.get(f"{base}/nested/notes.txt").content == b"hello"  # evicted: fetched again
         assert resolve_gets(upstream, "notes.txt") == before + 1
-    finally:
-        srv.stop()
 
 
 def test_empty_files_are_cached_and_served_offline(tmp_path: Path, tmp_path_factory) -> None:
-    upstream = start_server(tmp_path_factory.mktemp("origin-empty"))
-    upstream.add_user("team")
-    token = upstream.token("team", "write")
-    api = HfApi(endpoint=upstream.url, token=token)
-    api.create_repo("team/pkg")
-    api.upload_file(path_or_fileobj=b"", path_in_repo="pkg/__init__.py", repo_id="team/pkg")
-    srv = start_mirror(tmp_path, upstream, token)
-    try:
+    with start_server(tmp_path_factory.mktemp("origin-empty")) as upstream, \
+            start_mirror(tmp_path, upstream, upstream_with_a_repo(upstream, "team/pkg", "pkg/__init__.py", b"")) as srv:
         snapshot_download("team/pkg", endpoint=srv.url, token=False, cache_dir=tmp_path / "warm")
-    finally:
-        srv.stop()
-        upstream.stop()
-    offline = start_server(tmp_path / "data", "--offline", config=tmp_path / "hubgate.toml")
-    try:
+    with start_server(tmp_path / "data", "--offline", config=tmp_path / "hubgate.toml") as offline:
         snap = snapshot_download("team/pkg", endpoint=offline.url, token=False, cache_dir=tmp_path / "cold")
         assert (Path(snap) / "pkg" / "__init__.py").read_bytes() == b""
-    finally:
-        offline.stop()

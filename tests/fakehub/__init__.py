@@ -4,7 +4,7 @@ Start it as a real process and drive it from a test::
 
     from fakehub import start_fakehub           # tests/ is on sys.path under pytest
 
-    fake = start_fakehub(tmp_path)               # `python -m tests.fakehub --port 0 --cdn-port 0 --repos ...`
+    fake = start_fakehub(tmp_path)               # `python -m fakehub --port 0 --cdn-port 0 --repos ...` in tests/
     commit = fake.add_repo("acme/bert", {"config.json": b"{}", "model.safetensors": weights},
                            tags=["v1"])          # real git ids: commit.sha is 40-hex and stable
     fake.fault("status", status=503, on=["resolve"], count=2)   # then fake.reset()
@@ -77,13 +77,13 @@ import os
 import re
 import subprocess
 import sys
-import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
 import httpx
+from processes import Child, stop_group
 
 from .store import (
     CommitRecord,
@@ -96,7 +96,7 @@ from .store import (
 
 __all__ = ["FakeHub", "git_blob_id", "lfs_pointer", "make_large_file", "start_fakehub", "xet_hash_for"]
 
-ROOT = Path(__file__).resolve().parents[2]  # the project root, so that `-m tests.fakehub` imports
+TESTS = Path(__file__).resolve().parents[1]  # tests/: `-m fakehub` imports from there, as under pytest
 READY = re.compile(r"FAKEHUB READY (http://\S+) CDN (http://\S+)")
 
 
@@ -122,32 +122,19 @@ class FakeHub:
 
     # -- process ---------------------------------------------------------------------------------
     def start(self, port: int = 0, cdn_port: int = 0) -> FakeHub:
-        cmd = [sys.executable, "-m", "tests.fakehub", "--port", str(port), "--cdn-port", str(cdn_port),
+        cmd = [sys.executable, "-m", "fakehub", "--port", str(port), "--cdn-port", str(cdn_port),
                "--repos", str(self.repos_dir), *self.args]
-        self.process = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, text=True)
-        assert self.process.stdout is not None
-        for line in self.process.stdout:  # blocks until the READY line (or the process dies)
-            self.log.append(line)
-            found = READY.search(line)
-            if found:
-                self.url, self.cdn_url = found.group(1), found.group(2)
-                break
-        else:
-            self.process.wait(timeout=10)
-            raise RuntimeError("fakehub did not start:\n" + "".join(self.log))
-        threading.Thread(target=lambda: self.log.extend(self.process.stdout), daemon=True).start()  # type: ignore
+        child = Child(cmd, self.env, cwd=TESTS)  # a session of its own; stdout read by a thread
+        self.process, self.log = child.process, child.log
+        child.wait_for(lambda log: any(READY.search(line) for line in log))
+        found = next(m for line in self.log if (m := READY.search(line)))
+        self.url, self.cdn_url = found.group(1), found.group(2)
         return self
 
     def stop(self) -> None:
         self._new_client()  # drop our keep-alive connection: the server does not wait for it
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop_group(self.process)
 
     def restart(self) -> FakeHub:
         """Stop and start again on the same ports (faults, config and the log start afresh)."""
@@ -245,7 +232,7 @@ def start_fakehub(
     extra_args: Iterable[str] = (),
     env: Mapping[str, str] | None = None,
 ) -> FakeHub:
-    """Start `python -m tests.fakehub` on free ports with its repos under `tmp_path/fakehub-repos`."""
+    """Start `python -m fakehub` (in tests/) on free ports with its repos under `tmp_path/fakehub-repos`."""
     repos = Path(tmp_path) / "fakehub-repos"
     repos.mkdir(parents=True, exist_ok=True)
     args = ["--page-size", str(page_size), "--cdn-url-ttl", str(cdn_url_ttl), *extra_args]

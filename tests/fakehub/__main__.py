@@ -1,4 +1,5 @@
-"""`python -m tests.fakehub --port 0 --repos DIR [--cdn-port 0]`: run the fake Hub and its CDN.
+"""`python -m fakehub --port 0 --repos DIR [--cdn-port 0]`: run the fake Hub and its CDN
+(from the tests/ folder).
 
 Prints `FAKEHUB READY http://127.0.0.1:PORT CDN http://127.0.0.1:CDNPORT` once both listen.
 Stops on SIGTERM/SIGINT.
@@ -37,7 +38,7 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tests.fakehub", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m fakehub", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--cdn-port", type=int, default=0)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -23,8 +23,8 @@ org_app.add_typer(member_app, name="member")
 app.add_typer(token_app, name="token")
 app.add_typer(mirror_app, name="mirror")
 
-DataOpt = Annotated[Optional[Path], typer.Option("--data", help="Data folder (HUBGATE_DATA).")]
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="TOML config file (HUBGATE_CONFIG).")]
+DataOpt = Annotated[Path | None, typer.Option("--data", help="Data folder (HUBGATE_DATA).")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML config file (HUBGATE_CONFIG).")]
 
 
 def _hub(data: Path | None, config: Path | None) -> Hub:
@@ -41,12 +41,12 @@ def _run(action) -> None:  # type: ignore[no-untyped-def]
 
 @app.command()
 def serve(
-    host: Annotated[Optional[str], typer.Option(help="Address to listen on (HUBGATE_HOST).")] = None,
-    port: Annotated[Optional[int], typer.Option(help="Port to listen on (HUBGATE_PORT).")] = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on (HUBGATE_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on (HUBGATE_PORT).")] = None,
     data: DataOpt = None,
     config: ConfigOpt = None,
-    workers: Annotated[Optional[int], typer.Option(help="Worker processes (HUBGATE_WORKERS).")] = None,
-    offline: Annotated[Optional[bool], typer.Option("--offline/--online", help="Never contact upstreams (HUBGATE_OFFLINE).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (HUBGATE_WORKERS).")] = None,
+    offline: Annotated[bool | None, typer.Option("--offline/--online", help="Never contact upstreams (HUBGATE_OFFLINE).")] = None,
 ) -> None:
     """Start the server."""
     from hubgate.server import serve as run_server
@@ -58,7 +58,7 @@ def serve(
 def user_add(
     name: str,
     admin: Annotated[bool, typer.Option("--admin", help="Administrator of the whole server.")] = False,
-    email: Annotated[Optional[str], typer.Option(help="E-mail address.")] = None,
+    email: Annotated[str | None, typer.Option(help="E-mail address.")] = None,
     data: DataOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -104,7 +104,7 @@ def token_create(
     user: str,
     role: Annotated[str, typer.Option("--role", help="read or write.")] = "read",
     name: Annotated[str, typer.Option("--name", help="A label for the token.")] = "",
-    expires_days: Annotated[Optional[float], typer.Option("--expires-days", help="Expire after this many days.")] = None,
+    expires_days: Annotated[float | None, typer.Option("--expires-days", help="Expire after this many days.")] = None,
     data: DataOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -117,7 +117,7 @@ def token_create(
 
 @token_app.command("list")
 def token_list(
-    user: Annotated[Optional[str], typer.Argument(help="Only this user's tokens.")] = None,
+    user: Annotated[str | None, typer.Argument(help="Only this user's tokens.")] = None,
     data: DataOpt = None,
     config: ConfigOpt = None,
 ) -> None:

@@ -88,7 +88,7 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, _TomlFromConfigOption(settings_cls, init_settings, env_settings))
 
     @classmethod
-    def load(cls, **options: Any) -> "Settings":
+    def load(cls, **options: Any) -> Settings:
         """Build settings from command-line `options` (None means 'not given')."""
         return cls(**{k: v for k, v in options.items() if v is not None})
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
@@ -27,11 +28,8 @@ class ByteCache(Generic[K, V]):
             return self._cache.get(key)
 
     def put(self, key: K, value: V) -> None:
-        with self._lock:
-            try:
-                self._cache[key] = value
-            except ValueError:  # larger than the whole cache
-                pass
+        with self._lock, contextlib.suppress(ValueError):  # larger than the whole cache
+            self._cache[key] = value
 
     def __contains__(self, key: K) -> bool:
         with self._lock:

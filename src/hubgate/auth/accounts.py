@@ -8,6 +8,7 @@ import secrets
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from hubgate import constants
 from hubgate.errors import BadRequest, Conflict, InvalidCredentials, NotFound
@@ -62,7 +63,7 @@ class Accounts:
     def __init__(self, metadata: MetadataStore) -> None:
         self.metadata = metadata
 
-    def _namespace_taken(self, session, name: str) -> bool:  # type: ignore[no-untyped-def]
+    def _namespace_taken(self, session: Session, name: str) -> bool:
         lowered = name.lower()
         users = session.scalars(select(User.name)).all()
         orgs = session.scalars(select(Org.name)).all()
@@ -109,7 +110,7 @@ class Accounts:
                 raise NotFound(f"{user_name} is not a member of {org_name}")
             session.delete(membership)
 
-    def _user(self, session, name: str) -> User:  # type: ignore[no-untyped-def]
+    def _user(self, session: Session, name: str) -> User:
         user = session.scalar(select(User).where(User.name == name))
         if user is None:
             raise NotFound(f"No user named {name!r}")

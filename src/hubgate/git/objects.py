@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 import stat
 from dataclasses import dataclass
+from typing import cast
 
-from dulwich.objects import Blob, Commit, Tree
+from dulwich.objects import Blob, Commit, ObjectID, Tree
 
 FILE_MODE = 0o100644
 DIR_MODE = stat.S_IFDIR  # 0o040000
@@ -53,7 +54,7 @@ class TreeItem:
 
 
 def parse_tree(data: bytes) -> list[TreeItem]:
-    tree = Tree.from_raw_string(Tree.type_num, data)
+    tree = cast(Tree, Tree.from_raw_string(Tree.type_num, data))
     return [TreeItem(e.path.decode("utf-8", "surrogateescape"), e.mode, e.sha.decode()) for e in tree.iteritems()]
 
 
@@ -75,9 +76,9 @@ def build_trees(files: dict[str, tuple[int, str]]) -> tuple[str, list[RawObject]
         for name, entry in children[prefix].items():
             if entry is None:
                 sub = build(f"{prefix}/{name}" if prefix else name)
-                tree.add(name.encode(), DIR_MODE, sub.encode())
+                tree.add(name.encode(), DIR_MODE, ObjectID(sub.encode()))
             else:
-                tree.add(name.encode(), entry[0], entry[1].encode())
+                tree.add(name.encode(), entry[0], ObjectID(entry[1].encode()))
         raw = tree.as_raw_string()
         objects.append(RawObject(tree.id.decode(), "tree", raw))
         return tree.id.decode()
@@ -106,8 +107,8 @@ class CommitData:
 
 def build_commit(tree: str, parents: list[str], author: str, email: str, timestamp: int, message: str) -> RawObject:
     commit = Commit()
-    commit.tree = tree.encode()
-    commit.parents = [p.encode() for p in parents]
+    commit.tree = ObjectID(tree.encode())
+    commit.parents = [ObjectID(p.encode()) for p in parents]
     identity = f"{author} <{email}>".encode()
     commit.author = commit.committer = identity
     commit.author_time = commit.commit_time = timestamp
@@ -118,7 +119,7 @@ def build_commit(tree: str, parents: list[str], author: str, email: str, timesta
 
 
 def parse_commit(sha1: str, data: bytes) -> CommitData:
-    commit = Commit.from_raw_string(Commit.type_num, data)
+    commit = cast(Commit, Commit.from_raw_string(Commit.type_num, data))
     author = commit.author.decode("utf-8", "replace").split(" <", 1)[0]
     return CommitData(
         sha1=sha1,

@@ -78,9 +78,8 @@ class HubgateApp:
         body = await self._body(request, route.body)
         call = Call(request, self.hub, params, principal, body, upstream_token)
         await run_in_threadpool(self._authorize, route, call)
-        if route.is_async:
-            return await route.handler(call)
-        return await run_in_threadpool(route.handler, call)
+        response: Response = await route.handler(call) if route.is_async else await run_in_threadpool(route.handler, call)
+        return response
 
     def _authorize(self, route: Route, call: Call) -> None:
         """The one access check, before any handler runs."""
@@ -140,7 +139,7 @@ async def _form(request: Request, raw: bytes) -> dict[str, Any]:
         form = await Request(request.scope, replay).form(max_files=0, max_fields=10_000)
     except MultiPartException as exc:
         raise BadRequest(f"Malformed form body: {exc.message}") from exc
-    return {key: form.getlist(key) if key == "paths" else form.get(key) for key in form.keys()}
+    return {key: form.getlist(key) if key == "paths" else form.get(key) for key in form}
 
 
 def bearer_token(header: str | None) -> str | None:

@@ -128,7 +128,7 @@ def _small_operation(item: dict[str, Any], lfs_threshold: int, blobs: BlobStore)
 
 def _large_file(mm: mmap.mmap, start: int, end: int, blobs: BlobStore, lfs_threshold: int) -> Operation:
     """A `file` line too large to parse whole: stream its base64 content into the blob store."""
-    found = _CONTENT_KEY.search(mm, start, end)  # type: ignore[call-overload]
+    found = _CONTENT_KEY.search(mm, start, end)
     if found is None:
         raise BadRequest("Malformed NDJSON line: oversized line without file content")
     value_start = found.end()

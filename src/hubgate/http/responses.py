@@ -169,7 +169,7 @@ def _zero_copy_cycle(send: Send) -> Any | None:
     """
     if not _SENDFILE:
         return None
-    cycle = getattr(send, "__self__", None)
+    cycle: Any = getattr(send, "__self__", None)
     counter = _UVICORN_CYCLES.get(type(cycle).__module__)
     if counter is None or not hasattr(cycle, counter) or not hasattr(cycle, "disconnected"):
         return None
@@ -238,7 +238,7 @@ async def _send_file_zero_copy(cycle: Any, receive: Receive, send: Send, fd: int
         else:
             import h11
 
-            cycle.conn.send_with_data_passthrough(h11.Data(data=_SentElsewhere(sent)))
+            cycle.conn.send_with_data_passthrough(h11.Data(data=_SentElsewhere(sent)))  # type: ignore[arg-type]
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         return
     # Disconnected, or the body cannot be completed: drop the connection and let uvicorn see it.

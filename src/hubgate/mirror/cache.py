@@ -45,7 +45,8 @@ class MirrorCache:
     def _upsert(self, session, table, values: dict[str, Any], keys: list[str]) -> None:  # type: ignore[no-untyped-def]
         insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
         statement = insert(table).values(**values)
-        session.execute(statement.on_conflict_do_update(index_elements=keys, set_={k: v for k, v in values.items() if k not in keys}))
+        updates = {k: v for k, v in values.items() if k not in keys}
+        session.execute(statement.on_conflict_do_update(index_elements=keys, set_=updates))
 
     # -- revisions -------------------------------------------------------------------------
     def revision(self, repo_type: str, repo_id: str, revision: str) -> KnownRevision | None:
@@ -165,7 +166,7 @@ class MirrorCache:
 
     def sha256_in_use(self, sha256: str) -> bool:
         with self.metadata.session() as session:
-            return session.scalar(select(func.count()).where(MirrorFile.sha256 == sha256)) > 0
+            return (session.scalar(select(func.count()).where(MirrorFile.sha256 == sha256)) or 0) > 0
 
     # -- upstream health -------------------------------------------------------------------
     def save_health(self, name: str, last_success: float | None, last_error: str | None,

@@ -17,6 +17,7 @@ the fsync that publishes the file only has the last stretch left to write.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import hashlib
 import logging
@@ -24,7 +25,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -62,7 +63,7 @@ class FileSource:
     lfs: bool
     url_path: str  # "/{prefix}{repo}/resolve/{commit}/{quoted path}" on any upstream
 
-    def hashers(self) -> tuple["hashlib._Hash", "hashlib._Hash | None"]:
+    def hashers(self) -> tuple[hashlib._Hash, hashlib._Hash | None]:
         sha1 = None if self.lfs else hashlib.sha1(b"blob %d\0" % self.size)
         return hashlib.sha256(), sha1
 
@@ -76,7 +77,7 @@ class Fetcher:
         self.cache = cache
         self.upstreams = upstreams
         self.tmp_dir = tmp_dir
-        self.on_published: Callable[[int], None] | None = None
+        self.on_published: Callable[[int], object] | None = None
         self._waiters = _Waiters()
 
     # -- cache lookups ---------------------------------------------------------------------
@@ -143,7 +144,9 @@ class Fetcher:
                 raise TransferFailed(f"could not fetch {src.url_path}")
 
     # -- the download itself ---------------------------------------------------------------
-    def _download(self, src: FileSource, token_for: TokenFor, lock_fd: int, progress: Callable[[int], None] | None = None) -> bool:
+    def _download(
+        self, src: FileSource, token_for: TokenFor, lock_fd: int, progress: Callable[[int], None] | None = None
+    ) -> bool:
         _, part = self._paths(src)
         try:
             return self._download_locked(src, token_for, part, progress)
@@ -205,7 +208,7 @@ class Fetcher:
             self.on_published(src.size)
         return True
 
-    def _pull(self, upstream: Upstream, src: FileSource, token: str | None, out: BinaryIO, state: "_Progress",
+    def _pull(self, upstream: Upstream, src: FileSource, token: str | None, out: BinaryIO, state: _Progress,
               progress: Callable[[int], None] | None) -> None:
         """Append what `upstream` sends from `state.offset` on; `state` keeps up even if it breaks."""
         headers = {"Accept-Encoding": "identity"}
@@ -240,10 +243,10 @@ class Fetcher:
         except FileNotFoundError:
             return 0
 
-    async def read_direct(self, src: FileSource, start: int, end: int, token_for: TokenFor) -> AsyncIterator[bytes]:
+    async def read_direct(self, src: FileSource, start: int, end: int, token_for: TokenFor) -> AsyncGenerator[bytes, None]:
         """A range straight from upstream, for a cold file whose download has not got there yet."""
         def pieces() -> Iterator[bytes]:
-            def attempt(upstream: Upstream) -> tuple[Upstream, "httpx.Response"]:
+            def attempt(upstream: Upstream) -> tuple[Upstream, httpx.Response]:
                 headers = {"Accept-Encoding": "identity", "Range": f"bytes={start}-{end}"}
                 response = upstream.request("GET", src.url_path, token=token_for(upstream), headers=headers, stream=True)
                 if response.status_code >= 400:
@@ -266,7 +269,7 @@ class Fetcher:
             yield chunk
 
     # -- reading while it arrives ----------------------------------------------------------
-    async def read(self, src: FileSource, start: int, end: int) -> AsyncIterator[bytes]:
+    async def read(self, src: FileSource, start: int, end: int) -> AsyncGenerator[bytes, None]:
         """Bytes start..end (inclusive) of a file being fetched; raises TransferFailed on failure."""
         path = self.cached_path(src)
         _, part = self._paths(src)
@@ -297,7 +300,7 @@ class Fetcher:
                 if not self.downloading(src) and self.cached_path(src) is None:
                     raise TransferFailed(f"upstream transfer of {src.url_path} failed")
                 # Woken as soon as the writer here appends; the timeout covers other processes.
-                await self._waiters.wait(src.oid, delay, lambda: os.fstat(fd).st_size > pos)
+                await self._waiters.wait(src.oid, delay, lambda: os.fstat(fd).st_size > pos)  # noqa: B023 (called before pos changes)
                 delay = min(delay * 2, READER_POLL_MAX)
         finally:
             os.close(fd)
@@ -347,13 +350,11 @@ class _Waiters:
         with self._lock:
             waiting = self._by_oid.pop(oid, [])
         for loop, waiter in waiting:
-            try:
+            with contextlib.suppress(RuntimeError):  # that loop is closed
                 loop.call_soon_threadsafe(_resolve, waiter)
-            except RuntimeError:  # that loop is closed
-                pass
 
 
-def _resolve(waiter: "asyncio.Future[None]") -> None:
+def _resolve(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
 
@@ -383,7 +384,7 @@ class _Writer:
         self._threads = [threading.Thread(target=self._write_loop, daemon=True, name="fetch-writer"),
                          threading.Thread(target=self._sync_loop, daemon=True, name="fetch-sync")]
 
-    def __enter__(self) -> "_Writer":
+    def __enter__(self) -> _Writer:
         for thread in self._threads:
             thread.start()
         return self
@@ -496,7 +497,7 @@ class _Restart(Exception):
     """The upstream ignored our Range: start the file over."""
 
 
-def _hash_existing(out: BinaryIO, size: int, state: "_Progress") -> int:
+def _hash_existing(out: BinaryIO, size: int, state: _Progress) -> int:
     """Feed the bytes a previous attempt left in the part file to the hashers; returns the offset."""
     out.seek(0, os.SEEK_END)
     have = out.tell()

@@ -10,8 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from collections.abc import AsyncGenerator, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from hubgate.errors import EntryNotFound, GatedRepo, HubError, RepoNotFound, RevisionNotFound
@@ -21,6 +21,8 @@ from hubgate.mirror.upstream import Upstream, UpstreamError, UpstreamMissing, or
 from hubgate.repos.base import Content, Entry, LfsInfo, RepoMeta
 from hubgate.repos.ids import RepoRef, check_path, is_commit_id
 
+if TYPE_CHECKING:
+    from hubgate.mirror.service import Mirror
 
 _SHA1 = re.compile(r"[0-9a-f]{40}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -53,7 +55,7 @@ def missing_to_error(ref: RepoRef, exc: UpstreamMissing, what: str) -> HubError:
 
 
 class MirroredRepository:
-    def __init__(self, mirror: "Any", ref: RepoRef, info: dict[str, Any], upstream: str, token: str | None) -> None:
+    def __init__(self, mirror: Mirror, ref: RepoRef, info: dict[str, Any], upstream: str, token: str | None) -> None:
         self.mirror = mirror
         self.ref = ref
         self._token = token
@@ -104,7 +106,8 @@ class MirroredRepository:
                 raise UpstreamUnavailable(f"No upstream could resolve {revision}: {exc}") from exc
             self._stale = True
             return known.commit
-        return info["sha"]
+        sha: str = info["sha"]
+        return sha
 
     def _info(self, commit: str) -> tuple[dict[str, Any], list[dict[str, Any]] | None]:
         found = self.mirror.cache.commit(self.ref.type, self.ref.repo_id, commit)
@@ -149,7 +152,8 @@ class MirroredRepository:
         def attempt(upstream: Upstream) -> dict[str, Any]:
             response = upstream.request("GET", self._api("/refs"), token=self.token_for(upstream))
             raise_for_missing(upstream, response)
-            return response.json()
+            refs: dict[str, Any] = response.json()
+            return refs
 
         return self.mirror.upstreams.first(attempt)[0]
 
@@ -177,13 +181,13 @@ class MirroredRepository:
         if self.mirror.offline:
             raise UpstreamUnavailable("hubgate runs offline and this tree is not cached")
         try:
-            tree, _ = self.mirror.upstreams.first(lambda upstream: self._fetch_tree(upstream, commit))
+            fetched, _ = self.mirror.upstreams.first(lambda upstream: self._fetch_tree(upstream, commit))
         except UpstreamMissing as exc:
             raise missing_to_error(self.ref, exc, commit) from exc
         except UpstreamError as exc:
             raise UpstreamUnavailable(f"No upstream could list {commit}: {exc}") from exc
-        self.mirror.cache.remember_tree(self.ref.type, self.ref.repo_id, commit, tree)
-        return tree
+        self.mirror.cache.remember_tree(self.ref.type, self.ref.repo_id, commit, fetched)
+        return fetched
 
     def _fetch_tree(self, upstream: Upstream, commit: str) -> list[dict[str, Any]]:
         entries: list[dict[str, Any]] = []
@@ -234,7 +238,7 @@ class MirroredRepository:
             raise UpstreamUnavailable(f"hubgate runs offline and {entry.path} is not cached")
         self._fetcher.start(src, self.token_for)
 
-        def stream(start: int, end: int) -> AsyncIterator[bytes]:
+        def stream(start: int, end: int) -> AsyncGenerator[bytes, None]:
             # Tail the shared download, unless the range lies well past what has arrived.
             if start > self._fetcher.available(src) + DIRECT_RANGE_GAP:
                 return self._fetcher.read_direct(src, start, end, self.token_for)
@@ -282,7 +286,7 @@ def _entry(item: dict[str, Any]) -> Entry:
 
 def _next_link(upstream: Upstream, response: Any) -> str | None:
     """The `rel="next"` page, only if it stays on this upstream's origin."""
-    link = response.links.get("next", {}).get("url")
+    link: str | None = response.links.get("next", {}).get("url")
     if not link:
         return None
     if urlsplit(link).scheme and origin(link) != origin(upstream.base):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import re
 import time
-from dataclasses import replace
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
 

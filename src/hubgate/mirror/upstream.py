@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -52,7 +52,7 @@ class Health:
     last_error_at: float | None = None
     latency_ms: float | None = None
     saved_at: float = 0.0
-    on_change: Callable[["Health"], None] | None = None
+    on_change: Callable[[Health], None] | None = None
 
     def ok(self, seconds: float) -> None:
         recovered = self.last_success is None or (self.last_error_at or 0) > self.last_success
@@ -105,7 +105,7 @@ class Upstream:
         *,
         token: str | None,
         params: dict[str, str] | None = None,
-        data: dict | None = None,
+        data: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
         stream: bool = False,
         follow_foreign: bool = True,

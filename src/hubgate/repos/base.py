@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -46,7 +46,7 @@ class Content:
     size: int
     path: Path | None = None
     data: bytes | None = None
-    stream: Callable[[int, int], AsyncIterator[bytes]] | None = None
+    stream: Callable[[int, int], AsyncGenerator[bytes, None]] | None = None
 
     def read_small(self, limit: int = 1024 * 1024) -> bytes | None:
         """All the bytes of a small file held here (None if larger than `limit` or not local)."""

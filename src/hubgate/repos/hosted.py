@@ -102,9 +102,10 @@ class HostedRepository:
         for part in path.split("/") if path else []:
             if not item.is_dir:
                 return None
-            item = next((i for i in self._tree(item.sha1) if i.name == part), None)  # type: ignore[assignment]
-            if item is None:
+            found = next((i for i in self._tree(item.sha1) if i.name == part), None)
+            if found is None:
                 return None
+            item = found
         return item
 
     def _entries(self, items: list[tuple[str, TreeItem]]) -> list[Entry]:
@@ -116,7 +117,7 @@ class HostedRepository:
                 continue
             size, lfs_sha256, lfs_size = metas[item.sha1]
             lfs = LfsInfo(lfs_sha256, lfs_size, size) if lfs_sha256 and lfs_size is not None else None
-            entries.append(Entry(path, "file", item.sha1, lfs_size if lfs else size, lfs))
+            entries.append(Entry(path, "file", item.sha1, lfs.size if lfs else size, lfs))
         return entries
 
     def list_tree(self, commit: str, path: str = "", recursive: bool = False) -> list[Entry]:

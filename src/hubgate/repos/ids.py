@@ -40,7 +40,7 @@ class RepoRef:
     name: str
 
     @classmethod
-    def parse(cls, repo_type: str, repo_id: str) -> "RepoRef":
+    def parse(cls, repo_type: str, repo_id: str) -> RepoRef:
         repo_type = check_repo_type(repo_type)
         parts = repo_id.split("/")
         if len(parts) != 2:

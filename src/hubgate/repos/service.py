@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import builtins
 import threading
 import weakref
 from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from hubgate import constants
 from hubgate.errors import BadRequest, Conflict, Forbidden, HubError, PreconditionFailed, RevisionNotFound
@@ -63,7 +65,7 @@ class RepoService:
             return lock
 
     # -- lookup ----------------------------------------------------------------------------
-    def _row(self, session, ref: RepoRef) -> Repo | None:  # type: ignore[no-untyped-def]
+    def _row(self, session: Session, ref: RepoRef) -> Repo | None:
         return session.scalar(
             select(Repo).where(Repo.type == ref.type, Repo.namespace == ref.namespace, Repo.name == ref.name)
         )
@@ -143,7 +145,7 @@ class RepoService:
             if gated is not None:
                 if gated not in (False, "auto", "manual"):
                     raise BadRequest("gated must be false, 'auto' or 'manual'")
-                row.gated = gated or None
+                row.gated = gated if isinstance(gated, str) else None
             row.updated_at = utcnow()
 
     # -- refs ------------------------------------------------------------------------------
@@ -170,7 +172,7 @@ class RepoService:
         self,
         ref: RepoRef,
         branch: str,
-        ops: list[Operation],
+        ops: builtins.list[Operation],
         *,
         author: Author,
         summary: str,
@@ -194,7 +196,7 @@ class RepoService:
         self,
         ref: RepoRef,
         branch: str,
-        ops: list[Operation],
+        ops: builtins.list[Operation],
         author: Author,
         summary: str,
         description: str,
@@ -273,7 +275,7 @@ class RepoService:
             self._held_lfs.put(key, held)
         return held
 
-    def _policy_for_ops(self, repo: HostedRepository, head: str, ops: list[Operation]) -> LfsPolicy:
+    def _policy_for_ops(self, repo: HostedRepository, head: str, ops: builtins.list[Operation]) -> LfsPolicy:
         for op in ops:
             if isinstance(op, AddBytes) and op.path == ".gitattributes":
                 return LfsPolicy(self.lfs_threshold, lfs_patterns(op.data))

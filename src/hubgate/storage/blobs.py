@@ -43,7 +43,7 @@ def is_sha256(value: str) -> bool:
 
 
 class LocalBlobWriter:
-    def __init__(self, store: "LocalBlobStore") -> None:
+    def __init__(self, store: LocalBlobStore) -> None:
         self._store = store
         fd, name = tempfile.mkstemp(dir=store.tmp_dir, prefix="blob-")
         self._file = os.fdopen(fd, "wb")
@@ -87,7 +87,7 @@ class LocalBlobWriter:
         self._file.close()
         self._path.unlink(missing_ok=True)
 
-    def __enter__(self) -> "LocalBlobWriter":
+    def __enter__(self) -> LocalBlobWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:

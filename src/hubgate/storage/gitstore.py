@@ -7,7 +7,9 @@ larger than `INLINE_BLOB_MAX` keep their bytes in the blob store (`content_sha25
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select, update
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -152,8 +154,11 @@ class GitStore:
             session.add(Ref(repo_pk=repo_pk, name=name, target=new))
             session.flush()
             return
-        result = session.execute(
-            update(Ref).where(Ref.repo_pk == repo_pk, Ref.name == name, Ref.target == expected).values(target=new)
+        result = cast(
+            CursorResult[Any],
+            session.execute(
+                update(Ref).where(Ref.repo_pk == repo_pk, Ref.name == name, Ref.target == expected).values(target=new)
+            ),
         )
         if result.rowcount != 1:
             raise PreconditionFailed(
@@ -162,4 +167,5 @@ class GitStore:
 
     @staticmethod
     def delete_ref(session: Session, repo_pk: int, name: str) -> bool:
-        return session.execute(delete(Ref).where(Ref.repo_pk == repo_pk, Ref.name == name)).rowcount == 1
+        result = cast(CursorResult[Any], session.execute(delete(Ref).where(Ref.repo_pk == repo_pk, Ref.name == name)))
+        return result.rowcount == 1

@@ -44,7 +44,7 @@ class User(Base):
     email: Mapped[str | None] = mapped_column(String(200), nullable=True)
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
-    memberships: Mapped[list["Membership"]] = relationship(back_populates="user", cascade="all, delete-orphan")
+    memberships: Mapped[list[Membership]] = relationship(back_populates="user", cascade="all, delete-orphan")
 
 
 class Org(Base):
@@ -53,7 +53,7 @@ class Org(Base):
     name: Mapped[str] = mapped_column(String(96), unique=True)
     fullname: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
-    memberships: Mapped[list["Membership"]] = relationship(back_populates="org", cascade="all, delete-orphan")
+    memberships: Mapped[list[Membership]] = relationship(back_populates="org", cascade="all, delete-orphan")
 
 
 class Membership(Base):

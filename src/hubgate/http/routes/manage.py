@@ -41,13 +41,15 @@ def _named_repo(call: Call, body: dict[str, Any]) -> RepoRef:
 
 
 def _private(body: dict[str, Any]) -> bool | None:
-    visibility = body.get("visibility")
+    visibility: object = body.get("visibility")
     if visibility is not None:
         if visibility not in ("private", "public"):
             raise BadRequest("visibility must be 'private' or 'public'")
         return visibility == "private"
-    private = body.get("private")
-    if private is not None and not isinstance(private, bool):
+    private: object = body.get("private")
+    if private is None:
+        return None
+    if not isinstance(private, bool):
         raise BadRequest("private must be a boolean")
     return private
 

@@ -15,6 +15,8 @@ REPO_TYPE_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 # Plural used by the JSON API: /api/{models|datasets|spaces}/...
 REPO_TYPE_PLURAL = {"model": "models", "dataset": "datasets", "space": "spaces"}
 PLURAL_TO_REPO_TYPE = {v: k for k, v in REPO_TYPE_PLURAL.items()}
+# The Space SDKs the Hub accepts (huggingface_hub's SPACES_SDK_TYPES).
+SPACE_SDKS = ("gradio", "streamlit", "docker", "static")
 
 TOKEN_PREFIX = "hg_"
 

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from hubgate import constants
 from hubgate.errors import BadRequest, Conflict, InvalidCredentials, NotFound
-from hubgate.repos.ids import check_name
+from hubgate.repos.ids import check_new_namespace
 from hubgate.storage.metadata import Membership, MetadataStore, Org, Token, User, utcnow
 
 ORG_ROLES = ("read", "write", "admin")
@@ -44,17 +44,6 @@ class TokenRow:
     revoked: bool
 
 
-# First path segments the URL scheme already uses: a namespace of that name could not be reached
-# (`/datasets/x/resolve/...` is the dataset `x`, never the model `datasets/x`).
-RESERVED_NAMESPACES = frozenset({"api", "datasets", "spaces", "models", "kernels"})
-
-
-def _check_namespace_name(name: str, what: str) -> None:
-    check_name(name, what)
-    if name.lower() in RESERVED_NAMESPACES:
-        raise BadRequest(f"The {what} {name!r} is reserved")
-
-
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -70,14 +59,14 @@ class Accounts:
         return any(n.lower() == lowered for n in [*users, *orgs])
 
     def add_user(self, name: str, *, admin: bool = False, fullname: str = "", email: str | None = None) -> None:
-        _check_namespace_name(name, "user name")
+        check_new_namespace(name, "user name")
         with self.metadata.session() as session:
             if self._namespace_taken(session, name):
                 raise Conflict(f"The name {name!r} is already taken by a user or organisation")
             session.add(User(name=name, is_admin=admin, fullname=fullname or name, email=email))
 
     def add_org(self, name: str, owner: str) -> None:
-        _check_namespace_name(name, "organisation name")
+        check_new_namespace(name, "organisation name")
         with self.metadata.session() as session:
             user = self._user(session, owner)
             if self._namespace_taken(session, name):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sys
 from collections.abc import Awaitable, Callable
 from contextlib import aclosing
@@ -26,24 +27,30 @@ def error_response(error: HubError) -> JSONResponse:
     return JSONResponse({"error": error.message}, status_code=error.status, headers=error.response_headers())
 
 
+# One `bytes=first-last` or `bytes=-suffix` range, ASCII digits only (int() would also take
+# `1_0`, `+1` or other digits). Anything else is ignored, as RFC 9110 allows: the whole file.
+_RANGE = re.compile(r"bytes=[ \t]*([0-9]*)-([0-9]*)[ \t]*", re.ASCII)
+# More digits than any file size has: such a bound means "to the end".
+_MAX_DIGITS = 18
+
+
+def _bound(digits: str) -> int:
+    return 10**_MAX_DIGITS if len(digits.lstrip("0")) > _MAX_DIGITS else int(digits)
+
+
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     """(start, end inclusive) of a single `bytes=` range; None to send the whole file."""
-    if not header or not header.startswith("bytes=") or size == 0:
+    found = _RANGE.fullmatch(header) if header else None
+    if found is None or size == 0 or found.group(1) == found.group(2) == "":
         return None
-    spec = header[len("bytes=") :].strip()
-    if "," in spec:
-        return None  # multiple ranges: answering the whole file is allowed
-    first, _, last = spec.partition("-")
-    try:
-        if first == "":
-            length = int(last)
-            if length <= 0:
-                raise RangeNotSatisfiable("Invalid range", headers={"Content-Range": f"bytes */{size}"})
-            return max(0, size - length), size - 1
-        start = int(first)
-        end = int(last) if last else size - 1
-    except ValueError:
-        return None
+    first, last = found.groups()
+    if first == "":
+        length = _bound(last)
+        if length <= 0:
+            raise RangeNotSatisfiable("Invalid range", headers={"Content-Range": f"bytes */{size}"})
+        return max(0, size - length), size - 1
+    start = _bound(first)
+    end = _bound(last) if last else size - 1
     if start >= size or end < start:
         raise RangeNotSatisfiable(
             f"Range {header} not satisfiable for {size} bytes", headers={"Content-Range": f"bytes */{size}"}

@@ -1,15 +1,35 @@
-"""Repo types, repo ids, file paths and revisions, validated once at the edge."""
+"""Repo types, repo ids, file paths and revisions, validated once at the edge.
+
+Names follow the Hub's rules, refs and paths git's own (`git check-ref-format`, and the `.git`
+checks git applies to paths with core.protectNTFS and core.protectHFS). Every pattern is a full
+match: `$` would also match before a final newline.
+"""
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from hubgate import constants
 from hubgate.errors import BadRequest
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
-_COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+# The Hub's repo names (huggingface_hub's REPO_ID_REGEX): ASCII letters, digits, `-_.`, at most
+# 96, starting with a letter or digit and ending with a letter, digit or `_`; no `--` nor `..`.
+_NAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_])?")
+_COMMIT_RE = re.compile(r"[0-9a-f]{40}")
+# First path segments the URL scheme already uses: a namespace of that name could not be reached
+# (`/datasets/x/resolve/...` is the dataset `x`, never the model `datasets/x`).
+RESERVED_NAMESPACES = frozenset({"api", "datasets", "spaces", "models", "kernels", "organizations", "settings"})
+# Code points HFS+ ignores in file names (git's is_hfs_dotgit skips them too).
+_HFS_IGNORABLE = frozenset(
+    [0x200C, 0x200D, 0x200E, 0x200F, 0x202A, 0x202B, 0x202C, 0x202D, 0x202E, 0x206A, 0x206B, 0x206C, 0x206D,
+     0x206E, 0x206F, 0xFEFF]
+)
+MAX_PATH = 1024
+MAX_REVISION = 255
+# A new branch or tag is stored as `refs/heads/NAME` in a 255-character column.
+MAX_REF_NAME = 200
 
 
 def shown(value: object, limit: int = 100) -> str:
@@ -26,9 +46,24 @@ def check_repo_type(value: str | None) -> str:
 
 
 def check_name(value: str, what: str = "name") -> str:
-    if not isinstance(value, str) or not _NAME_RE.match(value) or ".." in value or value.endswith(".git"):
+    """A namespace or repo name as the Hub accepts it."""
+    if (
+        not isinstance(value, str)
+        or not _NAME_RE.fullmatch(value)
+        or ".." in value
+        or "--" in value
+        or value.lower().endswith(".git")
+    ):
         raise BadRequest(f"Invalid {what}: {shown(value)}")
     return value
+
+
+def check_new_namespace(name: str, what: str = "namespace") -> str:
+    """A namespace something new is created in: a valid name that the URL scheme does not reserve."""
+    check_name(name, what)
+    if name.lower() in RESERVED_NAMESPACES:
+        raise BadRequest(f"The {what} {name!r} is reserved")
+    return name
 
 
 @dataclass(frozen=True)
@@ -73,14 +108,29 @@ def is_utf8(text: str) -> bool:
     return True
 
 
+def _has_control(text: str) -> bool:
+    """C0 and C1 control characters and DEL (newlines and tabs included)."""
+    return any(unicodedata.category(c) == "Cc" for c in text)
+
+
+def is_dotgit(part: str) -> bool:
+    """Whether git would take this path component for `.git` on some filesystem: any case,
+    HFS+ ignorable code points removed, NTFS trailing dots and spaces, 8.3 name `GIT~1`, and
+    NTFS alternate data streams (`.git::$INDEX_ALLOCATION`)."""
+    folded = "".join(c for c in part if ord(c) not in _HFS_IGNORABLE).casefold()
+    folded = folded.split(":", 1)[0].rstrip(" .")
+    return folded in (".git", "git~1")
+
+
 def check_path(path: str) -> str:
-    """A file path inside a repo: relative, no `..`, no NUL or backslash, no empty segment."""
-    if not isinstance(path, str) or not path or len(path) > 1024 or not is_utf8(path):
+    """A file path inside a repo: relative, no `..`, no control character or backslash, no empty
+    segment, no segment ending in a space, no segment git would take for `.git`."""
+    if not isinstance(path, str) or not path or len(path) > MAX_PATH or not is_utf8(path):
         raise BadRequest(f"Invalid path: {shown(path)}")
-    if "\x00" in path or "\\" in path or path.startswith("/") or path.endswith("/"):
+    if _has_control(path) or "\\" in path or path.startswith("/") or path.endswith("/"):
         raise BadRequest(f"Invalid path: {shown(path)}")
     for part in path.split("/"):
-        if part in ("", ".", "..") or part == ".git":
+        if part in ("", ".", "..") or part.endswith(" ") or is_dotgit(part):
             raise BadRequest(f"Invalid path: {shown(path)}")
     return path
 
@@ -95,30 +145,42 @@ def check_folder_to_delete(path: str) -> str:
     """A folder named by a commit operation: relative and not the root (a trailing `/` is fine)."""
     if not isinstance(path, str):
         raise BadRequest(f"Invalid path: {shown(path)}")
-    return check_path(path[:-1] if path.endswith("/") else path)
+    return check_path(path.removesuffix("/"))
+
+
+def _ref_format_ok(name: str) -> bool:
+    """`git check-ref-format --allow-onelevel NAME`, plus no backslash."""
+    if not name or name == "@" or "@{" in name or ".." in name or "//" in name:
+        return False
+    if name.startswith("/") or name.endswith(("/", ".")):
+        return False
+    if any(c in name for c in " ~^:?*[\\") or _has_control(name):
+        return False
+    return all(not part.startswith(".") and not part.endswith(".lock") for part in name.split("/"))
 
 
 def check_revision(rev: str) -> str:
-    if not isinstance(rev, str) or not rev or len(rev) > 255 or not is_utf8(rev):
-        raise BadRequest(f"Invalid revision: {shown(rev)}")
-    if "\x00" in rev or "\\" in rev or ".." in rev or rev.startswith("/") or rev.endswith("/") or "//" in rev:
-        raise BadRequest(f"Invalid revision: {shown(rev)}")
-    if any(c in rev for c in " ~^:?*[") or any(ord(c) < 32 for c in rev):
+    """A revision to look up: a branch, tag, `refs/...` name or commit id in git's ref syntax."""
+    if not isinstance(rev, str) or len(rev) > MAX_REVISION or not is_utf8(rev) or not _ref_format_ok(rev):
         raise BadRequest(f"Invalid revision: {shown(rev)}")
     return rev
 
 
 def check_branch_name(name: str) -> str:
-    """A new branch or tag name: a revision that `git check-ref-format` also accepts, and that
-    cannot be mistaken for a full ref name or a commit id."""
-    check_revision(name)
-    if name.startswith("refs/") or is_commit_id(name) or name == "@" or "@{" in name or "\x7f" in name:
+    """A new branch or tag name: what `git check-ref-format --branch` accepts, in printable ASCII
+    (no look-alike of another name), and nothing that reads as a full ref name, a commit id,
+    `HEAD` or an option."""
+    if not isinstance(name, str) or not name.isascii() or not name.isprintable() or len(name) > MAX_REF_NAME:
         raise BadRequest(f"Invalid branch or tag name: {shown(name)}")
-    for part in name.split("/"):
-        if part.startswith(".") or part.endswith(".") or part.endswith(".lock"):
-            raise BadRequest(f"Invalid branch or tag name: {shown(name)}")
+    if (
+        not _ref_format_ok(name)
+        or name.startswith(("refs/", "-"))
+        or name == "HEAD"
+        or is_commit_id(name)
+    ):
+        raise BadRequest(f"Invalid branch or tag name: {shown(name)}")
     return name
 
 
 def is_commit_id(rev: str) -> bool:
-    return bool(_COMMIT_RE.match(rev))
+    return bool(_COMMIT_RE.fullmatch(rev))

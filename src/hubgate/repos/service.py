@@ -19,7 +19,7 @@ from hubgate.repos import lfs_links
 from hubgate.repos.base import RepoMeta
 from hubgate.repos.commits import AddBytes, LfsPolicy, Operation, TreeEdit, lfs_patterns, new_commit_objects
 from hubgate.repos.hosted import HostedRepository
-from hubgate.repos.ids import RepoRef, check_branch_name, is_commit_id
+from hubgate.repos.ids import RepoRef, check_branch_name, check_new_namespace, is_commit_id
 from hubgate.storage.blobs import BlobStore
 from hubgate.storage.gitstore import GitStore
 from hubgate.storage.metadata import MetadataStore, Repo, utcnow
@@ -98,6 +98,7 @@ class RepoService:
 
     # -- lifecycle -------------------------------------------------------------------------
     def create(self, ref: RepoRef, *, private: bool, author: Author, sdk: str | None = None) -> None:
+        check_new_namespace(ref.namespace)
         edit = TreeEdit({}, [])
         gitattributes = constants.DEFAULT_GITATTRIBUTES.encode()
         edit.apply([AddBytes(".gitattributes", gitattributes)], self.blobs, LfsPolicy(self.lfs_threshold, []))
@@ -124,6 +125,7 @@ class RepoService:
     def move(self, ref: RepoRef, to: RepoRef) -> None:
         if to.type != ref.type:
             raise BadRequest("Cannot change the type of a repo")
+        check_new_namespace(to.namespace)
         try:
             with self.metadata.session() as session:
                 row = self._row(session, ref)

@@ -6,6 +6,7 @@ from typing import Any
 
 from starlette.responses import Response
 
+from hubgate import constants
 from hubgate.auth.gate import Action, Subject
 from hubgate.errors import BadRequest, Conflict, RepoNotFound
 from hubgate.http.call import Call
@@ -84,8 +85,8 @@ def create_repo(call: Call) -> Response:
     ref = _named_repo(call, body)
     url = f"{call.base_url}/{ref.url_path}"
     sdk = body.get("sdk") if ref.type == "space" else None
-    if sdk is not None and not isinstance(sdk, str):
-        raise BadRequest("'sdk' must be a string")
+    if sdk is not None and sdk not in constants.SPACE_SDKS:
+        raise BadRequest(f"'sdk' must be one of {', '.join(constants.SPACE_SDKS)}")
     try:
         call.hub.repos.create(ref, private=bool(_private(body)), author=author_of(call), sdk=sdk)
     except Conflict as exc:

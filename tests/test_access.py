@@ -231,7 +231,7 @@ def _server_time(server: Server) -> float:
 
 def test_expired_token(server: Server, repos: dict[str, str]) -> None:
     name = f"short-{uuid.uuid4().hex[:6]}"
-    token = new_token(server, "alice", "--role", "write", "--name", name, "--expires-days", "0.00001")
+    token = new_token(server, "alice", "--role", "write", "--name", name, "--expires", "1s")
     expires_at = _token_row(server, name)[1]
     deadline = datetime.fromisoformat(expires_at).replace(tzinfo=timezone.utc).timestamp()
     # poll the server's own clock until it is past the expiry (bounded), then the token must fail
@@ -248,7 +248,7 @@ def test_expired_token(server: Server, repos: dict[str, str]) -> None:
 
 
 def test_token_with_future_expiry_works(server: Server, repos: dict[str, str]) -> None:
-    token = new_token(server, "alice", "--role", "read", "--expires-days", "30")
+    token = new_token(server, "alice", "--role", "read", "--expires", "30d")
     assert http.get(f"{server.url}/api/models/{repos['private']}", headers=auth(token)).status_code == 200
 
 

@@ -97,8 +97,9 @@ def test_users_orgs_members_and_tokens(admin_server: Server) -> None:
 
 def test_token_create_refusals(admin_server: Server) -> None:
     for args in (("token", "create", "nobody"), ("token", "create", "dave", "--role", "admin"),
-                 ("token", "create", "dave", "--expires-days", "0"), ("token", "create", "dave", "--expires-days", "-1"),
-                 ("token", "create", "dave", "--expires-days", "1e12")):
+                 ("token", "create", "dave", "--expires", "0s"), ("token", "create", "dave", "--expires", "-1d"),
+                 ("token", "create", "dave", "--expires", "99999999999d"), ("token", "create", "dave", "--expires", "2001-01-01"),
+                 ("token", "create", "dave", "--repo", "acme=read"), ("token", "create", "dave", "--repo", "acme/x=admin")):
         result = run(admin_server, *args)
         assert result.returncode != 0, args
         assert "hg_" not in result.stdout
@@ -108,7 +109,7 @@ def test_token_create_refusals(admin_server: Server) -> None:
 def test_token_list_never_shows_secrets(admin_server: Server) -> None:
     srv = admin_server
     assert run(srv, "user", "add", "gina").returncode == 0
-    tokens = [token_of(run(srv, "token", "create", "gina", "--role", role, "--name", f"gina-{role}", "--expires-days", "30"))
+    tokens = [token_of(run(srv, "token", "create", "gina", "--role", role, "--name", f"gina-{role}", "--expires", "30d"))
               for role in ("read", "write")]
     listing = run(srv, "token", "list")
     assert listing.returncode == 0

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 
+from hubgate.auth.tokens import Issued, TokenRow, utc_text
 from hubgate.config import Settings
 from hubgate.errors import HubError
 from hubgate.hub import Hub
+
+T = TypeVar("T")
 
 app = typer.Typer(help="hubgate: a self-hosted gateway to the Hugging Face Hub.", no_args_is_help=True)
 user_app = typer.Typer(help="Manage users.", no_args_is_help=True)
@@ -31,9 +36,9 @@ def _hub(data: Path | None, config: Path | None) -> Hub:
     return Hub(Settings.load(data=data, config=config))
 
 
-def _run(action) -> None:  # type: ignore[no-untyped-def]
+def _run(action: Callable[[], T]) -> T:
     try:
-        action()
+        return action()
     except HubError as error:
         typer.echo(f"error: {error.message}", err=True)
         raise typer.Exit(1) from error
@@ -99,42 +104,93 @@ def member_remove(org: str, user: str, data: DataOpt = None, config: ConfigOpt =
     typer.echo(f"{user} removed from {org}")
 
 
+REPO_GRANT_HELP = "Fine-grained: [datasets/|spaces/]PATTERN=read|write, e.g. 'acme/tts-*=read' (repeatable)."
+TokenArg = Annotated[str, typer.Argument(help="ID or NAME (see `hubgate token list`).")]
+
+
 @token_app.command("create")
 def token_create(
     user: str,
-    role: Annotated[str, typer.Option("--role", help="read or write.")] = "read",
+    role: Annotated[str, typer.Option("--role", help="read or write (ignored with --repo/--org).")] = "read",
+    repo: Annotated[list[str] | None, typer.Option("--repo", help=REPO_GRANT_HELP)] = None,
+    org: Annotated[list[str] | None, typer.Option("--org", help="Fine-grained: ORG=read|write (repeatable).")] = None,
+    expires: Annotated[str | None, typer.Option("--expires", help="A duration (90s, 12h, 30d) or a date.")] = None,
     name: Annotated[str, typer.Option("--name", help="A label for the token.")] = "",
-    expires_days: Annotated[float | None, typer.Option("--expires-days", help="Expire after this many days.")] = None,
     data: DataOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Create a token; it is printed once, alone on the last line, and stored only hashed."""
-    result: list[str] = []
-    _run(lambda: result.append(_hub(data, config).accounts.create_token(user, role=role, name=name, expires_days=expires_days)))
-    typer.echo(f"token for {user} ({role}); it will not be shown again:")
-    typer.echo(result[0])
+    from hubgate.auth.scopes import parse_namespace_grant, parse_repo_grant
+
+    def create() -> Issued:
+        grants = (*(parse_repo_grant(r) for r in repo or []), *(parse_namespace_grant(o) for o in org or []))
+        return _hub(data, config).accounts.tokens.create(user, role=role, grants=grants, name=name, expires=expires)
+
+    issued = _run(create)
+    row = issued.row
+    typer.echo(f"token {row.id} ({row.name}) for {user}: {row.scope.describe()}, expires {utc_text(row.expires_at) or 'never'}")
+    typer.echo("it will not be shown again:")
+    typer.echo(issued.secret)
 
 
 @token_app.command("list")
 def token_list(
     user: Annotated[str | None, typer.Argument(help="Only this user's tokens.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
     data: DataOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """List tokens (never their secret)."""
-    rows = _hub(data, config).accounts.list_tokens(user)
-    typer.echo(f"{'ID':>4}  {'USER':<16} {'ROLE':<6} {'PREFIX':<8} {'STATE':<8} {'EXPIRES':<20} NAME")
+    """List tokens (never their secret); times are UTC."""
+    import json
+
+    from hubgate.storage.metadata import utcnow
+
+    rows = _hub(data, config).accounts.tokens.list(user)
+    now = utcnow()
+    if as_json:
+        for row in rows:
+            typer.echo(json.dumps(row.to_json(now)))
+        return
+    typer.echo(
+        f"{'ID':>4}  {'USER':<16} {'STATE':<8} {'PREFIX':<8} {'EXPIRES (UTC)':<20} {'LAST USED (UTC)':<20} "
+        f"{'FROM':<15} {'SCOPE':<20} NAME"
+    )
     for row in rows:
-        state = "revoked" if row.revoked else "active"
-        expires = row.expires_at.strftime("%Y-%m-%d %H:%M") if row.expires_at else "never"
-        typer.echo(f"{row.id:>4}  {row.user:<16} {row.role:<6} {row.prefix:<8} {state:<8} {expires:<20} {row.name}")
+        expires = _utc_minute(row.expires_at) or "never"
+        used = _utc_minute(row.last_used_at) or "never"
+        typer.echo(
+            f"{row.id:>4}  {row.user:<16} {row.state(now):<8} {row.prefix:<8} {expires:<20} {used:<20} "
+            f"{row.last_used_from or '-':<15} {row.scope.describe():<20} {row.name}"
+        )
+
+
+def _utc_minute(moment: datetime | None) -> str | None:
+    return moment.strftime("%Y-%m-%d %H:%M:%SZ") if moment else None
 
 
 @token_app.command("revoke")
-def token_revoke(token_id: int, data: DataOpt = None, config: ConfigOpt = None) -> None:
-    """Revoke a token by its id (see `hubgate token list`)."""
-    _run(lambda: _hub(data, config).accounts.revoke_token(token_id))
-    typer.echo(f"token {token_id} revoked")
+def token_revoke(token: TokenArg, data: DataOpt = None, config: ConfigOpt = None) -> None:
+    """Revoke a token; it stops working on the next request, in every worker."""
+
+    def revoke() -> TokenRow:
+        tokens = _hub(data, config).accounts.tokens
+        return tokens.revoke(tokens.find(token).id)
+
+    row = _run(revoke)
+    typer.echo(f"token {row.id} ({row.name}) of {row.user} revoked")
+
+
+@token_app.command("rotate")
+def token_rotate(token: TokenArg, data: DataOpt = None, config: ConfigOpt = None) -> None:
+    """Give a token a new secret (same id, name, scope and expiry); the old secret stops working."""
+
+    def rotate() -> Issued:
+        tokens = _hub(data, config).accounts.tokens
+        return tokens.rotate(tokens.find(token).id)
+
+    issued = _run(rotate)
+    typer.echo(f"token {issued.row.id} ({issued.row.name}) of {issued.row.user} rotated; the new secret will not be shown again:")
+    typer.echo(issued.secret)
 
 
 @mirror_app.command("pull")

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
-import secrets
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from hubgate import constants
-from hubgate.errors import BadRequest, Conflict, InvalidCredentials, NotFound
+from hubgate.auth.scopes import Scope
+from hubgate.auth.tokens import Tokens
+from hubgate.errors import BadRequest, Conflict, NotFound
 from hubgate.repos.ids import check_new_namespace
-from hubgate.storage.metadata import Membership, MetadataStore, Org, Token, User, utcnow
+from hubgate.storage.metadata import Membership, MetadataStore, Org, User
 
 ORG_ROLES = ("read", "write", "admin")
-TOKEN_ROLES = ("read", "write")
 
 
 @dataclass(frozen=True)
@@ -28,29 +25,15 @@ class Principal:
     email: str | None
     is_admin: bool
     token_name: str
-    token_role: str
+    scope: Scope
     orgs: dict[str, str] = field(default_factory=dict)  # org name -> role
-
-
-@dataclass(frozen=True)
-class TokenRow:
-    id: int
-    user: str
-    name: str
-    role: str
-    prefix: str
-    created_at: dt.datetime
-    expires_at: dt.datetime | None
-    revoked: bool
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+    token_id: int | None = None
 
 
 class Accounts:
     def __init__(self, metadata: MetadataStore) -> None:
         self.metadata = metadata
+        self.tokens = Tokens(metadata)
 
     def _namespace_taken(self, session: Session, name: str) -> bool:
         lowered = name.lower()
@@ -115,57 +98,13 @@ class Accounts:
                 return "org"
         return None
 
-    # -- tokens ----------------------------------------------------------------------------
-    def create_token(self, user_name: str, *, role: str = "read", name: str = "", expires_days: float | None = None) -> str:
-        """Create a token and return it; only its hash is stored, so this is the only time it is seen."""
-        if role not in TOKEN_ROLES:
-            raise BadRequest(f"Token role must be one of {', '.join(TOKEN_ROLES)}")
-        if expires_days is not None and not expires_days > 0:  # 0 would mean "never", a negative value "already"
-            raise BadRequest("The expiry must be a positive number of days")
-        token = constants.TOKEN_PREFIX + secrets.token_urlsafe(30).replace("-", "A").replace("_", "B")
-        try:
-            expires = utcnow() + dt.timedelta(days=expires_days) if expires_days else None
-        except OverflowError as exc:
-            raise BadRequest("The expiry is too far in the future") from exc
+    def principal(self, secret: str, client: str | None) -> Principal:
+        """The caller behind a token (InvalidCredentials if it is unknown, revoked or expired)."""
+        token = self.tokens.authenticate(secret, client)
         with self.metadata.session() as session:
-            user = self._user(session, user_name)
-            session.add(
-                Token(
-                    user_id=user.id,
-                    name=name or f"{role} token",
-                    role=role,
-                    token_hash=hash_token(token),
-                    prefix=token[:7],
-                    expires_at=expires,
-                )
-            )
-        return token
-
-    def list_tokens(self, user_name: str | None = None) -> list[TokenRow]:
-        with self.metadata.session() as session:
-            query = select(Token, User.name).join(User).order_by(Token.id)
-            if user_name:
-                query = query.where(User.name == user_name)
-            return [
-                TokenRow(t.id, u, t.name, t.role, t.prefix, t.created_at, t.expires_at, t.revoked_at is not None)
-                for t, u in session.execute(query)
-            ]
-
-    def revoke_token(self, token_id: int) -> None:
-        with self.metadata.session() as session:
-            token = session.get(Token, token_id)
-            if token is None:
-                raise NotFound(f"No token with id {token_id}")
-            token.revoked_at = token.revoked_at or utcnow()
-
-    def authenticate(self, token: str) -> Principal:
-        """The principal behind `token`; InvalidCredentials if it is unknown, revoked or expired."""
-        with self.metadata.session() as session:
-            row = session.scalar(select(Token).where(Token.token_hash == hash_token(token)))
-            if row is None or row.revoked_at is not None:
-                raise InvalidCredentials()
-            if row.expires_at is not None and row.expires_at <= utcnow():
-                raise InvalidCredentials()
-            user = row.user
+            user = session.get(User, token.user_id)
+            assert user is not None  # tokens are deleted with their user
             orgs = {m.org.name: m.role for m in user.memberships}
-            return Principal(user.name, user.fullname, user.email, user.is_admin, row.name, row.role, orgs)
+            return Principal(
+                user.name, user.fullname, user.email, user.is_admin, token.token_name, token.scope, orgs, token.token_id
+            )

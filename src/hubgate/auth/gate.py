@@ -41,6 +41,7 @@ class Subject:
 
     ref: RepoRef | None = None
     namespace: str | None = None
+    user: str | None = None  # whose tokens (MANAGE_TOKENS); None: nobody's (an unknown token)
 
 
 OpenRepo = Callable[[RepoRef, "str | None"], "Repository | None"]
@@ -62,9 +63,12 @@ class Gate:
         """The authorised repo of a repo action (None for the others); a HubError if refused."""
         if action in (Action.PUBLIC, Action.SIGNED):
             return None
-        if action in (Action.AUTHENTICATED, Action.MANAGE_TOKENS):
+        if action is Action.AUTHENTICATED:
             if principal is None:
                 raise Unauthorized("Invalid credentials in Authorization header")
+            return None
+        if action is Action.MANAGE_TOKENS:
+            policy.check_token_management(principal, subject.user)
             return None
         if action in (Action.ADMIN, Action.MANAGE_ORG):
             policy.check_admin(principal)

@@ -1,4 +1,9 @@
-"""The access rules, in one place: may this caller see, write, or create a repo?"""
+"""The access rules, in one place: may this caller see, write, or create a repo?
+
+A caller's rights are those of their user (namespace role, server admin) narrowed by their token's
+scope. Refusals to someone who may not see a private repo never tell it exists (RepoNotFound);
+to someone who may, a 403 says which permission is missing.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ WRITE_ORG_ROLES = ("write", "admin")
 
 
 def namespace_role(principal: Principal | None, namespace: str) -> str | None:
-    """The caller's role over a namespace: 'admin', 'write', 'read' or None."""
+    """The caller's user's role over a namespace: 'admin', 'write', 'read' or None."""
     if principal is None:
         return None
     if principal.is_admin or principal.name == namespace:
@@ -20,6 +25,14 @@ def namespace_role(principal: Principal | None, namespace: str) -> str | None:
 
 
 def can_read(principal: Principal | None, meta: RepoMeta) -> bool:
+    """Whether the caller may see the repo at all (user rights and token scope)."""
+    if not _user_can_read(principal, meta):
+        return False
+    restricted = meta.private or (meta.source != "hosted" and meta.readers != "anyone")
+    return principal is None or not restricted or principal.scope.allows(meta.ref, write=False)
+
+
+def _user_can_read(principal: Principal | None, meta: RepoMeta) -> bool:
     if meta.source != "hosted":
         # Mirrored: public upstream repos are open; private or gated ones (fetched with the
         # server's upstream token) follow the mirror's `restricted_access` setting.
@@ -32,9 +45,12 @@ def can_read(principal: Principal | None, meta: RepoMeta) -> bool:
 
 
 def check_read(principal: Principal | None, ref: RepoRef, meta: RepoMeta | None) -> RepoMeta:
-    """The repo's metadata if the caller may see it; otherwise RepoNotFound as §2 prescribes."""
-    if meta is None or not can_read(principal, meta):
+    """The repo's metadata if the caller may see it; RepoNotFound (§2) to whoever may not know it
+    exists, a 403 naming the token's missing scope to a user who may."""
+    if meta is None or not _user_can_read(principal, meta):
         raise RepoNotFound(str(ref), anonymous=principal is None)
+    if not can_read(principal, meta):
+        raise Forbidden(f"Token scope does not cover {ref}: this token may not read it")
     return meta
 
 
@@ -49,8 +65,20 @@ def check_download(principal: Principal | None, meta: RepoMeta) -> None:
 
 def check_write(principal: Principal | None, ref: RepoRef, meta: RepoMeta | None) -> RepoMeta:
     meta = check_read(principal, ref, meta)
-    check_namespace_write(principal, ref.namespace)
+    if principal is None:
+        raise Unauthorized("You must be authenticated to write to this repo")
+    if namespace_role(principal, ref.namespace) not in WRITE_ORG_ROLES:
+        raise Forbidden(f"You don't have the rights to write to the namespace {ref.namespace!r}")
+    _check_token_writes(principal, ref)
     return meta
+
+
+def _check_token_writes(principal: Principal, ref: RepoRef) -> None:
+    if principal.scope.allows(ref, write=True):
+        return
+    if principal.scope.fine_grained:
+        raise Forbidden(f"Token scope does not cover writing to {ref}: this token may only read it")
+    raise Forbidden(f"This token is read-only: writing to {ref} needs a write token")
 
 
 def check_admin(principal: Principal | None) -> Principal:
@@ -66,6 +94,20 @@ def check_namespace_write(principal: Principal | None, namespace: str) -> Princi
         raise Unauthorized("You must be authenticated to write to this repo")
     if namespace_role(principal, namespace) not in WRITE_ORG_ROLES:
         raise Forbidden(f"You don't have the rights to write to the namespace {namespace!r}")
-    if principal.token_role != "write":
-        raise Forbidden("Your token has the read role; a write token is needed for this action")
+    if not principal.scope.may_create_in(namespace):
+        if principal.scope.fine_grained:
+            raise Forbidden(f"Token scope does not cover creating repos in {namespace!r}")
+        raise Forbidden(f"This token is read-only: creating repos in {namespace!r} needs a write token")
+    return principal
+
+
+def check_token_management(principal: Principal | None, owner: str | None) -> Principal:
+    """Users manage their own tokens, administrators everybody's; never with a narrower token
+    than a write one (a read token must not mint a write token)."""
+    if principal is None:
+        raise Unauthorized("Invalid credentials in Authorization header")
+    if principal.scope.role != "write":
+        raise Forbidden("Managing tokens needs a write token that is not fine-grained")
+    if owner != principal.name and not principal.is_admin:
+        raise Forbidden("Only administrators manage other users' tokens")
     return principal

@@ -17,7 +17,13 @@ from starlette.types import Receive, Scope, Send
 from hubgate import constants
 from hubgate.auth.accounts import Principal
 from hubgate.auth.gate import REPO_ACTIONS, Action, Subject
-from hubgate.errors import BadRequest, HubError, InvalidCredentials, NotFound, PayloadTooLarge
+from hubgate.errors import (
+    BadRequest,
+    HubError,
+    InvalidCredentials,
+    NotFound,
+    PayloadTooLarge,
+)
 from hubgate.http.call import Call
 from hubgate.http.headers import make_safe
 from hubgate.http.responses import error_response
@@ -47,7 +53,7 @@ class HubgateApp:
         except ClientDisconnect:  # the client left mid-upload: nothing was applied, nobody to answer
             log.info("client left during %s %s", request.method, request.url.path)
             return
-        except Exception:  # noqa: BLE001 - the one place that turns a bug into a 500
+        except Exception:
             log.exception("Unhandled error on %s %s", request.method, request.url.path)
             response = error_response(HubError("Internal server error", status=500))
         trace = request.headers.get("x-amzn-trace-id") or request.headers.get("x-request-id")
@@ -98,7 +104,8 @@ class HubgateApp:
         settings = self.hub.settings
         if not token.startswith(constants.TOKEN_PREFIX) and settings.passthrough:
             return None, token
-        return await run_in_threadpool(self.hub.accounts.authenticate, token), None
+        client = request.client.host if request.client else None
+        return await run_in_threadpool(self.hub.accounts.principal, token, client), None
 
     async def _body(self, request: Request, kind: str | None) -> Any:
         if kind in (None, "stream"):

@@ -22,6 +22,9 @@ def healthz(call: Call) -> Response:
 def whoami(call: Call) -> Response:
     who = call.principal
     assert who is not None
+    access_token: dict[str, object] = {"displayName": who.token_name, "role": who.scope.role}
+    if who.scope.fine_grained:
+        access_token["fineGrained"] = who.scope.whoami()
     return json_response(
         {
             "type": "user",
@@ -35,7 +38,7 @@ def whoami(call: Call) -> Response:
             "orgs": [{"type": "org", "name": org, "fullname": org, "roleInOrg": role} for org, role in sorted(who.orgs.items())],
             "auth": {
                 "type": "access_token",
-                "accessToken": {"displayName": who.token_name, "role": who.token_role},
+                "accessToken": access_token,
             },
         }
     )

@@ -1,0 +1,143 @@
+"""What a token may do: a role (`read`, `write`) or fine-grained grants over repo patterns and
+namespaces, and how the Hub's `whoami-v2` describes them.
+
+A grant never adds to what the token's user may do: access needs both the user's right and the
+token's (the single authorisation point checks the user first, then `Scope.allows`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import json
+import re
+from dataclasses import dataclass
+
+from hubgate import constants
+from hubgate.errors import BadRequest
+from hubgate.repos.ids import RepoRef
+
+ROLES = ("read", "write")
+FINE_GRAINED = "fineGrained"
+# The Hub's fine-grained permission names for each role.
+PERMISSIONS = {"read": ["repo.content.read"], "write": ["repo.content.read", "repo.write"]}
+_TYPE_PREFIX = {"datasets/": "dataset", "spaces/": "space", "models/": "model"}
+_PATTERN = re.compile(r"^[A-Za-z0-9._*?\[\]-]+/[A-Za-z0-9._*?\[\]-]+$")
+
+
+@dataclass(frozen=True)
+class Grant:
+    """`role` over the repos of `repo_type` whose id matches `pattern` (a namespace grant: `kind`
+    "namespace" and a plain name, covering every repo of that user or organisation)."""
+
+    kind: str  # "repo" | "namespace"
+    pattern: str
+    role: str
+    repo_type: str | None = None
+
+    def covers(self, ref: RepoRef) -> bool:
+        if self.kind == "namespace":
+            return ref.namespace.lower() == self.pattern.lower()
+        return ref.type == self.repo_type and fnmatch.fnmatchcase(ref.repo_id.lower(), self.pattern.lower())
+
+    def to_json(self) -> dict[str, str | None]:
+        return {"kind": self.kind, "pattern": self.pattern, "role": self.role, "type": self.repo_type}
+
+
+def _role(text: str, what: str) -> str:
+    if text not in ROLES:
+        raise BadRequest(f"{what}: the role must be read or write, not {text!r}")
+    return text
+
+
+def parse_repo_grant(text: str) -> Grant:
+    """`[datasets/|spaces/]NAMESPACE/PATTERN=read|write`, e.g. `acme/tts-*=read`."""
+    pattern, sep, role = text.rpartition("=")
+    if not sep:
+        raise BadRequest(f"{text!r}: expected PATTERN=read|write, e.g. 'acme/tts-*=read'")
+    repo_type = "model"
+    for prefix, kind in _TYPE_PREFIX.items():
+        if pattern.startswith(prefix):
+            repo_type, pattern = kind, pattern.removeprefix(prefix)
+    if not _PATTERN.match(pattern):
+        raise BadRequest(f"{text!r}: the pattern must be NAMESPACE/NAME, either part with * or ? wildcards")
+    return Grant("repo", pattern, _role(role, text), repo_type)
+
+
+def parse_namespace_grant(text: str) -> Grant:
+    """`ORG=read|write`: every repo of that organisation (or user)."""
+    name, sep, role = text.rpartition("=")
+    if not sep or not re.match(r"^[A-Za-z0-9._-]+$", name):
+        raise BadRequest(f"{text!r}: expected ORG=read|write, e.g. 'acme=read'")
+    return Grant("namespace", name, _role(role, text))
+
+
+@dataclass(frozen=True)
+class Scope:
+    """A token's rights: its role, or (role `fineGrained`) its grants."""
+
+    role: str
+    grants: tuple[Grant, ...] = ()
+
+    @property
+    def fine_grained(self) -> bool:
+        return self.role == FINE_GRAINED
+
+    def allows(self, ref: RepoRef, write: bool) -> bool:
+        if not self.fine_grained:
+            return self.role == "write" or not write
+        return any(g.covers(ref) and (g.role == "write" or not write) for g in self.grants)
+
+    def may_create_in(self, namespace: str) -> bool:
+        if not self.fine_grained:
+            return self.role == "write"
+        return any(g.kind == "namespace" and g.role == "write" and g.pattern.lower() == namespace.lower() for g in self.grants)
+
+    def dump(self) -> str | None:
+        return json.dumps([g.to_json() for g in self.grants]) if self.fine_grained else None
+
+    @classmethod
+    def load(cls, role: str, grants: str | None) -> Scope:
+        items = json.loads(grants) if grants else []
+        return cls(role, tuple(Grant(i["kind"], i["pattern"], i["role"], i.get("type")) for i in items))
+
+    def describe(self) -> str:
+        if not self.fine_grained:
+            return self.role
+        return ", ".join(f"{_label(g)}={g.role}" for g in self.grants)
+
+    def whoami(self) -> dict[str, object]:
+        """The `fineGrained` object of whoami-v2, in the Hub's vocabulary."""
+        scoped = []
+        for grant in self.grants:
+            entity_type = "org" if grant.kind == "namespace" else grant.repo_type
+            scoped.append({"entity": {"type": entity_type, "name": grant.pattern}, "permissions": PERMISSIONS[grant.role]})
+        return {"canReadGatedRepos": True, "global": [], "scoped": scoped}
+
+
+def _label(grant: Grant) -> str:
+    if grant.kind == "namespace":
+        return f"org:{grant.pattern}"
+    return f"{constants.REPO_TYPE_PREFIX[grant.repo_type or 'model']}{grant.pattern}"
+
+
+_DURATION = re.compile(r"^(\d+)([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_expiry(text: str, now: dt.datetime) -> dt.datetime:
+    """`90s`, `15m`, `12h`, `30d`, `2w`, or an ISO date/time (UTC unless it says otherwise); naive UTC."""
+    found = _DURATION.match(text.strip())
+    try:
+        if found:
+            expires = now + dt.timedelta(**{_UNITS[found.group(2)]: int(found.group(1))})
+        else:
+            parsed = dt.datetime.fromisoformat(text.strip())
+            if parsed.tzinfo is not None:
+                parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
+            expires = parsed
+    except (ValueError, OverflowError) as exc:
+        raise BadRequest(f"--expires {text!r}: expected a duration (90s, 12h, 30d) or a date (2026-12-31)") from exc
+    if expires <= now:
+        raise BadRequest(f"--expires {text!r} is not in the future")
+    return expires

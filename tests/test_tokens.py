@@ -41,13 +41,12 @@ def listing(server: Server, user: str | None = None) -> dict[int, dict]:
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server = start_server(tmp_path_factory.mktemp("tokens") / "data")
-    cli(server, "user", "add", "tina")
-    cli(server, "user", "add", "uma")
-    cli(server, "user", "add", "root", "--admin")
-    cli(server, "org", "add", "voices", "--owner", "tina")
-    yield server
-    server.stop()
+    with start_server(tmp_path_factory.mktemp("tokens") / "data") as server:
+        cli(server, "user", "add", "tina")
+        cli(server, "user", "add", "uma")
+        cli(server, "user", "add", "root", "--admin")
+        cli(server, "org", "add", "voices", "--owner", "tina")
+        yield server
 
 
 @pytest.fixture(scope="module")

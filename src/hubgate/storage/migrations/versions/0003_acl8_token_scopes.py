@@ -1,14 +1,14 @@
 """token scopes (fine-grained grants) and last use
 
 Revision ID: 0002_acl8_tokens
-Revises: 0001
+Revises: 0002_gc
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0002_acl8_tokens'
-down_revision = '0001'
+down_revision = '0002_gc'
 branch_labels = None
 depends_on = None
 

@@ -87,6 +87,9 @@ class TreeEdit:
     inline_lfs: set[str] = field(default_factory=set)
     # Regular blobs whose bytes went to the blob store: {git sha1: sha256} (see INLINE_BLOB_MAX).
     stored: dict[str, str] = field(default_factory=dict)
+    # LFS objects this repo may name by oid (sent to it, or held by it): any other one is answered
+    # exactly like a missing one, size included, so no repo learns what another repo stores.
+    usable_lfs: set[str] = field(default_factory=set)
 
     def lfs_oids(self) -> set[str]:
         """The LFS objects the new blobs point at (pointers committed as plain files included)."""
@@ -124,7 +127,7 @@ class TreeEdit:
 
     def _blob_for(self, op: AddBytes | AddLfs, blobs: BlobStore, policy: LfsPolicy) -> git.RawObject:
         if isinstance(op, AddLfs):
-            size = blobs.size(op.sha256)
+            size = blobs.size(op.sha256) if op.inline or op.sha256 in self.usable_lfs else None
             if size is None:
                 raise BadRequest(f"LFS object {op.sha256} for {op.path} was not uploaded")
             if op.size is not None and op.size != size:

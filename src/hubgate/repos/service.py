@@ -17,7 +17,7 @@ from hubgate.git import objects as git
 from hubgate.memcache import ByteCache
 from hubgate.repos import lfs_links
 from hubgate.repos.base import RepoMeta
-from hubgate.repos.commits import AddBytes, LfsPolicy, Operation, TreeEdit, lfs_patterns, new_commit_objects
+from hubgate.repos.commits import AddBytes, AddLfs, LfsPolicy, Operation, TreeEdit, lfs_patterns, new_commit_objects
 from hubgate.repos.hosted import HostedRepository
 from hubgate.repos.ids import RepoRef, check_branch_name, check_new_namespace, is_commit_id
 from hubgate.storage.blobs import BlobStore
@@ -218,7 +218,8 @@ class RepoService:
         entries = repo.list_tree(head, recursive=True)
         files = {e.path: (git.FILE_MODE, e.oid) for e in entries if e.type == "file"}
         policy = self._policy_for_ops(repo, head, ops)
-        edit = TreeEdit(files, [])
+        named = {op.sha256 for op in ops if isinstance(op, AddLfs) and not op.inline}
+        edit = TreeEdit(files, [], usable_lfs=self.usable_lfs(repo, named))
         edit.apply(ops, self.blobs, policy)
         sha, objects = new_commit_objects(edit, head, author.name, author.email, summary, description)
         pointed = edit.lfs_oids()
@@ -227,8 +228,8 @@ class RepoService:
         try:
             with self.metadata.session() as session:
                 foreign = to_check - lfs_links.linked(session, repo.pk, to_check)
-                if foreign:
-                    raise BadRequest(f"LFS object {min(foreign)} was not uploaded to this repo; upload it first")
+                if foreign:  # the same answer as for an object that does not exist (TreeEdit._blob_for)
+                    raise BadRequest(f"LFS object {min(foreign)} was not uploaded")
                 lfs_links.link(session, repo.pk, pointed)
                 self.git.put_objects(session, objects, edit.stored)
                 self.git.set_ref(session, repo.pk, f"refs/heads/{branch}", sha, head)
@@ -243,15 +244,18 @@ class RepoService:
 
     # -- LFS objects a repo may use (see lfs_links) -------------------------------------------
     def usable_lfs(self, repo: HostedRepository, oids: set[str]) -> set[str]:
-        """The subset of `oids` this repo may serve and commit: stored, and sent to it or held by one of its refs."""
-        stored = {oid for oid in oids if self.blobs.exists(oid)}
-        if not stored:
+        """The subset of `oids` this repo may serve and commit: sent to it or held by one of its refs, and stored.
+
+        The blob store is looked at only for objects the repo may use, after the same lookups
+        whether an object exists or not: neither the answer nor its cost tells what other repos store.
+        """
+        if not oids:
             return set()
         with self.metadata.session() as session:
-            usable = lfs_links.linked(session, repo.pk, stored)
-        if usable != stored:
-            usable |= stored & self._lfs_held_by_refs(repo)
-        return usable
+            allowed = lfs_links.linked(session, repo.pk, oids)
+        if allowed != oids:
+            allowed |= oids & self._lfs_held_by_refs(repo)
+        return {oid for oid in allowed if self.blobs.exists(oid)}
 
     def link_lfs(self, repo_pk: int, oid: str) -> None:
         """Record that `oid` was uploaded for the repo `repo_pk`."""

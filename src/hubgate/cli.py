@@ -5,14 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
-from hubgate.auth.tokens import Issued, TokenRow, utc_text
-from hubgate.config import Settings
+from hubgate.client.commands import register as register_client_commands
 from hubgate.errors import HubError
-from hubgate.hub import Hub
+
+if TYPE_CHECKING:  # the server's modules load only for the commands that use them
+    from hubgate.auth.tokens import Issued, TokenRow
+    from hubgate.hub import Hub
 
 T = TypeVar("T")
 
@@ -27,12 +29,16 @@ app.add_typer(org_app, name="org")
 org_app.add_typer(member_app, name="member")
 app.add_typer(token_app, name="token")
 app.add_typer(mirror_app, name="mirror")
+register_client_commands(app)
 
 DataOpt = Annotated[Path | None, typer.Option("--data", help="Data folder (HUBGATE_DATA).")]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML config file (HUBGATE_CONFIG).")]
 
 
 def _hub(data: Path | None, config: Path | None) -> Hub:
+    from hubgate.config import Settings
+    from hubgate.hub import Hub
+
     return Hub(Settings.load(data=data, config=config))
 
 
@@ -54,6 +60,7 @@ def serve(
     offline: Annotated[bool | None, typer.Option("--offline/--online", help="Never contact upstreams (HUBGATE_OFFLINE).")] = None,
 ) -> None:
     """Start the server."""
+    from hubgate.config import Settings
     from hubgate.server import serve as run_server
 
     run_server(Settings.load(host=host, port=port, data=data, config=config, workers=workers, offline=offline))
@@ -121,6 +128,7 @@ def token_create(
 ) -> None:
     """Create a token; it is printed once, alone on the last line, and stored only hashed."""
     from hubgate.auth.scopes import parse_namespace_grant, parse_repo_grant
+    from hubgate.auth.tokens import utc_text
 
     def create() -> Issued:
         grants = (*(parse_repo_grant(r) for r in repo or []), *(parse_namespace_grant(o) for o in org or []))

@@ -27,7 +27,8 @@ class Hub:
         self.blobs = LocalBlobStore(settings.blob_dir, settings.tmp_dir)
         self.accounts = Accounts(self.metadata)
         self.repos = RepoService(self.metadata, self.blobs, settings.lfs_threshold)
-        self.mirror = Mirror(settings, self.metadata, self.blobs) if settings.upstream else None
+        # Offline, the mirror serves what it cached or a bundle imported, even with no upstream.
+        self.mirror = Mirror(settings, self.metadata, self.blobs) if settings.upstream or settings.offline else None
         self.gate = Gate(self.open_repo, self.repos.open)
 
     def open_repo(self, ref: RepoRef, upstream_token: str | None = None) -> Repository | None:

@@ -33,6 +33,7 @@ from typing import BinaryIO
 import httpx
 from starlette.concurrency import iterate_in_threadpool
 
+from hubgate.git.blobid import blob_hasher
 from hubgate.mirror.cache import MirrorCache
 from hubgate.mirror.upstream import Upstream, UpstreamError, UpstreamMissing, Upstreams, raise_for_missing
 from hubgate.storage.blobs import LocalBlobStore
@@ -64,7 +65,7 @@ class FileSource:
     url_path: str  # "/{prefix}{repo}/resolve/{commit}/{quoted path}" on any upstream
 
     def hashers(self) -> tuple[hashlib._Hash, hashlib._Hash | None]:
-        sha1 = None if self.lfs else hashlib.sha1(b"blob %d\0" % self.size)
+        sha1 = None if self.lfs else blob_hasher(self.size)
         return hashlib.sha256(), sha1
 
 

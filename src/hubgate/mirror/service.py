@@ -100,7 +100,7 @@ class Mirror:
         private/gated flags too), and a known commit needs no upstream request at all. A client's
         own upstream token (passthrough) is always checked upstream.
         """
-        if not self.upstreams:
+        if not self.upstreams and not self.offline:
             return None
         key = (ref.type, ref.repo_id)
         cached = self.cache.latest_info(*key)

@@ -210,19 +210,27 @@ def test_upstream_404s_are_remembered_briefly(tmp_path: Path, fakes) -> None:
         srv.stop()
 
 
-def test_cold_range_is_answered_without_waiting_for_the_whole_file(mirror: Server, fakes) -> None:
+def test_cold_range_starts_at_once_and_ends_once_the_file_verifies(mirror: Server, fakes) -> None:
     primary, secondary = fakes
     for fake in fakes:
-        fake.fault("throttle", on=["cdn"], bytes_per_second=200_000)  # the full download crawls
-    start = len(BIG) - 100
-    response = httpx.get(f"{mirror.url}/hub/model/resolve/main/model.safetensors",
-                         headers={"Range": f"bytes={start}-"}, timeout=60)
-    assert response.status_code == 206 and response.content == BIG[start:]
-    assert response.headers["content-range"] == f"bytes {start}-{len(BIG) - 1}/{len(BIG)}"
+        fake.fault("throttle", on=["cdn"], bytes_per_second=1_000_000)  # the whole file takes ~8 s
+    start = len(BIG) - 2_500_000
+    cache, admin = f"{mirror.url}/api/mirror/status", mirror.admin_headers()
+    with httpx.stream("GET", f"{mirror.url}/hub/model/resolve/main/model.safetensors",
+                      headers={"Range": f"bytes={start}-"}, timeout=60) as response:
+        assert response.status_code == 206
+        assert response.headers["content-range"] == f"bytes {start}-{len(BIG) - 1}/{len(BIG)}"
+        pieces = response.iter_raw()
+        body = bytearray(next(pieces))
+        # The first bytes came straight from upstream while the whole file is still on its way...
+        assert httpx.get(cache, headers=admin).json()["cache"]["files"] == 0
+        for piece in pieces:
+            body += piece
+    # ... and the last ones only once it verified.
+    assert body == BIG[start:]
+    assert httpx.get(cache, headers=admin).json()["cache"]["files"] == 1
     ranges = [r["range"] for r in primary.requests(server="cdn") + secondary.requests(server="cdn")]
     assert f"bytes={start}-{len(BIG) - 1}" in ranges
-    cache = httpx.get(f"{mirror.url}/api/mirror/status", headers=mirror.admin_headers()).json()["cache"]
-    assert cache["files"] == 0  # the whole file is still on its way, yet the range was answered
 
 
 def test_corrupted_regular_file_is_caught_by_its_git_blob_id(mirror: Server, fakes) -> None:

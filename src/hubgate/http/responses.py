@@ -6,7 +6,7 @@ import asyncio
 import os
 import re
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import aclosing
 from typing import Any
 
@@ -56,6 +56,25 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
             f"Range {header} not satisfiable for {size} bytes", headers={"Content-Range": f"bytes */{size}"}
         )
     return start, min(end, size - 1)
+
+
+def effective_range(headers: Mapping[str, str], etag: str, content: Content) -> tuple[int, int] | None:
+    """The range to answer, or None for the whole file (200).
+
+    The whole file goes out when `If-Range` does not name the file's current ETag (a date never
+    does: there is no Last-Modified), and when a client asks to continue past the first byte of a
+    file whose bytes were once served and then found bad (`Content.resumable`): it restarts from
+    zero, or fails clearly, instead of appending good bytes to a bad prefix.
+    """
+    byte_range = parse_range(headers.get("range"), content.size)
+    if byte_range is None:
+        return None
+    if_range = headers.get("if-range")
+    if if_range is not None and if_range.strip() != etag:
+        return None
+    if byte_range[0] > 0 and not content.resumable:
+        return None
+    return byte_range
 
 
 class ContentResponse(Response):

@@ -22,6 +22,9 @@ from hubgate.storage.metadata import (
     MirrorRevision,
 )
 
+# A client keeps a partial download for as long as it likes: the mark outlives any of them.
+SERVED_BAD_TTL = 10 * 365 * 86400
+
 
 def _pack(data: Any) -> bytes:
     return zlib.compress(json.dumps(data, separators=(",", ":")).encode(), 3)
@@ -123,6 +126,14 @@ class MirrorCache:
             return
         with self.metadata.session() as session:
             self._upsert(session, MirrorNegative, {"key": key[:600], "expires_at": time.time() + ttl}, ["key"])
+
+    # -- files whose bytes were once served unverified and then found bad ------------------
+    def remember_served_bad(self, oid: str) -> None:
+        """Clients may hold a bad prefix of this file: their Range resumes must get the whole file."""
+        self.remember_missing(f"served-bad:{oid}", SERVED_BAD_TTL)
+
+    def served_bad(self, oid: str) -> bool:
+        return self.is_missing(f"served-bad:{oid}")
 
     # -- files -----------------------------------------------------------------------------
     def file(self, oid: str) -> tuple[str, int] | None:

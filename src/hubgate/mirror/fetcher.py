@@ -1,6 +1,13 @@
 """Fetch each upstream file once, stream it to every waiting client while it arrives, and
 publish it to the cache only after its hash checks out.
 
+No answer completes with bytes that were not verified: the last bytes of every answer (a whole
+file or any range of it, tailed from the download or fetched straight from upstream) are held
+back until the whole file verifies, and a range fetched straight from upstream is compared with
+the verified file before its last bytes go out. When bytes turn out bad after some were sent,
+the file is marked (`MirrorCache.remember_served_bad`): from then on a Range request past its
+first byte is answered with the whole file, so a client never appends good bytes to a bad prefix.
+
 One download per file across all worker processes: the downloader holds an exclusive `flock`
 on `tmp/fetch-<oid>.lock` and appends to `tmp/fetch-<oid>.part`; readers (in any process) tail
 the part file. The last bytes of a whole-file answer are held back until the file is verified,
@@ -10,7 +17,7 @@ resumes with a Range request, on the same or the next upstream when it serves th
 The download is a pipeline, so the network never waits for the disk: the thread reading the
 upstream response hashes each piece and hands it to a writer thread (at most `PIPE_BYTES` in
 flight), which appends it to the part file and wakes the readers of this process (readers in
-other processes poll); a third thread flushes the part file to disk every `SYNC_EVERY` bytes, so
+other processes poll; see partwriter.py); a third thread flushes the part file to disk every `SYNC_EVERY` bytes, so
 the fsync that publishes the file only has the last stretch left to write.
 """
 
@@ -24,7 +31,6 @@ import logging
 import os
 import threading
 import time
-from collections import deque
 from collections.abc import AsyncGenerator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +41,7 @@ from starlette.concurrency import iterate_in_threadpool
 
 from hubgate.git.blobid import blob_hasher
 from hubgate.mirror.cache import MirrorCache
+from hubgate.mirror.partwriter import PartWriter
 from hubgate.mirror.upstream import Upstream, UpstreamError, UpstreamMissing, Upstreams, raise_for_missing
 from hubgate.storage.blobs import LocalBlobStore
 
@@ -42,13 +49,7 @@ log = logging.getLogger("hubgate.mirror")
 
 CHUNK = 1024 * 1024  # most bytes a reader takes from the part file at once
 ATTEMPTS_PER_UPSTREAM = 3
-PIPE_BYTES = 16 * 1024 * 1024  # received and hashed, not yet written: the network thread waits beyond this
-SYNC_EVERY = 64 * 1024 * 1024  # written since the last flush to disk: the syncer thread starts another
 READER_POLL_MAX = 0.02  # seconds between checks of a part file written by another process
-# Readers here are woken once this much was written since the last wake-up, or this long after it:
-# big enough bites that serving costs little per byte, soon enough that a slow upstream still flows.
-WAKE_BYTES = 512 * 1024
-WAKE_INTERVAL = 0.002
 
 
 class TransferFailed(Exception):
@@ -80,6 +81,8 @@ class Fetcher:
         self.tmp_dir = tmp_dir
         self.on_published: Callable[[int], object] | None = None
         self._waiters = _Waiters()
+        self._started: dict[str, Started] = {}  # downloads started by this process, until they end
+        self._started_lock = threading.Lock()
 
     # -- cache lookups ---------------------------------------------------------------------
     def cached_path(self, src: FileSource) -> Path | None:
@@ -106,10 +109,11 @@ class Fetcher:
             os.close(fd)
 
     # -- starting a download ---------------------------------------------------------------
-    def start(self, src: FileSource, token_for: TokenFor) -> bool:
-        """Make sure the file is being fetched (here or elsewhere); False if already cached."""
+    def start(self, src: FileSource, token_for: TokenFor) -> Started | None:
+        """Make sure the file is being fetched (here or elsewhere). Returns how the download in this
+        process is faring, None if the file is cached or another process fetches it."""
         if self.cached_path(src) is not None:
-            return False
+            return None
         lock_path, part = self._paths(src)
         fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o600)
         for attempt in range(4):  # a reader's shared-lock probe (see `downloading`) lasts microseconds
@@ -119,14 +123,19 @@ class Fetcher:
             except BlockingIOError:
                 if attempt == 3:
                     os.close(fd)
-                    return True  # another thread or process is downloading it
+                    with self._started_lock:  # another thread or process is downloading it
+                        return self._started.get(src.oid)
                 time.sleep(0.002)
         if self.cached_path(src) is not None:
             os.close(fd)
-            return False
+            return None
         part.touch(exist_ok=True)
-        threading.Thread(target=self._download, args=(src, token_for, fd), daemon=True, name=f"fetch-{src.oid[:12]}").start()
-        return True
+        started = Started()
+        with self._started_lock:
+            self._started[src.oid] = started
+        threading.Thread(target=self._download, args=(src, token_for, fd, None, started), daemon=True,
+                         name=f"fetch-{src.oid[:12]}").start()
+        return started
 
     def fetch_now(self, src: FileSource, token_for: TokenFor, progress: Callable[[int], None] | None = None) -> Path:
         """Fetch in the calling thread (for `hubgate mirror pull`); waits if another process is at it."""
@@ -145,24 +154,30 @@ class Fetcher:
                 raise TransferFailed(f"could not fetch {src.url_path}")
 
     # -- the download itself ---------------------------------------------------------------
-    def _download(
-        self, src: FileSource, token_for: TokenFor, lock_fd: int, progress: Callable[[int], None] | None = None
-    ) -> bool:
+    def _download(self, src: FileSource, token_for: TokenFor, lock_fd: int, progress: Callable[[int], None] | None = None,
+                  started: Started | None = None) -> bool:
         _, part = self._paths(src)
+        started = started or Started()
         try:
-            return self._download_locked(src, token_for, part, progress)
+            return self._download_locked(src, token_for, part, progress, started)
         except Exception:  # noqa: BLE001 - a background thread must never die silently
             log.exception("fetch of %s failed", src.url_path)
             return False
         finally:
+            started.fail(UpstreamError("all", f"no upstream sent {src.url_path}"))  # no-op once answered
+            with self._started_lock:
+                if self._started.get(src.oid) is started:
+                    del self._started[src.oid]
             os.close(lock_fd)  # releases the flock: readers see the end of the attempt
             self._waiters.wake(src.oid)  # published or failed: readers here need not wait for a poll
 
-    def _download_locked(self, src: FileSource, token_for: TokenFor, part: Path, progress: Callable[[int], None] | None) -> bool:
+    def _download_locked(self, src: FileSource, token_for: TokenFor, part: Path, progress: Callable[[int], None] | None,
+                         started: Started) -> bool:
         with part.open("r+b", buffering=0) as out:
             state = _Progress(src)
             _hash_existing(out, src.size, state)
             used: Upstream | None = None
+            refused: UpstreamError | UpstreamMissing | None = None
             for upstream in self.upstreams.all:
                 if self.cache.is_missing(f"bad:{upstream.name}:{src.oid}"):
                     continue
@@ -173,15 +188,19 @@ class Fetcher:
                     if state.offset >= src.size:
                         break
                     try:
-                        self._pull(upstream, src, token_for(upstream), out, state, progress)
-                    except _Restart:
-                        out.seek(0)
-                        out.truncate()
-                        state.restart()
-                        continue
+                        self._pull(upstream, src, token_for(upstream), out, state, progress, started)
+                    except _Diverged as exc:
+                        # Readers may hold bytes of either version: neither may complete a file.
+                        log.error("integrity error: %s from upstream %s: %s; discarded", src.url_path, upstream.name, exc)
+                        self.cache.count("integrity_errors")
+                        self.cache.remember_served_bad(src.oid)
+                        out.truncate(0)
+                        part.unlink(missing_ok=True)
+                        return False
                     except (UpstreamError, UpstreamMissing, httpx.HTTPError, OSError) as exc:
                         log.warning("fetch of %s from %s broke at byte %d: %s", src.url_path, upstream.name, state.offset, exc)
                         if isinstance(exc, UpstreamMissing) or (isinstance(exc, UpstreamError) and exc.status):
+                            refused = refused or exc
                             break  # this upstream won't serve it: next one
                     finally:
                         if state.offset > 0:
@@ -189,6 +208,8 @@ class Fetcher:
                 if state.offset >= src.size:
                     break
             if state.offset < src.size or os.fstat(out.fileno()).st_size != src.size:
+                if refused is not None:
+                    started.fail(refused)
                 return False
         # No upstream was needed for an empty file, or for a part file a crash left complete.
         source = used.name if used is not None else "part-file"
@@ -200,17 +221,19 @@ class Fetcher:
             if used is not None:
                 self.cache.remember_missing(f"bad:{used.name}:{src.oid}", 3600)
             self.cache.count("integrity_errors")
+            self.cache.remember_served_bad(src.oid)
             part.unlink(missing_ok=True)
             return False
         self.blobs.adopt(part, digest)
         self.cache.remember_file(src.oid, digest, src.size, source)
+        started.ok()
         self.cache.count("upstream_bytes", src.size)
         if self.on_published:
             self.on_published(src.size)
         return True
 
     def _pull(self, upstream: Upstream, src: FileSource, token: str | None, out: BinaryIO, state: _Progress,
-              progress: Callable[[int], None] | None) -> None:
+              progress: Callable[[int], None] | None, started: Started) -> None:
         """Append what `upstream` sends from `state.offset` on; `state` keeps up even if it breaks."""
         headers = {"Accept-Encoding": "identity"}
         if state.offset:
@@ -221,13 +244,18 @@ class Fetcher:
             etag = (response.headers.get("x-linked-etag") or response.headers.get("etag") or "").removeprefix("W/").strip('"')
             if etag and len(etag) in (40, 64) and etag != src.oid and src.lfs == (len(etag) == 64):
                 raise UpstreamMissing(upstream.name, 409, None, f"serves another version of the file (etag {etag})")
-            if state.offset and response.status_code != 206:
-                raise _Restart()
+            # An upstream that ignores Range resends the whole file: the bytes we have must come first.
+            resent = _Resent(state) if state.offset and response.status_code != 206 else None
+            started.ok()
             # The pieces as the connection delivers them (no re-chunking copy); hashed here while
             # the writer thread writes the previous ones. Leaving the block drains the writer, so
             # the part file then holds every byte hashed, unless a write failed (then it raises).
-            with _Writer(out.fileno(), state.offset, lambda: self._waiters.wake(src.oid)) as writer:
+            with PartWriter(out.fileno(), state.offset, lambda: self._waiters.wake(src.oid)) as writer:
                 for chunk in response.iter_raw():
+                    if resent is not None:
+                        chunk = resent.skip(chunk)
+                        if resent.done:
+                            resent = None
                     if state.offset + len(chunk) > src.size:
                         raise UpstreamError(upstream.name, "sent more bytes than the file has")
                     state.add(chunk)
@@ -245,29 +273,67 @@ class Fetcher:
             return 0
 
     async def read_direct(self, src: FileSource, start: int, end: int, token_for: TokenFor) -> AsyncGenerator[bytes, None]:
-        """A range straight from upstream, for a cold file whose download has not got there yet."""
-        def pieces() -> Iterator[bytes]:
-            def attempt(upstream: Upstream) -> tuple[Upstream, httpx.Response]:
-                headers = {"Accept-Encoding": "identity", "Range": f"bytes={start}-{end}"}
-                response = upstream.request("GET", src.url_path, token=token_for(upstream), headers=headers, stream=True)
-                if response.status_code >= 400:
-                    raise_for_missing(upstream, response)
-                if response.status_code != 206:
-                    response.close()
-                    raise UpstreamError(upstream.name, "ignored the Range header")
-                return upstream, response
+        """A range straight from upstream, for a cold file whose download has not got there yet.
 
-            try:
-                (_, response), _ = self.upstreams.first(attempt)
-            except (UpstreamError, UpstreamMissing) as exc:
-                raise TransferFailed(str(exc)) from exc
-            try:
-                yield from response.iter_raw(CHUNK)
-            finally:
+        Its first bytes go out at once; the last `CHUNK` wait until the whole file (fetched by the
+        shared download) verifies, and go out only if the range matches the verified file.
+        """
+        hasher, held, sent = hashlib.sha256(), bytearray(), 0
+        async for chunk in iterate_in_threadpool(self._direct_pieces(src, start, end, token_for)):
+            hasher.update(chunk)
+            held += chunk
+            if len(held) > CHUNK:
+                out = bytes(held[:-CHUNK])
+                del held[:-CHUNK]
+                sent += len(out)
+                yield out
+        try:
+            await self._wait_verified(src)
+        except TransferFailed:
+            if sent:  # bytes that may never be checked went out: no resume may build on them
+                self.cache.remember_served_bad(src.oid)
+            raise
+        if sent + len(held) != end + 1 - start or await asyncio.to_thread(self._range_digest, src, start, end) != hasher.digest():
+            log.error("integrity error: a range of %s from upstream differs from the verified file", src.url_path)
+            self.cache.count("integrity_errors")
+            self.cache.remember_served_bad(src.oid)
+            raise TransferFailed(f"a range of {src.url_path} did not verify")
+        yield bytes(held)
+
+    def _direct_pieces(self, src: FileSource, start: int, end: int, token_for: TokenFor) -> Iterator[bytes]:
+        def attempt(upstream: Upstream) -> tuple[Upstream, httpx.Response]:
+            headers = {"Accept-Encoding": "identity", "Range": f"bytes={start}-{end}"}
+            response = upstream.request("GET", src.url_path, token=token_for(upstream), headers=headers, stream=True)
+            if response.status_code >= 400:
+                raise_for_missing(upstream, response)
+            if response.status_code != 206:
                 response.close()
+                raise UpstreamError(upstream.name, "ignored the Range header")
+            return upstream, response
 
-        async for chunk in iterate_in_threadpool(pieces()):
-            yield chunk
+        try:
+            (_, response), _ = self.upstreams.first(attempt)
+        except (UpstreamError, UpstreamMissing) as exc:
+            raise TransferFailed(str(exc)) from exc
+        try:
+            yield from response.iter_raw(CHUNK)
+        except httpx.HTTPError as exc:
+            raise TransferFailed(str(exc)) from exc
+        finally:
+            response.close()
+
+    def _range_digest(self, src: FileSource, start: int, end: int) -> bytes:
+        path = self.cached_path(src)
+        if path is None:
+            raise TransferFailed(f"{src.url_path} is not cached")
+        hasher = hashlib.sha256()
+        with path.open("rb") as handle:
+            handle.seek(start)
+            left = end + 1 - start
+            while left > 0 and (chunk := handle.read(min(CHUNK, left))):
+                hasher.update(chunk)
+                left -= len(chunk)
+        return hasher.digest()
 
     # -- reading while it arrives ----------------------------------------------------------
     async def read(self, src: FileSource, start: int, end: int) -> AsyncGenerator[bytes, None]:
@@ -290,7 +356,7 @@ class Fetcher:
             pos, delay = start, 0.001
             while pos <= end:
                 want = min(CHUNK, end + 1 - pos)
-                if not verified and end == src.size - 1 and pos + want > end:
+                if not verified and pos + want > end:
                     verified = await self._wait_verified(src)  # hold the last bytes back until verified
                 chunk = os.pread(fd, want, pos)
                 if chunk:
@@ -316,6 +382,27 @@ class Fetcher:
             await self._waiters.wait(src.oid, delay, lambda: self.cached_path(src) is not None)
             delay = min(delay * 2, READER_POLL_MAX)
         return True
+
+
+class Started:
+    """How a download's first answer went: bytes are on their way, or why none will come."""
+
+    def __init__(self) -> None:
+        self._answered = threading.Event()
+        self._error: Exception | None = None
+
+    def ok(self) -> None:
+        self._answered.set()
+
+    def fail(self, error: Exception) -> None:
+        if not self._answered.is_set():
+            self._error = error
+            self._answered.set()
+
+    def wait(self, timeout: float) -> None:
+        """Until the first answer (at most `timeout` seconds); raises why no bytes will come."""
+        if self._answered.wait(timeout) and self._error is not None:
+            raise self._error
 
 
 class _Waiters:
@@ -360,122 +447,6 @@ def _resolve(waiter: asyncio.Future[None]) -> None:
         waiter.set_result(None)
 
 
-class _Writer:
-    """Appends pieces to the part file in a thread of its own, so receiving never waits for a write.
-
-    `put` queues a piece (blocking only while `PIPE_BYTES` are already queued) and raises the
-    writer's error if a write failed. Leaving the `with` block writes everything queued, waits
-    for the threads, and raises OSError if a write failed (then the part file lacks bytes that
-    were hashed: the caller re-hashes what is on disk). Every `SYNC_EVERY` bytes another thread
-    flushes the file to disk (`fdatasync`), in parallel with the writes.
-    """
-
-    def __init__(self, fd: int, offset: int, on_written: Callable[[], None]) -> None:
-        self.fd = fd
-        self.offset = offset  # where the next byte goes
-        self.on_written = on_written
-        self.error: OSError | None = None
-        self._pending: deque[bytes] = deque()
-        self._pending_bytes = 0
-        self._closed = False
-        self._cond = threading.Condition()
-        self._synced = offset
-        self._sync_cond = threading.Condition()
-        self._woken, self._woken_at = offset, 0.0
-        self._threads = [threading.Thread(target=self._write_loop, daemon=True, name="fetch-writer"),
-                         threading.Thread(target=self._sync_loop, daemon=True, name="fetch-sync")]
-
-    def __enter__(self) -> _Writer:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def put(self, piece: bytes) -> None:
-        if not piece:
-            return
-        with self._cond:
-            while self._pending_bytes >= PIPE_BYTES and self.error is None:
-                self._cond.wait()
-            if self.error is not None:
-                raise self.error
-            self._pending.append(piece)
-            self._pending_bytes += len(piece)
-            self._cond.notify_all()
-
-    def __exit__(self, *exc_info: object) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-        self._threads[0].join()
-        with self._sync_cond:
-            self._sync_cond.notify_all()
-        self._threads[1].join()
-        self.on_written()
-        if self.error is not None and exc_info[0] is None:
-            raise self.error
-
-    def _write_loop(self) -> None:
-        while True:
-            with self._cond:
-                while not self._pending and not self._closed:
-                    self._cond.wait()
-                if not self._pending:
-                    return
-                pieces = list(self._pending)  # all that is queued, in one system call
-                self._pending.clear()
-            size = sum(len(p) for p in pieces)
-            try:
-                _pwrite_all(self.fd, pieces, self.offset)
-            except Exception as exc:  # noqa: BLE001 - the receiving thread must hear of any failure
-                with self._cond:
-                    self.error = exc if isinstance(exc, OSError) else OSError(f"writing the part file: {exc!r}")
-                    self._pending.clear()
-                    self._pending_bytes = 0
-                    self._cond.notify_all()
-                return
-            with self._cond:
-                self._pending_bytes -= size
-                self._cond.notify_all()
-            with self._sync_cond:
-                self.offset += size
-                if self.offset - self._synced >= SYNC_EVERY:
-                    self._sync_cond.notify_all()
-            now = time.monotonic()
-            if self.offset - self._woken >= WAKE_BYTES or now - self._woken_at >= WAKE_INTERVAL:
-                self._woken, self._woken_at = self.offset, now
-                self.on_written()
-
-    def _sync_loop(self) -> None:
-        while True:
-            with self._sync_cond:
-                while self.offset - self._synced < SYNC_EVERY and self._threads[0].is_alive():
-                    self._sync_cond.wait(timeout=1.0)
-                if not self._threads[0].is_alive():
-                    return  # the rest is flushed by whoever publishes the file
-                target = self.offset
-            try:
-                os.fdatasync(self.fd)
-            except OSError:  # only an optimisation: the publishing fsync reports real errors
-                return
-            with self._sync_cond:
-                self._synced = target
-
-
-def _pwrite_all(fd: int, pieces: list[bytes], offset: int) -> None:
-    """Write `pieces` contiguously at `offset`, resuming after short writes."""
-    first = 0
-    while first < len(pieces):
-        written = os.pwritev(fd, pieces[first:first + 1024], offset)  # at most IOV_MAX buffers a call
-        if written <= 0:
-            raise OSError("the part file accepts no more bytes")
-        offset += written
-        while first < len(pieces) and written >= len(pieces[first]):
-            written -= len(pieces[first])
-            first += 1
-        if written:  # a short write inside a piece: the rest of it goes first next time
-            pieces[first] = pieces[first][written:]
-
-
 class _Progress:
     """How far a download got, and the running hashes of the bytes so far."""
 
@@ -494,8 +465,29 @@ class _Progress:
         self.offset += len(chunk)
 
 
-class _Restart(Exception):
-    """The upstream ignored our Range: start the file over."""
+class _Diverged(Exception):
+    """An upstream resent the start of the file with other bytes than those already written."""
+
+
+class _Resent:
+    """The start of a whole-file answer to a Range request: checked against the bytes we have, dropped."""
+
+    def __init__(self, state: _Progress) -> None:
+        self.left = state.offset
+        self.expected = state.sha256.copy().digest()
+        self.hasher = hashlib.sha256()
+        self.done = False
+
+    def skip(self, chunk: bytes) -> bytes:
+        """What of `chunk` comes after the bytes we have; raises _Diverged if those differ."""
+        head, rest = chunk[: self.left], chunk[self.left :]
+        self.hasher.update(head)
+        self.left -= len(head)
+        if self.left == 0:
+            if self.hasher.digest() != self.expected:
+                raise _Diverged("the upstream ignored Range and resent other bytes than those already written")
+            self.done = True
+        return rest
 
 
 def _hash_existing(out: BinaryIO, size: int, state: _Progress) -> int:

@@ -30,6 +30,8 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 VIA_KEY = "_hubgate_via"
 # A Range starting this far beyond the bytes already fetched is proxied from upstream directly.
 DIRECT_RANGE_GAP = 4 * 1024 * 1024
+# Longest wait for an upstream's first answer about a cold file before our answer starts anyway.
+FIRST_ANSWER_TIMEOUT = 60.0
 
 
 class UpstreamUnavailable(HubError):
@@ -232,11 +234,21 @@ class MirroredRepository:
         src = self.source(commit, entry)
         cached = self._fetcher.cached_path(src)
         self.mirror.count_access(src, cached is not None)
+        resumable = not self.mirror.cache.served_bad(src.oid)
         if cached is not None:
-            return Content(src.size, path=cached)
+            return Content(src.size, path=cached, resumable=resumable)
         if self.mirror.offline:
             raise UpstreamUnavailable(f"hubgate runs offline and {entry.path} is not cached")
-        self._fetcher.start(src, self.token_for)
+        started = self._fetcher.start(src, self.token_for)
+        if started is not None:
+            # The upstream's first answer decides ours: its refusal, not a 200 that breaks.
+            try:
+                started.wait(FIRST_ANSWER_TIMEOUT)
+            except UpstreamMissing as exc:
+                raise refused_file(exc, entry.path, commit) from exc
+            except UpstreamError as exc:
+                why = f"HTTP {exc.status}" if exc.status else "no answer"  # never the URL: it may be presigned
+                raise UpstreamUnavailable(f"No upstream could send {entry.path} ({why})") from exc
 
         def stream(start: int, end: int) -> AsyncGenerator[bytes, None]:
             # Tail the shared download, unless the range lies well past what has arrived.
@@ -244,7 +256,15 @@ class MirroredRepository:
                 return self._fetcher.read_direct(src, start, end, self.token_for)
             return self._fetcher.read(src, start, end)
 
-        return Content(src.size, stream=stream)
+        return Content(src.size, stream=stream, resumable=resumable)
+
+
+def refused_file(exc: UpstreamMissing, path: str, commit: str) -> HubError:
+    """An upstream's refusal of a file, passed on with its status, `X-Error-Code` and message."""
+    if exc.code == "EntryNotFound" or (exc.status == 404 and not exc.code):
+        return EntryNotFound(path, commit=commit)
+    headers = {"X-Error-Code": exc.code} if exc.code else {}
+    return HubError(exc.message or f"{path}: refused upstream", status=exc.status, headers=headers)
 
 
 def credentials(client_token: str | None) -> Callable[[Upstream], str | None]:

@@ -41,12 +41,16 @@ class Entry:
 @dataclass(frozen=True)
 class Content:
     """The bytes of a file: a local path, the bytes themselves, or (a file still arriving from
-    upstream) `stream(start, end)` yielding the bytes of that inclusive range."""
+    upstream) `stream(start, end)` yielding the bytes of that inclusive range.
+
+    `resumable` is False for a file whose bytes were once served and then found bad: a client may
+    hold a bad prefix, so a Range request past its first byte must get the whole file."""
 
     size: int
     path: Path | None = None
     data: bytes | None = None
     stream: Callable[[int, int], AsyncGenerator[bytes, None]] | None = None
+    resumable: bool = True
 
     def read_small(self, limit: int = 1024 * 1024) -> bytes | None:
         """All the bytes of a small file held here (None if larger than `limit` or not local)."""

@@ -188,7 +188,7 @@ class MirrorFile(Base):
 
 
 class MirrorNegative(Base):
-    """An upstream 404, remembered for a short while."""
+    """An upstream 404 remembered for a short while, or another fact about upstream until `expires_at`."""
 
     __tablename__ = "mirror_negative"
     key: Mapped[str] = mapped_column(String(600), primary_key=True)

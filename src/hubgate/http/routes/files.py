@@ -9,7 +9,7 @@ from starlette.responses import Response
 from hubgate.auth.gate import Action
 from hubgate.errors import EntryNotFound
 from hubgate.http.call import Call
-from hubgate.http.responses import ContentResponse, parse_range
+from hubgate.http.responses import ContentResponse, effective_range
 from hubgate.http.routing import FILE_PREFIX, PATH, REPO_ID, REV, RouteTable
 from hubgate.repos.base import Content
 from hubgate.repos.ids import check_path, check_revision
@@ -39,4 +39,4 @@ def resolve(call: Call) -> Response:
     headers.update(repo.response_headers())
     # HEAD only describes the file: it must not start an upstream download of a mirrored one.
     content = Content(entry.content_size) if call.request.method == "HEAD" else repo.open(entry, commit)
-    return ContentResponse(content, headers, parse_range(call.request.headers.get("range"), content.size))
+    return ContentResponse(content, headers, effective_range(call.request.headers, headers["ETag"], content))

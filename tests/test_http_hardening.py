@@ -19,6 +19,11 @@ def exchange(server: Server, request: bytes, timeout: float = 10) -> bytes:
     A reset (the server dropping the connection without an answer) raises ConnectionResetError or
     returns b"".
     """
+    return talk(server, request, timeout)[0]
+
+
+def talk(server: Server, request: bytes, timeout: float = 10) -> tuple[bytes, bool]:
+    """What the server answers to raw bytes, and whether it then closed the connection (else it went quiet)."""
     parts = urlsplit(server.url)
     with socket.create_connection((parts.hostname, parts.port), timeout=timeout) as sock:
         sock.sendall(request)
@@ -27,8 +32,8 @@ def exchange(server: Server, request: bytes, timeout: float = 10) -> bytes:
             while chunk := sock.recv(65536):
                 received += chunk
         except TimeoutError:
-            pass
-        return bytes(received)
+            return bytes(received), False
+        return bytes(received), True
 
 
 def parse(answer: bytes) -> tuple[int, dict[str, str], bytes]:
@@ -87,3 +92,37 @@ def test_echoed_request_ids_are_valid_header_values(server: Server, trace: str) 
     echoed = headers["x-request-id"]
     assert echoed and echoed == echoed.strip()
     assert all(" " <= c <= "~" for c in echoed), repr(echoed)
+
+
+# -- item 15: message framing as RFC 9112 says ----------------------------------------------------
+
+
+@pytest.mark.parametrize("request_bytes", [
+    b"GET /healthz HTTP/1.1\nHost: x\n\n",
+    b"GET /healthz HTTP/1.1\r\nHost: x\nX-A: b\r\n\r\n",
+    b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: b\rX-B: c\r\n\r\n",
+    b"GET /healthz HTTP/1.1\r\nHost: x\r\n\n",
+], ids=["bare-LF", "one-bare-LF", "bare-CR", "bare-LF-blank-line"])
+def test_bare_line_endings_are_refused(server: Server, request_bytes: bytes) -> None:
+    answer, closed = talk(server, request_bytes, timeout=5)
+    status, headers, body = parse(answer)
+    assert status == 400 and closed
+    assert headers["connection"] == "close"
+    assert "bare" in json.loads(body)["error"]
+
+
+@pytest.mark.parametrize("method, path", [("POST", "/api/repos/create"), ("GET", "/healthz")])
+def test_content_length_with_transfer_encoding_is_refused_and_closed(server: Server, method: str, path: str) -> None:
+    smuggled = b"GET /api/whoami-v2 HTTP/1.1\r\nHost: x\r\n\r\n"
+    request = (f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+               "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n").encode() + smuggled
+    answer, closed = talk(server, request, timeout=5)
+    status, headers, _ = parse(answer)
+    assert status == 400 and closed, answer
+    assert answer.count(b"HTTP/1.1 ") == 1  # nothing after it was taken for a second request
+
+
+def test_well_formed_requests_still_pipeline(server: Server) -> None:
+    one = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    answer, _ = talk(server, one + one + one.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
+    assert answer.count(b"HTTP/1.1 200 OK") == 3

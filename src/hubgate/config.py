@@ -46,6 +46,23 @@ class MirrorSettings(BaseModel):
     restricted_access: Literal["authenticated", "admin"] = "authenticated"
 
 
+class HttpSettings(BaseModel):
+    """How connections are bounded (the `[http]` table of the config file)."""
+
+    # Seconds a client has to send a request's headers, from connecting or from the previous answer.
+    header_timeout: float = 30.0
+    # Seconds a request body may stall before the connection is closed.
+    body_timeout: float = 60.0
+    # Seconds an answer may wait for a client that reads nothing before the connection is dropped.
+    send_timeout: float = 60.0
+    # Seconds an idle keep-alive connection is kept open.
+    keep_alive: int = 30
+    # Most connections open at once from one client address (0: no cap); trusted proxies are exempt.
+    max_connections_per_client: int = 64
+    # Addresses of reverse proxies whose X-Forwarded-For/-Proto headers are believed ("*": any).
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=constants.ENV_PREFIX, extra="ignore")
 
@@ -68,6 +85,7 @@ class Settings(BaseSettings):
     # Upstream hubs, tried in order (`[[upstream]]` tables in the config file).
     upstream: list[UpstreamConfig] = Field(default_factory=list)
     mirror: MirrorSettings = Field(default_factory=MirrorSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
     # Never contact an upstream; serve what is cached.
     offline: bool = False
 

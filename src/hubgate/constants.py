@@ -34,6 +34,8 @@ LFS_UPLOAD_URL_TTL = 3600
 
 # Chunk size used when streaming blobs to clients.
 STREAM_CHUNK = 1024 * 1024
+# Key of the lifespan state under which the app hands its `[http]` settings to the server protocol.
+HTTP_LIMITS_STATE = "hubgate.http"
 
 # Regular files larger than this keep their bytes in the blob store (served like LFS files, from
 # storage and in ranges), not in the database.

@@ -114,3 +114,12 @@ class RangeNotSatisfiable(HubError):
 
 class PayloadTooLarge(HubError):
     status = 413
+
+
+class ServiceUnavailable(HubError):
+    """The server ran out of something (open files, database connections): try again shortly."""
+
+    status = 503
+
+    def __init__(self, message: str = "Server busy, try again shortly", *, retry_after: int = 1) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after)})

@@ -37,6 +37,8 @@ def serve(settings: Settings) -> None:
         port=settings.port,
         workers=settings.workers,
         log_level=settings.log_level,
-        proxy_headers=True,
-        timeout_keep_alive=30,
+        http="hubgate.http.protocol:GuardedH11Protocol",
+        proxy_headers=bool(settings.http.trusted_proxies),
+        forwarded_allow_ips=settings.http.trusted_proxies or None,
+        timeout_keep_alive=settings.http.keep_alive,
     )

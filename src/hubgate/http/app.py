@@ -23,9 +23,11 @@ from hubgate.errors import (
     InvalidCredentials,
     NotFound,
     PayloadTooLarge,
+    ServiceUnavailable,
 )
 from hubgate.http.call import Call
 from hubgate.http.headers import make_safe
+from hubgate.http.resources import out_of_resources
 from hubgate.http.responses import error_response
 from hubgate.http.routes import ALL
 from hubgate.http.routing import Route, match
@@ -41,7 +43,7 @@ class HubgateApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
+            await self._lifespan(scope, receive, send)
             return
         if scope["type"] != "http":
             return
@@ -53,19 +55,25 @@ class HubgateApp:
         except ClientDisconnect:  # the client left mid-upload: nothing was applied, nobody to answer
             log.info("client left during %s %s", request.method, request.url.path)
             return
-        except Exception:
-            log.exception("Unhandled error on %s %s", request.method, request.url.path)
-            response = error_response(HubError("Internal server error", status=500))
+        except Exception as exc:  # the one place that turns a bug into a 500
+            if out_of_resources(exc):  # not a bug: this request may succeed in a moment
+                log.warning("out of resources on %s %s: %s", request.method, request.url.path, exc)
+                response = error_response(ServiceUnavailable())
+            else:
+                log.exception("Unhandled error on %s %s", request.method, request.url.path)
+                response = error_response(HubError("Internal server error", status=500))
         trace = request.headers.get("x-amzn-trace-id") or request.headers.get("x-request-id")
         if trace:
             response.headers["X-Request-Id"] = trace[:200]
         response.raw_headers = make_safe(response.raw_headers)  # values built from input: never refused
         await response(scope, receive, send)
 
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                if "state" in scope:  # the server's connection guard reads its limits from here
+                    scope["state"][constants.HTTP_LIMITS_STATE] = self.hub.settings.http
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.hub.close()

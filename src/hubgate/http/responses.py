@@ -15,7 +15,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from hubgate import constants
-from hubgate.errors import HubError, RangeNotSatisfiable
+from hubgate.config import HttpSettings
+from hubgate.errors import HubError, RangeNotSatisfiable, ServiceUnavailable
+from hubgate.http.protocol import reset
+from hubgate.http.resources import out_of_resources
 from hubgate.repos.base import Content
 
 
@@ -114,12 +117,19 @@ class ContentResponse(Response):
             await _until_disconnect(receive, self._send_stream, send)
             return
         assert self.content.path is not None
-        fd = os.open(self.content.path, os.O_RDONLY)  # before the headers: a missing file is a 500
+        try:
+            fd = os.open(self.content.path, os.O_RDONLY)  # before the headers: a missing file is a 500
+        except OSError as exc:
+            if not out_of_resources(exc):
+                raise
+            await error_response(ServiceUnavailable())(scope, receive, send)
+            return
         try:
             await send(start_message)
             cycle = _zero_copy_cycle(send)
             if cycle is not None:
-                await _send_file_zero_copy(cycle, receive, send, fd, self.start, self.length)
+                stall = _send_timeout(scope)
+                await _send_file_zero_copy(cycle, receive, send, fd, self.start, self.length, stall)
             else:
                 await _until_disconnect(receive, self._send_file_chunks, send, fd)
         finally:
@@ -227,17 +237,25 @@ class _SentElsewhere:
         return self.n
 
 
-async def _send_file_zero_copy(cycle: Any, receive: Receive, send: Send, fd: int, offset: int, count: int) -> None:
+def _send_timeout(scope: Scope) -> float:
+    """Seconds a zero-copy body waits for a client that reads nothing (the `[http]` send_timeout)."""
+    limits = scope.get("state", {}).get(constants.HTTP_LIMITS_STATE)
+    return (limits if isinstance(limits, HttpSettings) else HttpSettings()).send_timeout
+
+
+async def _send_file_zero_copy(
+    cycle: Any, receive: Receive, send: Send, fd: int, offset: int, count: int, stall: float
+) -> None:
     loop = asyncio.get_running_loop()
     transport = cycle.transport
     out = os.dup(transport.get_extra_info("socket").fileno())  # ours to poll: the transport owns its fd
-    sent = 0
+    sent, stalled = 0, False
     try:
         # Whatever uvicorn still buffers (the headers, an earlier response's tail) goes first.
-        while transport.get_write_buffer_size() and not cycle.disconnected:
-            await _writable(loop, out)
+        while transport.get_write_buffer_size() and not cycle.disconnected and not stalled:
+            stalled = not await _writable(loop, out, stall)
             await asyncio.sleep(0)  # let the transport's own writer run
-        while sent < count and not cycle.disconnected:
+        while sent < count and not cycle.disconnected and not stalled:
             position, size = offset + sent, min(SENDFILE_CHUNK, count - sent)
             try:
                 if _in_page_cache(fd, position, size):
@@ -245,7 +263,7 @@ async def _send_file_zero_copy(cycle: Any, receive: Receive, send: Send, fd: int
                 else:  # a read from disk would stall every connection: block a worker thread instead
                     n = await anyio.to_thread.run_sync(os.sendfile, out, fd, position, size)
             except BlockingIOError:
-                await _writable(loop, out)
+                stalled = not await _writable(loop, out, stall)  # a client that reads nothing is dropped
                 continue
             except OSError:  # the client went away (EPIPE, ECONNRESET)
                 break
@@ -253,7 +271,7 @@ async def _send_file_zero_copy(cycle: Any, receive: Receive, send: Send, fd: int
                 break
             sent += n
             if n < size:  # the socket is full: wait until it drains
-                await _writable(loop, out)
+                stalled = not await _writable(loop, out, stall)
             else:
                 await asyncio.sleep(0)  # be fair to the other connections
     finally:
@@ -268,7 +286,7 @@ async def _send_file_zero_copy(cycle: Any, receive: Receive, send: Send, fd: int
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         return
     # Disconnected, or the body cannot be completed: drop the connection and let uvicorn see it.
-    transport.abort()
+    reset(transport)
     with anyio.move_on_after(5):
         while (await receive())["type"] != "http.disconnect":
             pass
@@ -289,13 +307,17 @@ def _in_page_cache(fd: int, position: int, size: int) -> bool:
     return True
 
 
-async def _writable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
+async def _writable(loop: asyncio.AbstractEventLoop, fd: int, timeout: float) -> bool:
+    """Whether `fd` became writable within `timeout` seconds."""
     waiter = loop.create_future()
     loop.add_writer(fd, _wake, waiter)
     try:
-        await waiter
+        await asyncio.wait_for(waiter, timeout)
+    except TimeoutError:
+        return False
     finally:
         loop.remove_writer(fd)
+    return True
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:

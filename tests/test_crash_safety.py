@@ -1,80 +1,229 @@
-"""A server killed in the middle of an upload or a commit leaves no partial file and no commit."""
+"""A server killed at the worst moments (crash points, see hubgate/crashpoints.py, and SIGKILL from
+outside mid-transfer) shows nothing partial after a restart, loses nothing committed, and resumes or
+discards what it had half done."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import signal
 import socket
+import sqlite3
+import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
 from huggingface_hub import HfApi
 
 from conftest import Server, start_server
+from fakehub import FakeHub, start_fakehub
+
+PAYLOAD = os.urandom(3 * 1024 * 1024)
+OID = hashlib.sha256(PAYLOAD).hexdigest()
+SIDE = os.urandom(200_000)  # above the inline limit: a commit stores it through the blob store
 
 
-def send_partial(url: str, method: str, headers: dict[str, str], body: bytes, total: int) -> socket.socket:
-    """Send the request line, headers and only `body` (of `total` announced bytes); keep it open."""
+def crashing(data: Path, point: str, config: Path | None = None) -> Server:
+    return start_server(data, env={"HUBGATE_CRASH_AT": point}, config=config)
+
+
+def died_at_crash_point(srv: Server) -> None:
+    """The server must have killed itself (SIGKILL), not merely failed the request."""
+    assert srv.process.wait(timeout=60) == -signal.SIGKILL, "".join(srv.log[-30:])
+
+
+def until(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def blob(data: Path, oid: str) -> Path:
+    return data / "blobs" / oid[:2] / oid[2:4] / oid
+
+
+def git_object_count(data: Path) -> int:
+    with sqlite3.connect(data / "hubgate.db") as db:
+        return db.execute("SELECT count(*) FROM git_objects").fetchone()[0]
+
+
+def lfs(srv: Server, token: str, operation: str, oid: str = OID, size: int = len(PAYLOAD)) -> httpx.Response:
+    url = f"{srv.url}/alice/crash.git/info/lfs/objects/{'verify' if operation == 'verify' else 'batch'}"
+    body = {"oid": oid, "size": size} if operation == "verify" else {
+        "operation": operation, "transfers": ["basic"], "objects": [{"oid": oid, "size": size}]}
+    return httpx.post(url, json=body, headers={"Authorization": f"Bearer {token}",
+                                                "Accept": "application/vnd.git-lfs+json"}, timeout=60)
+
+
+def upload_and_verify(srv: Server, token: str) -> None:
+    action = lfs(srv, token, "upload").json()["objects"][0]["actions"]["upload"]
+    assert httpx.put(action["href"], content=PAYLOAD, timeout=60).status_code == 200
+    assert lfs(srv, token, "verify").status_code == 200
+
+
+@pytest.fixture()
+def hosted(tmp_path: Path) -> Iterator[tuple[Path, str, str]]:
+    """A data folder with alice/crash holding one committed file; (data, token, head)."""
+    data = tmp_path / "data"
+    with start_server(data) as srv:
+        srv.add_user("alice")
+        token = srv.token("alice")
+        api = HfApi(endpoint=srv.url, token=token)
+        api.create_repo("alice/crash")
+        head = api.upload_file(path_or_fileobj=b"kept", path_in_repo="kept.txt", repo_id="alice/crash").oid
+    yield data, token, head
+
+
+def assert_unchanged(srv: Server, token: str, head: str) -> None:
+    api = HfApi(endpoint=srv.url, token=token)
+    assert api.model_info("alice/crash").sha == head
+    assert sorted(api.list_repo_files("alice/crash")) == [".gitattributes", "kept.txt"]
+    assert httpx.get(f"{srv.url}/alice/crash/resolve/main/kept.txt").content == b"kept"
+    assert not list((srv.data / "tmp").glob("blob-*"))
+
+
+@pytest.mark.parametrize("point", ["blob-written", "objects-written"])
+def test_killed_mid_commit(hosted: tuple[Path, str, str], point: str) -> None:
+    data, token, head = hosted
+    objects = git_object_count(data)
+    with crashing(data, point) as srv:
+        with pytest.raises(Exception):  # the server dies under the client
+            HfApi(endpoint=srv.url, token=token).upload_file(
+                path_or_fileobj=SIDE, path_in_repo="side.bin", repo_id="alice/crash")
+        died_at_crash_point(srv)
+    if point == "blob-written":  # the point is after the write: a whole blob sat in tmp/, unpublished
+        assert [p.stat().st_size for p in (data / "tmp").glob("blob-*")] == [len(SIDE)]
+    # Only past the blob point is the blob in blobs/ (unreferenced: for garbage collection).
+    assert blob(data, hashlib.sha256(SIDE).hexdigest()).exists() == (point == "objects-written")
+    assert git_object_count(data) == objects  # the objects went with the transaction that never ended
+    with start_server(data) as again:
+        assert_unchanged(again, token, head)
+        api = HfApi(endpoint=again.url, token=token)
+        api.upload_file(path_or_fileobj=SIDE, path_in_repo="side.bin", repo_id="alice/crash")
+        assert httpx.get(f"{again.url}/alice/crash/resolve/main/side.bin").content == SIDE
+
+
+@pytest.mark.parametrize("point", ["blob-written", "lfs-stored"])
+def test_killed_mid_lfs_upload_before_verify(hosted: tuple[Path, str, str], point: str) -> None:
+    data, token, head = hosted
+    with crashing(data, point) as srv:
+        action = lfs(srv, token, "upload").json()["objects"][0]["actions"]["upload"]
+        with pytest.raises(httpx.HTTPError):
+            httpx.put(action["href"], content=PAYLOAD, timeout=60)
+        died_at_crash_point(srv)
+    # blob-written: complete in tmp/, never renamed; lfs-stored: in blobs/, never linked to the repo.
+    assert blob(data, OID).exists() == (point == "lfs-stored")
+    with start_server(data) as again:
+        assert_unchanged(again, token, head)
+        assert lfs(again, token, "verify").status_code == 404  # not uploaded as far as the repo knows
+        assert "upload" in lfs(again, token, "upload").json()["objects"][0]["actions"]
+        upload_and_verify(again, token)
+        api = HfApi(endpoint=again.url, token=token)
+        assert api.model_info("alice/crash").sha == head
+
+
+def send_partial(url: str, body: bytes, total: int) -> socket.socket:
+    """PUT the request line, headers and only `body` (of `total` announced bytes); keep it open."""
     parts = urlsplit(url)
     sock = socket.create_connection((parts.hostname, parts.port))
-    target = parts.path + (f"?{parts.query}" if parts.query else "")
-    head = [f"{method} {target} HTTP/1.1", f"Host: {parts.netloc}", f"Content-Length: {total}"]
-    head += [f"{k}: {v}" for k, v in headers.items()]
+    head = [f"PUT {parts.path}?{parts.query} HTTP/1.1", f"Host: {parts.netloc}", f"Content-Length: {total}"]
     sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + body)
     return sock
 
 
-def kill_when_spooled(server: Server, folder: Path, pattern: str, minimum: int) -> None:
-    """SIGKILL the server once a temporary file matching `pattern` holds `minimum` bytes."""
-    deadline = time.monotonic() + 60
-    while not any(p.stat().st_size >= minimum for p in folder.glob(pattern) if p.exists()):
-        assert time.monotonic() < deadline, "the server never spooled the partial request"
-    server.process.send_signal(signal.SIGKILL)
-    server.process.wait(timeout=30)
+def test_killed_while_receiving_an_lfs_upload(hosted: tuple[Path, str, str]) -> None:
+    data, token, head = hosted
+    with start_server(data) as srv:
+        action = lfs(srv, token, "upload").json()["objects"][0]["actions"]["upload"]
+        upload = send_partial(action["href"], PAYLOAD[: len(PAYLOAD) // 2], len(PAYLOAD))
+        until(lambda: any(p.stat().st_size >= 1024 * 1024 for p in (data / "tmp").glob("blob-*")), "the upload to spool")
+        os.killpg(srv.process.pid, signal.SIGKILL)
+        srv.process.wait(timeout=30)
+        upload.close()
+    with start_server(data) as again:
+        assert_unchanged(again, token, head)  # the half upload was removed at start
+        assert not blob(data, OID).exists()
+        assert "upload" in lfs(again, token, "upload").json()["objects"][0]["actions"]
 
 
-def test_killed_during_lfs_upload_and_commit(tmp_path: Path) -> None:
+# -- the mirror ---------------------------------------------------------------------------------
+
+BIG = os.urandom(6 * 1024 * 1024)
+BIG_SHA = hashlib.sha256(BIG).hexdigest()
+
+
+@pytest.fixture()
+def upstream(tmp_path: Path) -> Iterator[tuple[FakeHub, Path]]:
+    with start_fakehub(tmp_path / "fake") as fake:
+        fake.add_repo("hub/model", {"config.json": '{"a": 1}', "model.safetensors": BIG})
+        config = tmp_path / "hubgate.toml"
+        config.write_text(f'[[upstream]]\nname = "hub"\nurl = "{fake.url}"\n')
+        yield fake, config
+
+
+def transfers(fake: FakeHub) -> list[dict]:
+    return [r for r in fake.requests(server="cdn") if r["kind"] == "cdn" and r["method"] == "GET"]
+
+
+def mirrored_files(srv: Server) -> int:
+    return httpx.get(f"{srv.url}/api/mirror/status", headers=srv.admin_headers()).json()["cache"]["files"]
+
+
+@pytest.mark.parametrize("point", ["mirror-verified", "mirror-published"])
+def test_mirror_killed_while_publishing(upstream: tuple[FakeHub, Path], tmp_path: Path, point: str) -> None:
+    fake, config = upstream
     data = tmp_path / "data"
-    srv = start_server(data)
-    srv.add_user("alice")
-    token = srv.token("alice")
-    api = HfApi(endpoint=srv.url, token=token)
-    api.create_repo("alice/crash")
-    head_before = api.model_info("alice/crash").sha
-    payload = os.urandom(4 * 1024 * 1024)
-    oid = hashlib.sha256(payload).hexdigest()
-    batch = httpx.post(
-        f"{srv.url}/alice/crash.git/info/lfs/objects/batch",
-        json={"operation": "upload", "transfers": ["basic"], "objects": [{"oid": oid, "size": len(payload)}]},
-        headers={"Authorization": f"Bearer {token}", "Accept": "application/vnd.git-lfs+json"},
-    ).json()
-    upload_url = batch["objects"][0]["actions"]["upload"]["href"]
-    upload = send_partial(upload_url, "PUT", {}, payload[: len(payload) // 2], len(payload))
-    line = json.dumps({"key": "file", "value": {"path": "big.txt", "encoding": "base64", "content": "QUFB" * 2_000_000}})
-    body = (json.dumps({"key": "header", "value": {"summary": "half"}}) + "\n" + line + "\n").encode()
-    commit = send_partial(f"{srv.url}/api/models/alice/crash/commit/main", "POST",
-                          {"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"},
-                          body[: len(body) // 2], len(body))
-    kill_when_spooled(srv, data / "tmp", "*", 1024 * 1024)
-    upload.close()
-    commit.close()
+    url = "/hub/model/resolve/main/model.safetensors"
+    with crashing(data, point, config) as srv:
+        with pytest.raises(httpx.HTTPError):
+            with httpx.stream("GET", srv.url + url, timeout=60) as response:
+                for _ in response.iter_raw():
+                    pass
+        died_at_crash_point(srv)
+    parts = list((data / "tmp").glob("fetch-*.part"))
+    if point == "mirror-verified":  # whole and verified, not yet published
+        assert [p.stat().st_size for p in parts] == [len(BIG)] and not blob(data, BIG_SHA).exists()
+    else:  # published, not yet recorded
+        assert not parts and blob(data, BIG_SHA).exists()
+    fake.clear_requests()
+    with start_server(data, config=config) as again:
+        assert mirrored_files(again) == 0  # nothing the crash interrupted counts as cached
+        response = httpx.get(again.url + url, timeout=60)
+        assert response.status_code == 200 and hashlib.sha256(response.content).hexdigest() == BIG_SHA
+        # A verified part file is published as it is; a published LFS blob is served as it is.
+        assert transfers(fake) == []
+        if point == "mirror-verified":  # (a blob published but unrecorded stays outside the cache's
+            assert mirrored_files(again) == 1  # accounting: reported to the mirror's owners)
+        assert not list((data / "tmp").glob("fetch-*.part"))
 
-    again = start_server(data)
-    try:
-        api = HfApi(endpoint=again.url, token=token)
-        assert api.model_info("alice/crash").sha == head_before
-        assert api.list_repo_files("alice/crash") == [".gitattributes"]
-        assert not (data / "blobs" / oid[:2] / oid[2:4] / oid).exists()
-        assert not list((data / "tmp").glob("blob-*"))
-        retry = httpx.post(
-            f"{again.url}/alice/crash.git/info/lfs/objects/batch",
-            json={"operation": "upload", "objects": [{"oid": oid, "size": len(payload)}]},
-            headers={"Authorization": f"Bearer {token}"},
-        ).json()
-        assert "upload" in retry["objects"][0]["actions"]  # the half upload does not count
-    finally:
-        again.stop()
+
+def test_mirror_killed_mid_transfer_resumes_its_part_file(upstream: tuple[FakeHub, Path], tmp_path: Path) -> None:
+    fake, config = upstream
+    data = tmp_path / "data"
+    url = "/hub/model/resolve/main/model.safetensors"
+    fake.fault("throttle", on=["cdn"], bytes_per_second=1_000_000)
+    with start_server(data, config=config) as srv:
+        def read() -> None:
+            with pytest.raises(httpx.HTTPError):  # the server dies under it
+                httpx.get(srv.url + url, timeout=60)
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        until(lambda: any(p.stat().st_size >= 2 * 1024 * 1024 for p in (data / "tmp").glob("fetch-*.part")),
+              "the part file to fill")
+        os.killpg(srv.process.pid, signal.SIGKILL)
+        srv.process.wait(timeout=30)
+        reader.join(timeout=60)
+    kept = sum(p.stat().st_size for p in (data / "tmp").glob("fetch-*.part"))
+    assert 2 * 1024 * 1024 <= kept < len(BIG)
+    fake.reset()
+    with start_server(data, config=config) as again:
+        response = httpx.get(again.url + url, timeout=60)
+        assert response.status_code == 200 and hashlib.sha256(response.content).hexdigest() == BIG_SHA
+        ranges = [r["range"] for r in transfers(fake)]
+        assert ranges == [f"bytes={kept}-"], ranges  # resumed where the part file ended, once

@@ -88,6 +88,8 @@ class Settings(BaseSettings):
     http: HttpSettings = Field(default_factory=HttpSettings)
     # Never contact an upstream; serve what is cached.
     offline: bool = False
+    # TESTS ONLY: crash points where the server kills itself (see hubgate/crashpoints.py).
+    crash_at: str = ""
 
     @property
     def passthrough(self) -> bool:

@@ -10,6 +10,7 @@ from functools import cached_property
 from hubgate.auth.accounts import Accounts
 from hubgate.auth.gate import Gate
 from hubgate.config import Settings
+from hubgate.crashpoints import CrashPoints
 from hubgate.mirror.service import Mirror
 from hubgate.repos.base import Repository
 from hubgate.repos.ids import RepoRef
@@ -24,11 +25,14 @@ class Hub:
         self.settings = settings
         settings.data.mkdir(parents=True, exist_ok=True)
         self.metadata = MetadataStore(settings.db_url)
-        self.blobs = LocalBlobStore(settings.blob_dir, settings.tmp_dir)
+        crash = CrashPoints.parse(settings.crash_at)
+        self.blobs = LocalBlobStore(settings.blob_dir, settings.tmp_dir, crash=crash)
         self.accounts = Accounts(self.metadata)
-        self.repos = RepoService(self.metadata, self.blobs, settings.lfs_threshold)
+        self.repos = RepoService(self.metadata, self.blobs, settings.lfs_threshold, crash=crash)
         # Offline, the mirror serves what it cached or a bundle imported, even with no upstream.
-        self.mirror = Mirror(settings, self.metadata, self.blobs) if settings.upstream or settings.offline else None
+        self.mirror = (
+            Mirror(settings, self.metadata, self.blobs, crash=crash) if settings.upstream or settings.offline else None
+        )
         self.gate = Gate(self.open_repo, self.repos.open)
 
     def open_repo(self, ref: RepoRef, upstream_token: str | None = None) -> Repository | None:

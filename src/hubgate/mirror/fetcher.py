@@ -39,6 +39,7 @@ from typing import BinaryIO
 import httpx
 from starlette.concurrency import iterate_in_threadpool
 
+from hubgate.crashpoints import NO_CRASH, CrashPoints
 from hubgate.git.blobid import blob_hasher
 from hubgate.mirror.cache import MirrorCache
 from hubgate.mirror.partwriter import PartWriter
@@ -74,8 +75,10 @@ TokenFor = Callable[[Upstream], "str | None"]
 
 
 class Fetcher:
-    def __init__(self, blobs: LocalBlobStore, cache: MirrorCache, upstreams: Upstreams, tmp_dir: Path) -> None:
+    def __init__(self, blobs: LocalBlobStore, cache: MirrorCache, upstreams: Upstreams, tmp_dir: Path,
+                 crash: CrashPoints = NO_CRASH) -> None:
         self.blobs = blobs
+        self.crash = crash
         self.cache = cache
         self.upstreams = upstreams
         self.tmp_dir = tmp_dir
@@ -224,7 +227,9 @@ class Fetcher:
             self.cache.remember_served_bad(src.oid)
             part.unlink(missing_ok=True)
             return False
+        self.crash.hit("mirror-verified")
         self.blobs.adopt(part, digest)
+        self.crash.hit("mirror-published")
         self.cache.remember_file(src.oid, digest, src.size, source)
         started.ok()
         self.cache.count("upstream_bytes", src.size)

@@ -13,6 +13,7 @@ from urllib.parse import quote
 from sqlalchemy import select
 
 from hubgate.config import Settings
+from hubgate.crashpoints import NO_CRASH, CrashPoints
 from hubgate.mirror.cache import MirrorCache
 from hubgate.mirror.fetcher import Fetcher, FileSource
 from hubgate.mirror.repository import VIA_KEY, MirroredRepository, UpstreamUnavailable, credentials, missing_to_error
@@ -28,14 +29,15 @@ TokenFor = Callable[[Upstream], "str | None"]
 
 
 class Mirror:
-    def __init__(self, settings: Settings, metadata: MetadataStore, blobs: LocalBlobStore) -> None:
+    def __init__(self, settings: Settings, metadata: MetadataStore, blobs: LocalBlobStore,
+                 crash: CrashPoints = NO_CRASH) -> None:
         self.settings = settings.mirror
         self.offline = settings.offline
         self.metadata = metadata
         self.blobs = blobs
         self.upstreams = Upstreams(settings.upstream, offline=settings.offline)
         self.cache = MirrorCache(metadata)
-        self.fetcher = Fetcher(blobs, self.cache, self.upstreams, settings.tmp_dir)
+        self.fetcher = Fetcher(blobs, self.cache, self.upstreams, settings.tmp_dir, crash)
         self.fetcher.on_published = lambda _size: self.evict()
         self.restricted_readers = settings.mirror.restricted_access
         for upstream in self.upstreams.all:

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hubgate import constants
+from hubgate.crashpoints import NO_CRASH, CrashPoints
 from hubgate.errors import BadRequest, Conflict, Forbidden, HubError, PreconditionFailed, RevisionNotFound
 from hubgate.git import objects as git
 from hubgate.memcache import ByteCache
@@ -42,9 +43,11 @@ class RepoNotHosted(HubError):
 
 
 class RepoService:
-    def __init__(self, metadata: MetadataStore, blobs: BlobStore, lfs_threshold: int) -> None:
+    def __init__(self, metadata: MetadataStore, blobs: BlobStore, lfs_threshold: int,
+                 crash: CrashPoints = NO_CRASH) -> None:
         self.metadata = metadata
         self.blobs = blobs
+        self.crash = crash
         self.git = GitStore(metadata)
         self.lfs_threshold = lfs_threshold
         # One lock per (repo, branch): commits to a branch from this process queue up instead of
@@ -232,6 +235,7 @@ class RepoService:
                     raise BadRequest(f"LFS object {min(foreign)} was not uploaded")
                 lfs_links.link(session, repo.pk, pointed)
                 self.git.put_objects(session, objects, edit.stored)
+                self.crash.hit("objects-written")
                 self.git.set_ref(session, repo.pk, f"refs/heads/{branch}", sha, head)
                 row = session.get(Repo, repo.pk)
                 if row is not None:
@@ -259,6 +263,7 @@ class RepoService:
 
     def link_lfs(self, repo_pk: int, oid: str) -> None:
         """Record that `oid` was uploaded for the repo `repo_pk`."""
+        self.crash.hit("lfs-stored")
         try:
             with self.metadata.session() as session:
                 lfs_links.link(session, repo_pk, [oid])

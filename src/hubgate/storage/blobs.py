@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from hubgate.crashpoints import NO_CRASH, CrashPoints
 from hubgate.errors import BadRequest
 
 
@@ -73,6 +74,7 @@ class LocalBlobWriter:
             self._file.close()
             final = self._store.path_for(digest)
             final.parent.mkdir(parents=True, exist_ok=True)
+            self._store.crash.hit("blob-written")
             os.replace(self._path, final)
             self._done = True
             return digest
@@ -97,9 +99,10 @@ class LocalBlobWriter:
 class LocalBlobStore:
     """Blobs as files `root/ab/cd/<sha256>` on the local disk."""
 
-    def __init__(self, root: Path, tmp_dir: Path) -> None:
+    def __init__(self, root: Path, tmp_dir: Path, crash: CrashPoints = NO_CRASH) -> None:
         self.root = root
         self.tmp_dir = tmp_dir
+        self.crash = crash
         root.mkdir(parents=True, exist_ok=True)
         tmp_dir.mkdir(parents=True, exist_ok=True)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -247,4 +248,7 @@ def mirror_status(data: DataOpt = None, config: ConfigOpt = None) -> None:
 
 
 def main() -> None:
+    # Everything hubgate creates (database, blobs, part files, folders) is its owner's alone: other
+    # local users must not read private models. Server workers inherit this mask.
+    os.umask(0o077)
     app()

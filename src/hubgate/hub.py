@@ -5,6 +5,7 @@ The server and the CLI both build a Hub from the same settings, so they share on
 
 from __future__ import annotations
 
+import contextlib
 from functools import cached_property
 
 from hubgate.auth.accounts import Accounts
@@ -23,7 +24,9 @@ from hubgate.storage.metadata import MetadataStore
 class Hub:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        settings.data.mkdir(parents=True, exist_ok=True)
+        settings.data.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with contextlib.suppress(PermissionError):  # a folder from before: closed to other users now
+            settings.data.chmod(0o700)
         self.metadata = MetadataStore(settings.db_url)
         crash = CrashPoints.parse(settings.crash_at)
         self.blobs = LocalBlobStore(settings.blob_dir, settings.tmp_dir, crash=crash)

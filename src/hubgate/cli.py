@@ -31,6 +31,10 @@ org_app.add_typer(member_app, name="member")
 app.add_typer(token_app, name="token")
 app.add_typer(mirror_app, name="mirror")
 register_client_commands(app)
+repo_app = typer.Typer(help="Manage hosted repos.", no_args_is_help=True)
+collaborator_app = typer.Typer(help="Give users a role on one repo, outside its organisation.", no_args_is_help=True)
+app.add_typer(repo_app, name="repo")
+repo_app.add_typer(collaborator_app, name="collaborator")
 
 DataOpt = Annotated[Path | None, typer.Option("--data", help="Data folder (HUBGATE_DATA).")]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML config file (HUBGATE_CONFIG).")]
@@ -200,6 +204,71 @@ def token_rotate(token: TokenArg, data: DataOpt = None, config: ConfigOpt = None
     issued = _run(rotate)
     typer.echo(f"token {issued.row.id} ({issued.row.name}) of {issued.row.user} rotated; the new secret will not be shown again:")
     typer.echo(issued.secret)
+
+
+RepoTypeOpt = Annotated[str, typer.Option("--type", help="model, dataset or space.")]
+
+
+def _repo_pk(hub: Hub, repo: str, repo_type: str) -> int:
+    from hubgate.errors import NotFound
+    from hubgate.repos.ids import RepoRef
+
+    found = hub.repos.open(RepoRef.parse(repo_type, repo))
+    if found is None:
+        raise NotFound(f"No hosted {repo_type} repo {repo}")
+    return found.pk
+
+
+@collaborator_app.command("add")
+def collaborator_add(
+    repo: str,
+    user: str,
+    role: Annotated[str, typer.Option("--role", help="read or write.")] = "read",
+    repo_type: RepoTypeOpt = "model",
+    data: DataOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Make USER a collaborator of REPO with ROLE (or change their role)."""
+
+    def add() -> None:
+        hub = _hub(data, config)
+        hub.access.set_collaborator(_repo_pk(hub, repo, repo_type), user, role)
+
+    _run(add)
+    typer.echo(f"{user} is a {role} collaborator of {repo}")
+
+
+@collaborator_app.command("remove")
+def collaborator_remove(
+    repo: str, user: str, repo_type: RepoTypeOpt = "model", data: DataOpt = None, config: ConfigOpt = None
+) -> None:
+    """Remove a collaborator."""
+
+    def remove() -> None:
+        hub = _hub(data, config)
+        hub.access.remove_collaborator(_repo_pk(hub, repo, repo_type), user)
+
+    _run(remove)
+    typer.echo(f"{user} removed from the collaborators of {repo}")
+
+
+@collaborator_app.command("list")
+def collaborator_list(
+    repo: str,
+    repo_type: RepoTypeOpt = "model",
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    data: DataOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """List a repo's collaborators and their roles."""
+    import json
+
+    def listing() -> dict[str, str]:
+        hub = _hub(data, config)
+        return hub.access.collaborators(_repo_pk(hub, repo, repo_type))
+
+    for user, role in _run(listing).items():
+        typer.echo(json.dumps({"user": user, "role": role}) if as_json else f"{user:<24} {role}")
 
 
 @mirror_app.command("pull")

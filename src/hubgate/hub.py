@@ -13,6 +13,7 @@ from hubgate.auth.gate import Gate
 from hubgate.config import Settings
 from hubgate.crashpoints import CrashPoints
 from hubgate.mirror.service import Mirror
+from hubgate.repos.access import RepoAccess
 from hubgate.repos.base import Repository
 from hubgate.repos.ids import RepoRef
 from hubgate.repos.service import RepoService
@@ -36,7 +37,8 @@ class Hub:
         self.mirror = (
             Mirror(settings, self.metadata, self.blobs, crash=crash) if settings.upstream or settings.offline else None
         )
-        self.gate = Gate(self.open_repo, self.repos.open)
+        self.access = RepoAccess(self.metadata)
+        self.gate = Gate(self.open_repo, self.repos.open, self.access)
 
     def open_repo(self, ref: RepoRef, upstream_token: str | None = None) -> Repository | None:
         """A repo by address, hosted here or mirrored; the caller never needs to know which.

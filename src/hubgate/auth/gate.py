@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from hubgate.auth import policy
 from hubgate.auth.accounts import Principal
 from hubgate.errors import Unauthorized
+from hubgate.repos.access import RepoAccess, Standing
 from hubgate.repos.base import RepoMeta, Repository
 from hubgate.repos.hosted import HostedRepository
 from hubgate.repos.ids import RepoRef
@@ -25,14 +26,14 @@ class Action(enum.Enum):
     READ_REPO = "read repo"  # info, trees, refs, commits
     DOWNLOAD = "download file"  # file contents: reading plus the repo's gate
     WRITE_REPO = "write repo"  # commits, branches, tags, LFS uploads
-    MANAGE_REPO = "manage repo"  # settings, delete, move
+    MANAGE_REPO = "manage repo"  # settings, delete, move, collaborators, access requests
+    REQUEST_ACCESS = "request access"  # a gated repo's files: reading it, authenticated
     CREATE_REPO = "create repo"  # in a namespace
     MANAGE_TOKENS = "manage tokens"  # one's own tokens; admins everybody's
-    MANAGE_ORG = "manage org"
     ADMIN = "admin"  # server operators only
 
 
-REPO_ACTIONS = frozenset({Action.READ_REPO, Action.DOWNLOAD, Action.WRITE_REPO, Action.MANAGE_REPO})
+REPO_ACTIONS = frozenset({Action.READ_REPO, Action.DOWNLOAD, Action.REQUEST_ACCESS, Action.WRITE_REPO, Action.MANAGE_REPO})
 
 
 @dataclass(frozen=True)
@@ -49,13 +50,24 @@ OpenHosted = Callable[[RepoRef], "HostedRepository | None"]
 
 
 class Gate:
-    def __init__(self, open_repo: OpenRepo, open_hosted: OpenHosted) -> None:
+    def __init__(self, open_repo: OpenRepo, open_hosted: OpenHosted, access: RepoAccess) -> None:
         self._open_repo = open_repo
         self._open_hosted = open_hosted
+        self._access = access
 
-    def visible(self, principal: Principal | None, meta: RepoMeta) -> bool:
-        """Whether a listing may show this repo to the caller (what READ_REPO would allow)."""
-        return policy.can_read(principal, meta)
+    def visible(self, principal: Principal | None) -> Callable[[RepoMeta], bool]:
+        """Whether a listing may show a repo to the caller (what READ_REPO would allow)."""
+        roles = self._access.collaborations(principal.name) if principal else {}
+
+        def check(meta: RepoMeta) -> bool:
+            return policy.can_read(principal, meta, Standing(roles.get(meta.pk)) if meta.pk else Standing())
+
+        return check
+
+    def _standing(self, principal: Principal | None, meta: RepoMeta | None) -> Standing:
+        if principal is None or meta is None or meta.pk is None:
+            return Standing()
+        return self._access.standing(meta.pk, principal.name)
 
     def authorize(
         self, principal: Principal | None, action: Action, subject: Subject, upstream_token: str | None = None
@@ -70,7 +82,7 @@ class Gate:
         if action is Action.MANAGE_TOKENS:
             policy.check_token_management(principal, subject.user)
             return None
-        if action in (Action.ADMIN, Action.MANAGE_ORG):
+        if action is Action.ADMIN:
             policy.check_admin(principal)
             return None
         if action is Action.CREATE_REPO:
@@ -79,14 +91,18 @@ class Gate:
             return None
         ref = subject.ref
         assert ref is not None and action in REPO_ACTIONS
-        if action in (Action.READ_REPO, Action.DOWNLOAD):
+        if action in (Action.READ_REPO, Action.DOWNLOAD, Action.REQUEST_ACCESS):
             repo = self._open_repo(ref, upstream_token)
-            meta = policy.check_read(principal, ref, repo.meta if repo else None)
+            standing = self._standing(principal, repo.meta if repo else None)
+            meta = policy.check_read(principal, ref, repo.meta if repo else None, standing)
             if action is Action.DOWNLOAD:
-                policy.check_download(principal, meta)
+                policy.check_download(principal, meta, standing)
+            if action is Action.REQUEST_ACCESS and principal is None:
+                raise Unauthorized("You must be authenticated to request access to a gated repo")
             return repo
         hosted = self._open_hosted(ref)
-        policy.check_write(principal, ref, hosted.meta if hosted else None)
+        found = hosted.meta if hosted else None
+        policy.check_write(principal, ref, found, self._standing(principal, found), manage=action is Action.MANAGE_REPO)
         if subject.namespace is not None:  # a move: the target namespace too
             policy.check_namespace_write(principal, subject.namespace)
         return hosted

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from hubgate.auth.accounts import Principal
 from hubgate.errors import Forbidden, GatedRepo, RepoNotFound, Unauthorized
+from hubgate.repos.access import Standing
 from hubgate.repos.base import RepoMeta
 from hubgate.repos.ids import RepoRef
 
@@ -24,15 +25,20 @@ def namespace_role(principal: Principal | None, namespace: str) -> str | None:
     return principal.orgs.get(namespace)
 
 
-def can_read(principal: Principal | None, meta: RepoMeta) -> bool:
+def repo_role(principal: Principal | None, meta: RepoMeta, standing: Standing) -> str | None:
+    """The caller's user's role on one hosted repo: their namespace role, else as a collaborator."""
+    return namespace_role(principal, meta.ref.namespace) or standing.collaborator
+
+
+def can_read(principal: Principal | None, meta: RepoMeta, standing: Standing) -> bool:
     """Whether the caller may see the repo at all (user rights and token scope)."""
-    if not _user_can_read(principal, meta):
+    if not _user_can_read(principal, meta, standing):
         return False
     restricted = meta.private or (meta.source != "hosted" and meta.readers != "anyone")
     return principal is None or not restricted or principal.scope.allows(meta.ref, write=False)
 
 
-def _user_can_read(principal: Principal | None, meta: RepoMeta) -> bool:
+def _user_can_read(principal: Principal | None, meta: RepoMeta, standing: Standing) -> bool:
     if meta.source != "hosted":
         # Mirrored: public upstream repos are open; private or gated ones (fetched with the
         # server's upstream token) follow the mirror's `restricted_access` setting.
@@ -41,33 +47,52 @@ def _user_can_read(principal: Principal | None, meta: RepoMeta) -> bool:
         if principal is None:
             return False
         return principal.is_admin or meta.readers == "authenticated"
-    return not meta.private or namespace_role(principal, meta.ref.namespace) is not None
+    return not meta.private or repo_role(principal, meta, standing) is not None
 
 
-def check_read(principal: Principal | None, ref: RepoRef, meta: RepoMeta | None) -> RepoMeta:
+def check_read(principal: Principal | None, ref: RepoRef, meta: RepoMeta | None, standing: Standing) -> RepoMeta:
     """The repo's metadata if the caller may see it; RepoNotFound (§2) to whoever may not know it
     exists, a 403 naming the token's missing scope to a user who may."""
-    if meta is None or not _user_can_read(principal, meta):
+    if meta is None or not _user_can_read(principal, meta, standing):
         raise RepoNotFound(str(ref), anonymous=principal is None)
-    if not can_read(principal, meta):
+    if not can_read(principal, meta, standing):
         raise Forbidden(f"Token scope does not cover {ref}: this token may not read it")
     return meta
 
 
-def check_download(principal: Principal | None, meta: RepoMeta) -> None:
-    """Files of a gated hosted repo are for its namespace's members (and admins) only.
+def check_download(principal: Principal | None, meta: RepoMeta, standing: Standing) -> None:
+    """Files of a gated hosted repo are for its namespace's members, its collaborators, admins,
+    and the users whose access request was accepted.
 
     Info, trees and refs stay visible (hub-protocol §2); a mirrored repo's gate is the upstream's.
     """
-    if meta.source == "hosted" and meta.gated and namespace_role(principal, meta.ref.namespace) is None:
-        raise GatedRepo(str(meta.ref), anonymous=principal is None)
+    if meta.source != "hosted" or not meta.gated or repo_role(principal, meta, standing) is not None:
+        return
+    if standing.request == "accepted":
+        return
+    ref = meta.ref
+    message = {
+        "pending": f"Your request to access {ref} is awaiting a review from the repo authors.",
+        "rejected": f"Your request to access {ref} has been rejected by the repo's authors.",
+    }.get(standing.request or "", f"Access to {ref} is restricted. You must have access to it and be authenticated to access it.")
+    raise GatedRepo(str(ref), anonymous=principal is None, message=message)
 
 
-def check_write(principal: Principal | None, ref: RepoRef, meta: RepoMeta | None) -> RepoMeta:
-    meta = check_read(principal, ref, meta)
+def check_write(
+    principal: Principal | None, ref: RepoRef, meta: RepoMeta | None, standing: Standing, *, manage: bool = False
+) -> RepoMeta:
+    """Writing (commits, branches, tags) is for the namespace's writers and write collaborators;
+    managing (settings, deletion, moves, access requests, collaborators) for the namespace's only."""
+    meta = check_read(principal, ref, meta, standing)
     if principal is None:
         raise Unauthorized("You must be authenticated to write to this repo")
-    if namespace_role(principal, ref.namespace) not in WRITE_ORG_ROLES:
+    role = namespace_role(principal, ref.namespace)
+    if role not in WRITE_ORG_ROLES:
+        if manage and standing.collaborator == "write":
+            raise Forbidden(f"Managing {ref} needs the write or admin role in {ref.namespace!r}; collaborators may only write")
+        if not manage and standing.collaborator == "write":
+            _check_token_writes(principal, ref)
+            return meta
         raise Forbidden(f"You don't have the rights to write to the namespace {ref.namespace!r}")
     _check_token_writes(principal, ref)
     return meta

@@ -73,6 +73,7 @@ class RepoMeta:
     # For mirrored repos: who may read it ("anyone", "authenticated", "admin", or "nobody" when
     # only a client's own upstream token could, and that caller has not just been vouched for).
     readers: str = "anyone"
+    pk: int | None = None  # hosted repos: the database id (collaborators and access requests hang off it)
 
 
 class Repository(Protocol):

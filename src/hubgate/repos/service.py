@@ -79,14 +79,15 @@ class RepoService:
             if row is None:
                 return None
             refs = self.git.refs(session, row.id)
-            meta = RepoMeta(ref, row.private, row.gated, row.created_at, row.sdk)
+            meta = RepoMeta(ref, row.private, row.gated, row.created_at, row.sdk, pk=row.id)
             return HostedRepository(meta, row.id, refs, self.git, self.blobs)
 
     def list(self, repo_type: str) -> list[RepoMeta]:
         with self.metadata.session() as session:
             rows = session.scalars(select(Repo).where(Repo.type == repo_type).order_by(Repo.namespace, Repo.name))
             return [
-                RepoMeta(RepoRef(r.type, r.namespace, r.name), r.private, r.gated, r.created_at, r.sdk) for r in rows
+                RepoMeta(RepoRef(r.type, r.namespace, r.name), r.private, r.gated, r.created_at, r.sdk, pk=r.id)
+                for r in rows
             ]
 
     def policy_for(self, repo: HostedRepository, commit: str | None) -> LfsPolicy:

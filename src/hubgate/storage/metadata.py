@@ -101,6 +101,31 @@ class Repo(Base):
         return f"{self.namespace}/{self.name}"
 
 
+class Collaborator(Base):
+    """A user given a role on one repo without joining its organisation."""
+
+    __tablename__ = "repo_collaborators"
+    repo_pk: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))  # read | write
+    user: Mapped[User] = relationship()
+
+
+class AccessRequest(Base):
+    """A user's request for the files of a gated repo, and its decision."""
+
+    __tablename__ = "access_requests"
+    __table_args__ = (UniqueConstraint("repo_pk", "user_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    repo_pk: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16))  # pending | accepted | rejected
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    decided_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    user: Mapped[User] = relationship()
+
+
 class Ref(Base):
     __tablename__ = "refs"
     repo_pk: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"), primary_key=True)

@@ -182,8 +182,9 @@ def list_repos(call: Call) -> Response:
     author = call.query.get("author")
     search = (call.query.get("search") or "").lower()
     items = []
+    visible = call.hub.gate.visible(call.principal)
     for meta in call.hub.repos.list(repo_type):
-        if not call.hub.gate.visible(call.principal, meta):
+        if not visible(meta):
             continue
         if author and meta.ref.namespace != author:
             continue

@@ -9,12 +9,14 @@ import os
 import uvicorn
 
 from hubgate.config import Settings
+from hubgate.http import scrub
 from hubgate.http.app import HubgateApp, create_app
 from hubgate.hub import Hub
 
 
 def app_from_env() -> HubgateApp:
     """Factory used by uvicorn in each worker process."""
+    scrub.install("uvicorn.access", "uvicorn.error")  # no signed URL in this process's logs
     return create_app(Hub(Settings.load()))
 
 

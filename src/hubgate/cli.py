@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 import typer
 
 from hubgate.client.commands import register as register_client_commands
-from hubgate.errors import HubError
+from hubgate.errors import BadRequest, HubError
 
 if TYPE_CHECKING:  # the server's modules load only for the commands that use them
     from hubgate.auth.tokens import Issued, TokenRow
@@ -128,16 +128,23 @@ def token_create(
     org: Annotated[list[str] | None, typer.Option("--org", help="Fine-grained: ORG=read|write (repeatable).")] = None,
     expires: Annotated[str | None, typer.Option("--expires", help="A duration (90s, 12h, 30d) or a date.")] = None,
     name: Annotated[str, typer.Option("--name", help="A label for the token.")] = "",
+    lock: Annotated[Path | None, typer.Option(
+        "--lock", help="A read token bound to this lockfile: only its commits and files may be downloaded.")] = None,
     data: DataOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Create a token; it is printed once, alone on the last line, and stored only hashed."""
-    from hubgate.auth.scopes import parse_namespace_grant, parse_repo_grant
+    from hubgate.auth.scopes import Pin, parse_namespace_grant, parse_repo_grant
     from hubgate.auth.tokens import utc_text
+    from hubgate.client.lockfile import read_lock
 
     def create() -> Issued:
         grants = (*(parse_repo_grant(r) for r in repo or []), *(parse_namespace_grant(o) for o in org or []))
-        return _hub(data, config).accounts.tokens.create(user, role=role, grants=grants, name=name, expires=expires)
+        pins = tuple(Pin(r.ref.type, r.ref.repo_id, r.commit, frozenset(f.path for f in r.files))
+                     for r in (read_lock(lock).repos if lock is not None else ()))
+        if lock is not None and not pins:
+            raise BadRequest(f"{lock} locks no repo")
+        return _hub(data, config).accounts.tokens.create(user, role=role, grants=grants, name=name, expires=expires, pins=pins)
 
     issued = _run(create)
     row = issued.row

@@ -43,6 +43,8 @@ class Subject:
     ref: RepoRef | None = None
     namespace: str | None = None
     user: str | None = None  # whose tokens (MANAGE_TOKENS); None: nobody's (an unknown token)
+    revision: str | None = None  # the revision and path of a file download (for lock-bound tokens)
+    path: str | None = None
 
 
 OpenRepo = Callable[[RepoRef, "str | None"], "Repository | None"]
@@ -99,6 +101,9 @@ class Gate:
                 policy.check_download(principal, meta, standing)
             if action is Action.REQUEST_ACCESS and principal is None:
                 raise Unauthorized("You must be authenticated to request access to a gated repo")
+            if principal is not None and principal.scope.locked and repo is not None:
+                download = (subject.revision, subject.path) if action is Action.DOWNLOAD else None
+                policy.check_locked(principal, repo, download)
             return repo
         hosted = self._open_hosted(ref)
         found = hosted.meta if hosted else None

@@ -10,7 +10,7 @@ from __future__ import annotations
 from hubgate.auth.accounts import Principal
 from hubgate.errors import Forbidden, GatedRepo, RepoNotFound, Unauthorized
 from hubgate.repos.access import Standing
-from hubgate.repos.base import RepoMeta
+from hubgate.repos.base import RepoMeta, Repository
 from hubgate.repos.ids import RepoRef
 
 WRITE_ORG_ROLES = ("write", "admin")
@@ -101,9 +101,28 @@ def check_write(
 def _check_token_writes(principal: Principal, ref: RepoRef) -> None:
     if principal.scope.allows(ref, write=True):
         return
+    if principal.scope.locked:
+        raise Forbidden(f"This token is bound to a lock: it may only download the locked files, not write to {ref}")
     if principal.scope.fine_grained:
         raise Forbidden(f"Token scope does not cover writing to {ref}: this token may only read it")
     raise Forbidden(f"This token is read-only: writing to {ref} needs a write token")
+
+
+def check_locked(principal: Principal, repo: Repository, download: tuple[str | None, str | None] | None) -> None:
+    """A lock-bound token reads only its locked repos, and downloads (`download`: the revision and
+    path asked for) only their locked files at their locked commits: a tag that moved since
+    resolves to a commit the lock does not name."""
+    ref, scope = repo.meta.ref, principal.scope
+    if not scope.pinned(ref):
+        raise Forbidden(f"This token is bound to a lock: {ref} is not in it")
+    if download is None:
+        return
+    revision, path = download
+    if revision is None or path is None:
+        raise Forbidden("This token is bound to a lock: it downloads locked files by commit and path only")
+    commit = repo.resolve(revision)
+    if not scope.pinned(ref, commit, path):
+        raise Forbidden(f"This token is bound to a lock: {path} at commit {commit} of {ref} is not in it")
 
 
 def check_admin(principal: Principal | None) -> Principal:
@@ -120,6 +139,8 @@ def check_namespace_write(principal: Principal | None, namespace: str) -> Princi
     if namespace_role(principal, namespace) not in WRITE_ORG_ROLES:
         raise Forbidden(f"You don't have the rights to write to the namespace {namespace!r}")
     if not principal.scope.may_create_in(namespace):
+        if principal.scope.locked:
+            raise Forbidden(f"This token is bound to a lock: it may not create repos in {namespace!r}")
         if principal.scope.fine_grained:
             raise Forbidden(f"Token scope does not cover creating repos in {namespace!r}")
         raise Forbidden(f"This token is read-only: creating repos in {namespace!r} needs a write token")

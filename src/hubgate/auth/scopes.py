@@ -12,6 +12,7 @@ import fnmatch
 import json
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from hubgate import constants
 from hubgate.errors import BadRequest
@@ -19,6 +20,7 @@ from hubgate.repos.ids import RepoRef
 
 ROLES = ("read", "write")
 FINE_GRAINED = "fineGrained"
+LOCKED = "locked"  # a read token bound to a lockfile's commits and files (`hubgate token create --lock`)
 # The Hub's fine-grained permission names for each role.
 PERMISSIONS = {"read": ["repo.content.read"], "write": ["repo.content.read", "repo.write"]}
 _TYPE_PREFIX = {"datasets/": "dataset", "spaces/": "space", "models/": "model"}
@@ -73,17 +75,44 @@ def parse_namespace_grant(text: str) -> Grant:
 
 
 @dataclass(frozen=True)
+class Pin:
+    """One locked repo of a lock-bound token: the commit and the paths it may download."""
+
+    repo_type: str
+    repo_id: str
+    commit: str
+    paths: frozenset[str]
+
+    def covers(self, ref: RepoRef) -> bool:
+        return ref.type == self.repo_type and ref.repo_id.lower() == self.repo_id.lower()
+
+    def to_json(self) -> dict[str, object]:
+        return {"type": self.repo_type, "repo": self.repo_id, "commit": self.commit, "paths": sorted(self.paths)}
+
+
+@dataclass(frozen=True)
 class Scope:
-    """A token's rights: its role, or (role `fineGrained`) its grants."""
+    """A token's rights: its role, (role `fineGrained`) its grants, or (role `locked`) its pins."""
 
     role: str
     grants: tuple[Grant, ...] = ()
+    pins: tuple[Pin, ...] = ()
 
     @property
     def fine_grained(self) -> bool:
         return self.role == FINE_GRAINED
 
+    @property
+    def locked(self) -> bool:
+        return self.role == LOCKED
+
+    def pinned(self, ref: RepoRef, commit: str | None = None, path: str | None = None) -> bool:
+        """Whether a lock-bound token covers this repo (and this file at this commit, when given)."""
+        return any(p.covers(ref) and (commit is None or (p.commit == commit and path in p.paths)) for p in self.pins)
+
     def allows(self, ref: RepoRef, write: bool) -> bool:
+        if self.locked:
+            return not write and self.pinned(ref)
         if not self.fine_grained:
             return self.role == "write" or not write
         return any(g.covers(ref) and (g.role == "write" or not write) for g in self.grants)
@@ -94,14 +123,21 @@ class Scope:
         return any(g.kind == "namespace" and g.role == "write" and g.pattern.lower() == namespace.lower() for g in self.grants)
 
     def dump(self) -> str | None:
+        if self.locked:
+            return json.dumps({"pins": [p.to_json() for p in self.pins]})
         return json.dumps([g.to_json() for g in self.grants]) if self.fine_grained else None
 
     @classmethod
     def load(cls, role: str, grants: str | None) -> Scope:
-        items = json.loads(grants) if grants else []
+        items: Any = json.loads(grants) if grants else []
+        if role == LOCKED:
+            pins = tuple(Pin(i["type"], i["repo"], i["commit"], frozenset(i["paths"])) for i in items["pins"])
+            return cls(role, pins=pins)
         return cls(role, tuple(Grant(i["kind"], i["pattern"], i["role"], i.get("type")) for i in items))
 
     def describe(self) -> str:
+        if self.locked:
+            return "locked to " + ", ".join(f"{p.repo_id}@{p.commit[:12]} ({len(p.paths)} files)" for p in self.pins)
         if not self.fine_grained:
             return self.role
         return ", ".join(f"{_label(g)}={g.role}" for g in self.grants)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from hubgate import constants
-from hubgate.auth.scopes import FINE_GRAINED, ROLES, Grant, Scope, parse_expiry
+from hubgate.auth.scopes import FINE_GRAINED, LOCKED, ROLES, Grant, Pin, Scope, parse_expiry
 from hubgate.errors import BadRequest, Conflict, InvalidCredentials, NotFound
 from hubgate.storage.metadata import MetadataStore, Token, User, utcnow
 
@@ -91,14 +91,16 @@ class Tokens:
 
     def create(
         self, user_name: str, *, role: str = "read", grants: tuple[Grant, ...] = (), name: str = "",
-        expires: str | None = None,
+        expires: str | None = None, pins: tuple[Pin, ...] = (),
     ) -> Issued:
-        """A new token. With grants it is fine-grained (`role` is then ignored)."""
+        """A new token. With grants it is fine-grained, with pins bound to a lock (`role` is then ignored)."""
         if role not in ROLES:
             raise BadRequest(f"Token role must be one of {', '.join(ROLES)}")
         if len(name) > 200:
             raise BadRequest("The token name is longer than 200 characters")
-        scope = Scope(FINE_GRAINED, grants) if grants else Scope(role)
+        if grants and pins:
+            raise BadRequest("A token is either fine-grained or bound to a lock, not both")
+        scope = Scope(LOCKED, pins=pins) if pins else Scope(FINE_GRAINED, grants) if grants else Scope(role)
         now = utcnow()
         expires_at = parse_expiry(expires, now) if expires else None
         secret = _new_secret()

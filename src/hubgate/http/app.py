@@ -99,7 +99,7 @@ class HubgateApp:
         """The one access check, before any handler runs."""
         action = route.action if isinstance(route.action, Action) else route.action(call)
         if action in REPO_ACTIONS and route.subject is None:
-            subject = Subject(ref=call.repo_ref)
+            subject = Subject(ref=call.repo_ref, revision=call.params.get("rev"), path=call.params.get("path"))
         else:
             subject = route.subject(call) if route.subject is not None else Subject()
         call.authorized = self.hub.gate.authorize(call.principal, action, subject, call.upstream_token)

@@ -3,9 +3,7 @@ clients that never read do not make the server hold file bodies in memory (issue
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import os
 import socket
 from urllib.parse import urlsplit
@@ -13,6 +11,7 @@ from urllib.parse import urlsplit
 import httpx
 from huggingface_hub import HfApi
 
+import ndjson_commit
 from conftest import Server
 
 FILE_SIZE = 9_961_472  # 9.5 MiB: a regular file (below the 10 MiB LFS threshold, no LFS pattern)
@@ -32,12 +31,7 @@ def rss(pid: int) -> int:
 
 
 def commit_files(url: str, token: str, repo: str, files: dict[str, bytes]) -> None:
-    lines = [json.dumps({"key": "header", "value": {"summary": "add files"}})]
-    for path, data in files.items():
-        content = base64.b64encode(data).decode()
-        lines.append(json.dumps({"key": "file", "value": {"path": path, "encoding": "base64", "content": content}}))
-    response = httpx.post(f"{url}/api/models/{repo}/commit/main", content="\n".join(lines).encode(), timeout=300,
-                          headers={"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"})
+    response = ndjson_commit.commit_files(url, token, repo, files)
     assert response.status_code == 200, response.text
 
 

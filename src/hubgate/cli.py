@@ -323,6 +323,38 @@ def mirror_status(data: DataOpt = None, config: ConfigOpt = None) -> None:
     typer.echo(json.dumps(hub.mirror.status(), indent=2))
 
 
+@app.command()
+def gc(
+    grace: Annotated[float | None, typer.Option(help="Keep blobs written less than this many seconds ago ([gc] grace).")] = None,
+    upload_grace: Annotated[
+        float | None, typer.Option(help="Keep uncommitted LFS uploads this many seconds ([gc] upload_grace).")
+    ] = None,
+    data: DataOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Collect what nothing references: deleted repos' objects, unused uploads, failed commits' blobs."""
+    report = _hub(data, config).collector(grace, upload_grace).run()
+    typer.echo(report.summary())
+    if report.skipped:
+        raise typer.Exit(2)
+
+
+@app.command()
+def fsck(
+    repair: Annotated[bool, typer.Option("--repair", help="Quarantine damaged blobs, drop lost mirror records.")] = False,
+    scrub: Annotated[bool, typer.Option("--scrub/--no-scrub", help="Re-hash every stored byte.")] = True,
+    data: DataOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Check the store: damaged or missing content, unreferenced blobs. Exit status 1 if unclean."""
+    report = _hub(data, config).fsck().run(repair=repair, scrub=scrub)
+    for finding in report.findings:
+        typer.echo(finding.line())
+    typer.echo(report.summary())
+    if not report.clean:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     # Everything hubgate creates (database, blobs, part files, folders) is its owner's alone: other
     # local users must not read private models. Server workers inherit this mask.

@@ -32,6 +32,18 @@ class UpstreamConfig(BaseModel):
         return os.environ.get(self.token_env) if self.token_env else None
 
 
+class GcSettings(BaseModel):
+    """Garbage collection of unreferenced content (the `[gc]` table of the config file)."""
+
+    # Seconds between collections run by the server (0: only `hubgate gc`).
+    interval: float = 86400.0
+    # Blobs written less than this many seconds ago are never collected: longer than any upload
+    # or inline commit takes between writing a file's bytes and committing it.
+    grace: float = 3600.0
+    # LFS uploads no commit uses are kept this many seconds for the commit that will use them.
+    upload_grace: float = 86400.0
+
+
 class MirrorSettings(BaseModel):
     """How the pull-through cache behaves (the `[mirror]` table of the config file)."""
 
@@ -86,6 +98,7 @@ class Settings(BaseSettings):
     upstream: list[UpstreamConfig] = Field(default_factory=list)
     mirror: MirrorSettings = Field(default_factory=MirrorSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
+    gc: GcSettings = Field(default_factory=GcSettings)
     # Never contact an upstream; serve what is cached.
     offline: bool = False
     # TESTS ONLY: crash points where the server kills itself (see hubgate/crashpoints.py).

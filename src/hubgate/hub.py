@@ -12,6 +12,8 @@ from hubgate.auth.accounts import Accounts
 from hubgate.auth.gate import Gate
 from hubgate.config import Settings
 from hubgate.crashpoints import CrashPoints
+from hubgate.maintenance.fsck import Fsck
+from hubgate.maintenance.gc import Collector, PeriodicCollector
 from hubgate.mirror.service import Mirror
 from hubgate.repos.access import RepoAccess
 from hubgate.repos.base import Repository
@@ -39,6 +41,7 @@ class Hub:
         )
         self.access = RepoAccess(self.metadata)
         self.gate = Gate(self.open_repo, self.repos.open, self.access)
+        self._periodic_gc: PeriodicCollector | None = None
 
     def open_repo(self, ref: RepoRef, upstream_token: str | None = None) -> Repository | None:
         """A repo by address, hosted here or mirrored; the caller never needs to know which.
@@ -57,7 +60,27 @@ class Hub:
     def signer(self) -> Signer:
         return Signer(self.settings.secret_key())
 
+    def collector(self, grace: float | None = None, upload_grace: float | None = None) -> Collector:
+        gc = self.settings.gc
+        return Collector(
+            self.metadata,
+            self.blobs,
+            gc.grace if grace is None else grace,
+            gc.upload_grace if upload_grace is None else upload_grace,
+        )
+
+    def fsck(self) -> Fsck:
+        return Fsck(self.metadata, self.blobs)
+
+    def start_background(self) -> None:
+        """What a server process runs besides answering requests: periodic garbage collection."""
+        if self.settings.gc.interval > 0 and self._periodic_gc is None:
+            self._periodic_gc = PeriodicCollector(self.collector(), self.settings.gc.interval)
+            self._periodic_gc.start()
+
     def close(self) -> None:
+        if self._periodic_gc is not None:
+            self._periodic_gc.stop()
         if self.mirror is not None:
             self.mirror.close()
         self.metadata.dispose()

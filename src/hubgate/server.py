@@ -28,6 +28,7 @@ def serve(settings: Settings) -> None:
     hub = Hub(settings)  # create the data folder, schema and signing key once, before workers start
     hub.settings.secret_key()
     hub.blobs.remove_partial_writes()  # uploads cut off by a crash: never visible, now gone
+    hub.blobs.recover_deletes()  # a garbage collection cut off by a crash: its blob put back
     hub.close()
     level = "DEBUG" if settings.log_level.lower() == "trace" else settings.log_level.upper()  # uvicorn's extra level
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -74,6 +74,7 @@ class HubgateApp:
             if message["type"] == "lifespan.startup":
                 if "state" in scope:  # the server's connection guard reads its limits from here
                     scope["state"][constants.HTTP_LIMITS_STATE] = self.hub.settings.http
+                self.hub.start_background()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.hub.close()

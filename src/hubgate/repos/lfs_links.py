@@ -7,6 +7,7 @@ was sent (uploaded to its presigned URL, or inline in one of its commits) or alr
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 
 from sqlalchemy import select
@@ -18,12 +19,19 @@ from hubgate.storage.metadata import RepoLfsObject
 
 
 def link(session: Session, repo_pk: int, oids: Iterable[str]) -> None:
-    rows = [{"repo_pk": repo_pk, "oid": oid} for oid in sorted(set(oids))]
+    """Record (or renew: garbage collection keeps young links) that the repo was sent `oids`."""
+    now = time.time()
+    rows = [{"repo_pk": repo_pk, "oid": oid, "linked_at": now} for oid in sorted(set(oids))]
     if not rows:
         return
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     for start in range(0, len(rows), 500):
-        session.execute(insert(RepoLfsObject).values(rows[start : start + 500]).on_conflict_do_nothing())
+        statement = insert(RepoLfsObject).values(rows[start : start + 500])
+        session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["repo_pk", "oid"], set_={"linked_at": statement.excluded.linked_at}
+            )
+        )
 
 
 def linked(session: Session, repo_pk: int, oids: Iterable[str]) -> set[str]:

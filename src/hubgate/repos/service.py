@@ -22,8 +22,9 @@ from hubgate.repos.commits import AddBytes, AddLfs, LfsPolicy, Operation, TreeEd
 from hubgate.repos.hosted import HostedRepository
 from hubgate.repos.ids import RepoRef, check_branch_name, check_new_namespace, is_commit_id
 from hubgate.storage.blobs import BlobStore
+from hubgate.storage.gcguard import hold_off_gc
 from hubgate.storage.gitstore import GitStore
-from hubgate.storage.metadata import MetadataStore, Repo, utcnow
+from hubgate.storage.metadata import GitObject, MetadataStore, Repo, utcnow
 
 
 @dataclass(frozen=True)
@@ -162,6 +163,9 @@ class RepoService:
         label = "Branch" if kind == "heads" else "Tag"
         try:
             with self.metadata.session() as session:
+                hold_off_gc(session)
+                if session.get(GitObject, target) is None:  # collected since it was resolved
+                    raise RevisionNotFound(target_rev)
                 self.git.set_ref(session, repo.pk, full, target, None)
         except (PreconditionFailed, IntegrityError) as exc:
             raise Conflict(f"{label} {name} already exists") from exc
@@ -231,6 +235,7 @@ class RepoService:
         to_check = pointed - edit.inline_lfs - {e.lfs.sha256 for e in entries if e.lfs}
         try:
             with self.metadata.session() as session:
+                hold_off_gc(session)  # what the checks below find stays until this commit is in
                 foreign = to_check - lfs_links.linked(session, repo.pk, to_check)
                 if foreign:  # the same answer as for an object that does not exist (TreeEdit._blob_for)
                     raise BadRequest(f"LFS object {min(foreign)} was not uploaded")
@@ -261,6 +266,14 @@ class RepoService:
         if allowed != oids:
             allowed |= oids & self._lfs_held_by_refs(repo)
         return {oid for oid in allowed if self.blobs.exists(oid)}
+
+    def serves_lfs(self, repo_pk: int, oid: str) -> bool:
+        """Whether the repo `repo_pk` still exists and may serve the LFS object `oid`."""
+        with self.metadata.session() as session:
+            row = session.get(Repo, repo_pk)
+            ref = RepoRef(row.type, row.namespace, row.name) if row is not None else None
+        repo = self.open(ref) if ref is not None else None
+        return repo is not None and repo.pk == repo_pk and oid in self.usable_lfs(repo, {oid})
 
     def link_lfs(self, repo_pk: int, oid: str) -> None:
         """Record that `oid` was uploaded for the repo `repo_pk`."""

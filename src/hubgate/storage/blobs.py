@@ -7,14 +7,19 @@ blob visible.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from hubgate.crashpoints import NO_CRASH, CrashPoints
 from hubgate.errors import BadRequest
+from hubgate.processes import alive
 
 
 class BlobWriter(Protocol):
@@ -23,6 +28,13 @@ class BlobWriter(Protocol):
     def abort(self) -> None: ...
     @property
     def size(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class StoredBlob:
+    sha256: str
+    size: int
+    written_at: float  # seconds since the epoch of the last write (publishing it again renews it)
 
 
 class BlobStore(Protocol):
@@ -37,6 +49,15 @@ class BlobStore(Protocol):
     def delete(self, sha256: str) -> None: ...
     def remove_partial_writes(self) -> int: ...
     def adopt(self, path: Path, sha256: str) -> Path: ...
+    def scan(self) -> Iterator[StoredBlob]:
+        """Every published blob (in no particular order)."""
+    def delete_if_older(self, sha256: str, cutoff: float) -> bool:
+        """Delete the blob unless it was (re)written at or after `cutoff`, as one step with respect
+        to writers publishing it again; True if it was deleted."""
+    def quarantine(self, sha256: str, reason: str) -> None:
+        """Move a damaged blob aside (kept for inspection, never served); no-op if absent."""
+    def recover_deletes(self) -> int:
+        """Finish `delete_if_older` calls a crash interrupted (blobs are put back, never lost)."""
 
 
 def is_sha256(value: str) -> bool:
@@ -149,3 +170,58 @@ class LocalBlobStore:
             os.fsync(handle.fileno())
         os.replace(path, final)
         return final
+
+    def scan(self) -> Iterator[StoredBlob]:
+        for path in self.root.glob("[0-9a-f][0-9a-f]/[0-9a-f][0-9a-f]/*"):
+            if not is_sha256(path.name) or path.parent.parent.name + path.parent.name != path.name[:4]:
+                continue
+            try:
+                info = path.stat()
+            except FileNotFoundError:
+                continue
+            yield StoredBlob(path.name, info.st_size, info.st_mtime)
+
+    def delete_if_older(self, sha256: str, cutoff: float) -> bool:
+        # Take the file out of sight first (rename is atomic), then look at what was taken: if a
+        # writer published it again meanwhile (a new file, fresh mtime), put that back.
+        path = self.path_for(sha256)
+        doomed = self.tmp_dir / f"gc-{sha256}-{os.getpid()}-{time.monotonic_ns()}"
+        try:
+            os.replace(path, doomed)
+        except FileNotFoundError:
+            return False
+        if doomed.stat().st_mtime >= cutoff:
+            with contextlib.suppress(FileExistsError):  # published yet again: the same bytes
+                os.link(doomed, path)
+            doomed.unlink()
+            return False
+        doomed.unlink()
+        return True
+
+    def quarantine(self, sha256: str, reason: str) -> None:
+        path = self.path_for(sha256)
+        folder = self.root.parent / "quarantine"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        try:
+            os.replace(path, folder / f"{sha256}.{stamp}")
+        except FileNotFoundError:
+            return
+        (folder / f"{sha256}.{stamp}.reason").write_text(reason + "\n")
+
+    def recover_deletes(self) -> int:
+        recovered = 0
+        for doomed in self.tmp_dir.glob("gc-*"):
+            parts = doomed.name.split("-")
+            if len(parts) != 4 or not is_sha256(parts[1]) or not parts[2].isdigit():
+                continue
+            if int(parts[2]) != os.getpid() and alive(int(parts[2])):
+                continue  # another process is in the middle of it
+            path = self.path_for(parts[1])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileExistsError):  # garbage put back is collected again; a live blob is never lost
+                os.link(doomed, path)
+            doomed.unlink(missing_ok=True)
+            recovered += 1
+        return recovered
+

@@ -73,10 +73,11 @@ def batch(call: Call) -> Response:
         elif stored is None:
             answer["error"] = {"code": 404, "message": "Object does not exist"}
         else:
-            expires, sig = call.hub.signer.sign("download", oid, ttl=ttl)
-            answer["actions"] = {
-                "download": {"href": f"{base}/_hubgate/lfs/download/{oid}?exp={expires}&sig={sig}", "expires_in": ttl}
-            }
+            assert repo is not None
+            pk = str(repo.pk)
+            expires, sig = call.hub.signer.sign("download", oid, pk, ttl=ttl)
+            href = f"{base}/_hubgate/lfs/download/{oid}?repo={pk}&exp={expires}&sig={sig}"
+            answer["actions"] = {"download": {"href": href, "expires_in": ttl}}
         answers.append(answer)
     return _lfs_json({"transfer": "basic", "objects": answers, "hash_algo": "sha256"})
 
@@ -141,9 +142,10 @@ async def upload(call: Call) -> Response:
 
 @table.add("GET", r"/_hubgate/lfs/download/(?P<oid>[0-9a-f]{64})", action=Action.SIGNED)
 def download(call: Call) -> Response:
-    oid = call.params["oid"]
-    _signed(call.request, call.hub.signer, "download", oid)
-    path = call.hub.blobs.local_path(oid)
+    oid, repo_pk = call.params["oid"], call.query.get("repo", "")
+    _signed(call.request, call.hub.signer, "download", oid, repo_pk)
+    # Issued for one repo: once that repo is deleted (or no longer has the object), nothing.
+    path = call.hub.blobs.local_path(oid) if repo_pk.isdigit() and call.hub.repos.serves_lfs(int(repo_pk), oid) else None
     if path is None:
         raise NotFound(f"Object {oid} does not exist")
     content = Content(path.stat().st_size, path=path)

@@ -1,0 +1,1 @@
+"""Operations on the stored data as a whole: garbage collection (`gc`) and consistency checks (`fsck`)."""

@@ -29,6 +29,9 @@ MAX_JSON_BODY = 16 * 1024 * 1024
 # Largest number of entries per page of a tree listing.
 TREE_PAGE_SIZE = 1000
 COMMITS_PAGE_SIZE = 50
+# Most objects in one LFS batch request, as the Hub caps a request's parameters (huggingface_hub
+# sends 256 at a time, git-lfs 100): more is answered 413.
+LFS_BATCH_MAX_OBJECTS = 1000
 # Lifetime of a presigned LFS upload URL.
 LFS_UPLOAD_URL_TTL = 3600
 

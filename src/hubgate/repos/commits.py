@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from hubgate import constants
 from hubgate.errors import BadRequest, EntryNotFound
@@ -57,24 +59,38 @@ def lfs_patterns(gitattributes: bytes | None) -> list[str]:
     return patterns
 
 
-def matches_lfs(path: str, patterns: list[str]) -> bool:
-    name = path.rsplit("/", 1)[-1]
-    for pattern in patterns:
-        target = path if "/" in pattern else name
-        if fnmatch.fnmatchcase(target, pattern.replace("**/", "*")):
-            return True
-    return False
+def _pattern_regex(patterns: list[str]) -> re.Pattern[str] | None:
+    """One regex for a list of fnmatch patterns (None for none), so that a file costs one match."""
+    if not patterns:
+        return None
+    return re.compile("|".join(f"(?:{fnmatch.translate(p.replace('**/', '*'))})" for p in patterns))
 
 
 @dataclass(frozen=True)
 class LfsPolicy:
-    """Which files are stored as LFS: large ones, and those `.gitattributes` marks `filter=lfs`."""
+    """Which files are stored as LFS: large ones, and those `.gitattributes` marks `filter=lfs`.
+
+    A pattern with a `/` matches the whole path, one without matches the file name.
+    """
 
     threshold: int
     patterns: list[str]
 
+    @cached_property
+    def _by_path(self) -> re.Pattern[str] | None:
+        return _pattern_regex([p for p in self.patterns if "/" in p])
+
+    @cached_property
+    def _by_name(self) -> re.Pattern[str] | None:
+        return _pattern_regex([p for p in self.patterns if "/" not in p])
+
+    def matches(self, path: str) -> bool:
+        if self._by_name is not None and self._by_name.match(path.rpartition("/")[2]):
+            return True
+        return self._by_path is not None and self._by_path.match(path) is not None
+
     def wants_lfs(self, path: str, size: int) -> bool:
-        return size > 0 and (size >= self.threshold or matches_lfs(path, self.patterns))
+        return size > 0 and (size >= self.threshold or self.matches(path))
 
 
 @dataclass
@@ -100,30 +116,76 @@ class TreeEdit:
                 oids.add(pointer[0])
         return oids
 
+    def __post_init__(self) -> None:
+        # {folder: names of its direct children}, "" being the root: adding, deleting and checking
+        # for file/folder clashes cost the depth of a path, not the size of the tree.
+        self._children: dict[str, set[str]] = {"": set()}
+        for path in self.files:
+            self._link(path)
+
+    def _link(self, path: str) -> None:
+        parent, _, name = path.rpartition("/")
+        while True:
+            known = parent in self._children
+            self._children.setdefault(parent, set()).add(name)
+            if known or not parent:
+                return
+            parent, _, name = parent.rpartition("/")
+
+    def _unlink(self, path: str) -> None:
+        """Forget `path`, and every folder it leaves empty (git has no empty folders)."""
+        parent, _, name = path.rpartition("/")
+        while True:
+            siblings = self._children[parent]
+            siblings.discard(name)
+            if siblings or not parent:
+                return
+            del self._children[parent]
+            parent, _, name = parent.rpartition("/")
+
+    def _subtree(self, folder: str) -> tuple[list[str], list[str]]:
+        """(files, folders) under `folder`, itself included among the folders."""
+        files: list[str] = []
+        folders: list[str] = []
+        pending = [folder]
+        while pending:
+            current = pending.pop()
+            folders.append(current)
+            for name in self._children[current]:
+                child = f"{current}/{name}" if current else name
+                (pending if child in self._children else files).append(child)
+        return files, folders
+
     def apply(self, ops: list[Operation], blobs: BlobStore, policy: LfsPolicy) -> None:
         for op in ops:
             if isinstance(op, (AddBytes, AddLfs)):
                 path = check_path(op.path)
-                for depth in range(1, path.count("/") + 1):
-                    prefix = "/".join(path.split("/")[:depth])
+                prefix = path.rpartition("/")[0]
+                while prefix:
                     if prefix in self.files:
                         raise BadRequest(f"Cannot add {path}: {prefix} is a file")
-                if any(p.startswith(path + "/") for p in self.files):
+                    prefix = prefix.rpartition("/")[0]
+                if path in self._children:
                     raise BadRequest(f"Cannot add {path}: it is a folder")
                 obj = self._blob_for(op, blobs, policy)
                 self.new_objects.append(obj)
                 self.files[path] = (git.FILE_MODE, obj.sha1)
+                self._link(path)
             elif isinstance(op, DeleteFile):
                 path = check_path(op.path)
                 if self.files.pop(path, None) is None:
                     raise EntryNotFound(path)
+                self._unlink(path)
             else:
                 folder = check_folder_to_delete(op.path)
-                doomed = [p for p in self.files if p.startswith(folder + "/")]
-                if not doomed:
+                if folder not in self._children:
                     raise EntryNotFound(folder)
+                doomed, folders = self._subtree(folder)
                 for p in doomed:
                     del self.files[p]
+                for sub in folders:
+                    del self._children[sub]
+                self._unlink(folder)
 
     def _blob_for(self, op: AddBytes | AddLfs, blobs: BlobStore, policy: LfsPolicy) -> git.RawObject:
         if isinstance(op, AddLfs):

@@ -108,8 +108,13 @@ def is_utf8(text: str) -> bool:
     return True
 
 
+_ASCII_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _has_control(text: str) -> bool:
     """C0 and C1 control characters and DEL (newlines and tabs included)."""
+    if text.isascii():
+        return _ASCII_CONTROL.search(text) is not None
     return any(unicodedata.category(c) == "Cc" for c in text)
 
 
@@ -117,6 +122,8 @@ def is_dotgit(part: str) -> bool:
     """Whether git would take this path component for `.git` on some filesystem: any case,
     HFS+ ignorable code points removed, NTFS trailing dots and spaces, 8.3 name `GIT~1`, and
     NTFS alternate data streams (`.git::$INDEX_ALLOCATION`)."""
+    if part.isascii() and "git" not in part.lower():
+        return False
     folded = "".join(c for c in part if ord(c) not in _HFS_IGNORABLE).casefold()
     folded = folded.split(":", 1)[0].rstrip(" .")
     return folded in (".git", "git~1")

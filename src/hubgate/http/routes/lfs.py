@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from hubgate import constants
 from hubgate.auth.gate import Action
-from hubgate.errors import BadRequest, Forbidden, NotFound
+from hubgate.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge
 from hubgate.http.call import Call
 from hubgate.http.responses import ContentResponse, json_response, parse_range
 from hubgate.http.routing import FILE_PREFIX, RouteTable
@@ -33,6 +33,10 @@ def _batch_body(call: Call) -> dict[str, Any]:
     body = call.body if isinstance(call.body, dict) else None
     if body is None or body.get("operation") not in ("upload", "download") or not isinstance(body.get("objects"), list):
         raise BadRequest("Expected {'operation': 'upload'|'download', 'objects': [...]}")
+    if len(body["objects"]) > constants.LFS_BATCH_MAX_OBJECTS:
+        raise PayloadTooLarge(
+            f"Too many objects in one batch: {len(body['objects'])} (at most {constants.LFS_BATCH_MAX_OBJECTS})"
+        )
     return body
 
 

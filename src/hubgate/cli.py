@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
@@ -47,6 +47,13 @@ def _hub(data: Path | None, config: Path | None) -> Hub:
     return Hub(Settings.load(data=data, config=config))
 
 
+def _changed(hub: Hub, kind: str, **fields: object) -> None:
+    """Audit a change made from the command line (the operator is the OS user running it)."""
+    import getpass
+
+    hub.audit.record(kind, via="cli", operator=getpass.getuser(), **fields)
+
+
 def _run(action: Callable[[], T]) -> T:
     try:
         return action()
@@ -80,7 +87,12 @@ def user_add(
     config: ConfigOpt = None,
 ) -> None:
     """Add a user."""
-    _run(lambda: _hub(data, config).accounts.add_user(name, admin=admin, email=email))
+    def add() -> None:
+        hub = _hub(data, config)
+        hub.accounts.add_user(name, admin=admin, email=email)
+        _changed(hub, "membership", member=name, change="user added", admin=admin)
+
+    _run(add)
     typer.echo(f"user {name} added")
 
 
@@ -92,7 +104,12 @@ def org_add(
     config: ConfigOpt = None,
 ) -> None:
     """Add an organisation."""
-    _run(lambda: _hub(data, config).accounts.add_org(name, owner))
+    def add() -> None:
+        hub = _hub(data, config)
+        hub.accounts.add_org(name, owner)
+        _changed(hub, "membership", org=name, member=owner, role="admin", change="organisation added")
+
+    _run(add)
     typer.echo(f"organisation {name} added, owned by {owner}")
 
 
@@ -105,14 +122,24 @@ def member_add(
     config: ConfigOpt = None,
 ) -> None:
     """Add a member to an organisation, or change their role."""
-    _run(lambda: _hub(data, config).accounts.set_member(org, user, role))
+    def add() -> None:
+        hub = _hub(data, config)
+        hub.accounts.set_member(org, user, role)
+        _changed(hub, "membership", org=org, member=user, role=role)
+
+    _run(add)
     typer.echo(f"{user} is a {role} member of {org}")
 
 
 @member_app.command("remove")
 def member_remove(org: str, user: str, data: DataOpt = None, config: ConfigOpt = None) -> None:
     """Remove a member from an organisation."""
-    _run(lambda: _hub(data, config).accounts.remove_member(org, user))
+    def remove() -> None:
+        hub = _hub(data, config)
+        hub.accounts.remove_member(org, user)
+        _changed(hub, "membership", org=org, member=user, role=None)
+
+    _run(remove)
     typer.echo(f"{user} removed from {org}")
 
 
@@ -144,7 +171,10 @@ def token_create(
                      for r in (read_lock(lock).repos if lock is not None else ()))
         if lock is not None and not pins:
             raise BadRequest(f"{lock} locks no repo")
-        return _hub(data, config).accounts.tokens.create(user, role=role, grants=grants, name=name, expires=expires, pins=pins)
+        hub = _hub(data, config)
+        issued = hub.accounts.tokens.create(user, role=role, grants=grants, name=name, expires=expires, pins=pins)
+        _changed(hub, "token", change="created", token=issued.row.id, token_owner=user, scope=issued.row.scope.describe())
+        return issued
 
     issued = _run(create)
     row = issued.row
@@ -193,8 +223,10 @@ def token_revoke(token: TokenArg, data: DataOpt = None, config: ConfigOpt = None
     """Revoke a token; it stops working on the next request, in every worker."""
 
     def revoke() -> TokenRow:
-        tokens = _hub(data, config).accounts.tokens
-        return tokens.revoke(tokens.find(token).id)
+        hub = _hub(data, config)
+        row = hub.accounts.tokens.revoke(hub.accounts.tokens.find(token).id)
+        _changed(hub, "token", change="revoked", token=row.id, token_owner=row.user)
+        return row
 
     row = _run(revoke)
     typer.echo(f"token {row.id} ({row.name}) of {row.user} revoked")
@@ -205,8 +237,10 @@ def token_rotate(token: TokenArg, data: DataOpt = None, config: ConfigOpt = None
     """Give a token a new secret (same id, name, scope and expiry); the old secret stops working."""
 
     def rotate() -> Issued:
-        tokens = _hub(data, config).accounts.tokens
-        return tokens.rotate(tokens.find(token).id)
+        hub = _hub(data, config)
+        issued = hub.accounts.tokens.rotate(hub.accounts.tokens.find(token).id)
+        _changed(hub, "token", change="rotated", token=issued.row.id, token_owner=issued.row.user)
+        return issued
 
     issued = _run(rotate)
     typer.echo(f"token {issued.row.id} ({issued.row.name}) of {issued.row.user} rotated; the new secret will not be shown again:")
@@ -214,6 +248,13 @@ def token_rotate(token: TokenArg, data: DataOpt = None, config: ConfigOpt = None
 
 
 RepoTypeOpt = Annotated[str, typer.Option("--type", help="model, dataset or space.")]
+
+
+def _repo_label(repo: str, repo_type: str) -> str:
+    """How audit records name a repo (as `str(RepoRef)` does)."""
+    from hubgate.repos.ids import RepoRef
+
+    return str(RepoRef.parse(repo_type, repo))
 
 
 def _repo_pk(hub: Hub, repo: str, repo_type: str) -> int:
@@ -240,6 +281,7 @@ def collaborator_add(
     def add() -> None:
         hub = _hub(data, config)
         hub.access.set_collaborator(_repo_pk(hub, repo, repo_type), user, role)
+        _changed(hub, "permission", repo=_repo_label(repo, repo_type), member=user, role=role)
 
     _run(add)
     typer.echo(f"{user} is a {role} collaborator of {repo}")
@@ -254,6 +296,7 @@ def collaborator_remove(
     def remove() -> None:
         hub = _hub(data, config)
         hub.access.remove_collaborator(_repo_pk(hub, repo, repo_type), user)
+        _changed(hub, "permission", repo=_repo_label(repo, repo_type), member=user, role=None)
 
     _run(remove)
     typer.echo(f"{user} removed from the collaborators of {repo}")
@@ -276,6 +319,34 @@ def collaborator_list(
 
     for user, role in _run(listing).items():
         typer.echo(json.dumps({"user": user, "role": role}) if as_json else f"{user:<24} {role}")
+
+
+@app.command("audit")
+def audit(
+    repo: Annotated[str | None, typer.Option("--repo", help="Only this repo (datasets/ or spaces/ prefix for those).")] = None,
+    user: Annotated[str | None, typer.Option("--user", help="Only what this user did.")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="A date (2026-12-01) or a duration back (24h, 7d).")] = None,
+    kind: Annotated[str | None, typer.Option("--kind", help="download, upload, commit, repo, token, ...")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines.")] = False,
+    data: DataOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Show the audit log, oldest first (times in UTC)."""
+    import json
+
+    from hubgate.audit import AuditQuery, parse_since
+
+    try:
+        moment = parse_since(since, datetime.now(UTC)) if since else None
+    except ValueError as exc:
+        typer.echo(f"error: --since {since!r}: expected a date (2026-12-01) or a duration (24h, 7d)", err=True)
+        raise typer.Exit(2) from exc
+    for event in _hub(data, config).audit.events(AuditQuery(repo=repo, user=user, since=moment, kind=kind)):
+        if as_json:
+            typer.echo(json.dumps(event))
+            continue
+        rest = " ".join(f"{k}={v}" for k, v in event.items() if k not in ("at", "kind", "user", "repo"))
+        typer.echo(f"{event['at']} {event['kind']:<14} {event.get('user') or '-':<14} {event.get('repo') or '-':<28} {rest}")
 
 
 @mirror_app.command("pull")

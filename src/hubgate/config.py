@@ -101,6 +101,8 @@ class Settings(BaseSettings):
     gc: GcSettings = Field(default_factory=GcSettings)
     # Never contact an upstream; serve what is cached.
     offline: bool = False
+    # Days the audit log (data/audit/) keeps its records; 0 keeps them forever.
+    audit_retention_days: int = 365
     # TESTS ONLY: crash points where the server kills itself (see hubgate/crashpoints.py).
     crash_at: str = ""
 

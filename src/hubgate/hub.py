@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 from functools import cached_property
 
+from hubgate.audit import AuditLog
 from hubgate.auth.accounts import Accounts
 from hubgate.auth.gate import Gate
 from hubgate.config import Settings
@@ -40,6 +41,7 @@ class Hub:
             Mirror(settings, self.metadata, self.blobs, crash=crash) if settings.upstream or settings.offline else None
         )
         self.access = RepoAccess(self.metadata)
+        self.audit = AuditLog(settings.data / "audit", settings.audit_retention_days)
         self.gate = Gate(self.open_repo, self.repos.open, self.access)
         self._periodic_gc: PeriodicCollector | None = None
 

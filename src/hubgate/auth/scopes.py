@@ -161,12 +161,18 @@ _DURATION = re.compile(r"^(\d+)([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
+def parse_duration(text: str) -> dt.timedelta | None:
+    """`90s`, `15m`, `12h`, `30d`, `2w`; None if `text` is not a duration."""
+    found = _DURATION.match(text.strip())
+    return dt.timedelta(**{_UNITS[found.group(2)]: int(found.group(1))}) if found else None
+
+
 def parse_expiry(text: str, now: dt.datetime) -> dt.datetime:
     """`90s`, `15m`, `12h`, `30d`, `2w`, or an ISO date/time (UTC unless it says otherwise); naive UTC."""
-    found = _DURATION.match(text.strip())
     try:
-        if found:
-            expires = now + dt.timedelta(**{_UNITS[found.group(2)]: int(found.group(1))})
+        duration = parse_duration(text)
+        if duration is not None:
+            expires = now + duration
         else:
             parsed = dt.datetime.fromisoformat(text.strip())
             if parsed.tzinfo is not None:

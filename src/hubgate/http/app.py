@@ -25,6 +25,7 @@ from hubgate.errors import (
     PayloadTooLarge,
     ServiceUnavailable,
 )
+from hubgate.http.auditing import RequestTrail
 from hubgate.http.call import Call
 from hubgate.http.headers import make_safe
 from hubgate.http.resources import out_of_resources
@@ -48,9 +49,11 @@ class HubgateApp:
         if scope["type"] != "http":
             return
         request = Request(scope, receive)
+        trail = RequestTrail(request)
         try:
-            response = await self._handle(request)
+            response = await self._handle(request, trail)
         except HubError as error:
+            trail.auth_failed = isinstance(error, InvalidCredentials)
             response = error_response(error)
         except ClientDisconnect:  # the client left mid-upload: nothing was applied, nobody to answer
             log.info("client left during %s %s", request.method, request.url.path)
@@ -66,7 +69,10 @@ class HubgateApp:
         if trace:
             response.headers["X-Request-Id"] = trace[:200]
         response.raw_headers = make_safe(response.raw_headers)  # values built from input: never refused
-        await response(scope, receive, send)
+        try:
+            await response(scope, receive, trail.counting(send))
+        finally:
+            trail.record(self.hub.audit)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         while True:
@@ -81,7 +87,7 @@ class HubgateApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _handle(self, request: Request) -> Response:
+    async def _handle(self, request: Request, trail: RequestTrail) -> Response:
         raw_path = request.scope.get("raw_path") or request.scope["path"].encode()
         found = match(self.routes, request.method, raw_path.decode("latin-1"))
         if found is None:
@@ -90,19 +96,22 @@ class HubgateApp:
             raise HubError(f"Method {request.method} not allowed here", status=405)
         route, params = found  # type: ignore[misc]
         principal, upstream_token = await self._principal(request)
+        trail.principal, trail.params = principal, params
         body = await self._body(request, route.body)
-        call = Call(request, self.hub, params, principal, body, upstream_token)
-        await run_in_threadpool(self._authorize, route, call)
+        call = Call(request, self.hub, params, principal, body, upstream_token, audit=trail.details)
+        await run_in_threadpool(self._authorize, route, call, trail)
         response: Response = await route.handler(call) if route.is_async else await run_in_threadpool(route.handler, call)
         return response
 
-    def _authorize(self, route: Route, call: Call) -> None:
+    def _authorize(self, route: Route, call: Call, trail: RequestTrail) -> None:
         """The one access check, before any handler runs."""
         action = route.action if isinstance(route.action, Action) else route.action(call)
+        trail.action = action
         if action in REPO_ACTIONS and route.subject is None:
             subject = Subject(ref=call.repo_ref, revision=call.params.get("rev"), path=call.params.get("path"))
         else:
             subject = route.subject(call) if route.subject is not None else Subject()
+        trail.subject = subject
         call.authorized = self.hub.gate.authorize(call.principal, action, subject, call.upstream_token)
 
     async def _principal(self, request: Request) -> tuple[Principal | None, str | None]:

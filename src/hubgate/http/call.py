@@ -28,6 +28,7 @@ class Call:
     body: Any = None
     upstream_token: str | None = None  # a client's own upstream token (passthrough), never a hubgate one
     authorized: Repository | None = None  # the repo of a repo action, opened and checked by the gate
+    audit: dict[str, Any] = field(default_factory=dict)  # details for this request's audit record
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -64,7 +64,8 @@ def handle_request(call: Call) -> Response:
         raise BadRequest("'status', 'user' and 'rejectionReason' must be strings")
     if request_id is not None and not str(request_id).isdigit():
         raise BadRequest("'requestId' is not a request id")
-    call.hub.access.decide(pk, user, int(request_id) if request_id is not None else None, status, reason)
+    decided = call.hub.access.decide(pk, user, int(request_id) if request_id is not None else None, status, reason)
+    call.audit.update(kind="access_decision", member=decided, decision=status)
     return json_response({})
 
 
@@ -74,6 +75,7 @@ def grant(call: Call) -> Response:
     if not isinstance(user, str):
         raise BadRequest("'user' is required")
     call.hub.access.grant(_gated_pk(call), user)
+    call.audit.update(kind="access_decision", member=user, decision="granted")
     return json_response({"status": "accepted", "user": user})
 
 
@@ -94,10 +96,12 @@ def set_collaborator(call: Call) -> Response:
     if not isinstance(role, str):
         raise BadRequest("'role' is required: read or write")
     call.hub.access.set_collaborator(_pk(call), call.params["user"], role)
+    call.audit.update(kind="permission", member=call.params["user"], role=role)
     return json_response({"user": call.params["user"], "role": role})
 
 
 @table.add("DELETE", rf"/api/{API_TYPE}/{REPO_ID}/collaborators/{USER}", action=Action.MANAGE_REPO)
 def remove_collaborator(call: Call) -> Response:
     call.hub.access.remove_collaborator(_pk(call), call.params["user"])
+    call.audit.update(kind="permission", member=call.params["user"], role=None)
     return json_response({})

@@ -76,6 +76,7 @@ async def commit(call: Call) -> Response:
             await run_in_threadpool(spool.write, chunk)
         await run_in_threadpool(spool.flush)
         sha = await run_in_threadpool(_apply, call, spool)
+    call.audit.update(kind="commit", commit=sha)
     ref = call.repo_ref
     payload = call.extras["payload"]
     return json_response(

@@ -20,8 +20,9 @@ table = RouteTable()
 @table.add("GET", rf"/{FILE_PREFIX}{REPO_ID}/resolve/{REV}/{PATH}", action=Action.DOWNLOAD)
 def resolve(call: Call) -> Response:
     repo = call.repo
-    commit = repo.resolve(check_revision(call.params["rev"]))
     path = call.params["path"]
+    call.audit["file"] = path
+    commit = repo.resolve(check_revision(call.params["rev"]))
     try:
         check_path(path)
     except Exception as exc:
@@ -39,4 +40,6 @@ def resolve(call: Call) -> Response:
     headers.update(repo.response_headers())
     # HEAD only describes the file: it must not start an upstream download of a mirrored one.
     content = Content(entry.content_size) if call.request.method == "HEAD" else repo.open(entry, commit)
+    source = repo.meta.source
+    call.audit["cache"] = "hosted" if source == "hosted" else "hit" if content.stream is None else f"upstream:{source}"
     return ContentResponse(content, headers, effective_range(call.request.headers, headers["ETag"], content))

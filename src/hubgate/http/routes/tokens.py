@@ -61,7 +61,8 @@ def _strings(body: dict[str, Any], key: str) -> list[str]:
     return value
 
 
-def _issued(issued: Issued) -> Response:
+def _issued(call: Call, issued: Issued) -> Response:
+    call.audit.update(token=issued.row.id, token_owner=issued.row.user)
     return json_response({**issued.row.to_json(utcnow()), "token": issued.secret})
 
 
@@ -84,14 +85,15 @@ def create_token(call: Call) -> Response:
     name, role, expires = body.get("name") or "", body.get("role") or "read", body.get("expires")
     if not isinstance(name, str) or not isinstance(role, str) or not isinstance(expires, str | None):
         raise BadRequest("'name', 'role' and 'expires' must be strings")
-    return _issued(call.hub.accounts.tokens.create(user, role=role, grants=grants, name=name, expires=expires))
+    return _issued(call, call.hub.accounts.tokens.create(user, role=role, grants=grants, name=name, expires=expires))
 
 
 @table.add("DELETE", rf"/api/tokens/{TOKEN_ID}", action=Action.MANAGE_TOKENS, subject=_token_owner)
 def revoke_token(call: Call) -> Response:
+    call.audit["token"] = int(call.params["token_id"])
     return json_response(call.hub.accounts.tokens.revoke(int(call.params["token_id"])).to_json(utcnow()))
 
 
 @table.add("POST", rf"/api/tokens/{TOKEN_ID}/rotate", action=Action.MANAGE_TOKENS, subject=_token_owner)
 def rotate_token(call: Call) -> Response:
-    return _issued(call.hub.accounts.tokens.rotate(int(call.params["token_id"])))
+    return _issued(call, call.hub.accounts.tokens.rotate(int(call.params["token_id"])))

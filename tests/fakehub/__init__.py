@@ -185,7 +185,7 @@ class FakeHub:
         self.control(f"faults/{fault_id}", method="DELETE")
 
     def configure(self, **settings: Any) -> dict[str, Any]:
-        """page_size, cdn_url_ttl, xet, gzip, resolve_cache, chunk_size, tokens."""
+        """page_size, cdn_url_ttl, xet, gzip, resolve_cache, chunk_size, tokens, partial (see app.DEFAULT_CONFIG)."""
         return self.control("config", settings)
 
     def reset(self, requests: bool = True) -> None:

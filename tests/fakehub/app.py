@@ -70,6 +70,10 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "gzip": True,  # gzip regular text files on GET when the client accepts it (chunked, no Content-Length)
     "resolve_cache": False,  # answer resolve of regular files with a relative 307 to /api/resolve-cache/...
     "chunk_size": 1024 * 1024,  # body chunk size for file bytes (read off the event loop)
+    # A mirror that answers only what clients call: info only with a revision, `tree/{rev}` 301 to
+    # `tree/{rev}/`, 401 RepoNotFound for a missing file or revision, LFS bytes straight from the
+    # resolve URL without X-Linked-Etag, no Content-Length on GET, Range ignored, unquoted ETags.
+    "partial": False,
 }
 
 
@@ -593,8 +597,14 @@ class HubApp(Base):
             return
         if await self.follow_alias(ctx, repo, repo_id):
             return
+        partial = self.state.config["partial"]
+        if action is None and partial:
+            return await ctx.error(401, "Repository not found", "RepoNotFound")
         if action is None:
             return await self.info(ctx, repo, None)
+        if action == "tree" and len(tail) == 2 and partial and not ctx.raw_path.endswith("/"):
+            location = ctx.raw_path + "/" + ("?" + ctx.query_string if ctx.query_string else "")
+            return await ctx.respond(301, {"Location": location, "Content-Type": "text/plain"}, b"Moved Permanently")
         if action == "revision" and len(tail) >= 2:
             return await self.info(ctx, repo, "/".join(tail[1:]))
         if action == "tree" and len(tail) >= 2:
@@ -625,6 +635,8 @@ class HubApp(Base):
         return repo.resolve(rev or "main")
 
     async def revision_missing(self, ctx: Ctx, rev: str) -> None:
+        if self.state.config["partial"]:
+            return await ctx.error(401, "Repository not found", "RepoNotFound")
         await ctx.error(404, f"Invalid rev id: {rev}", "RevisionNotFound")
 
     def repo_json(self, repo: Repo, commit: CommitRecord | None, blobs: bool) -> dict[str, Any]:
@@ -798,8 +810,16 @@ class HubApp(Base):
         if commit is None:
             return await self.revision_missing(ctx, rev)
         entry = commit.files.get(path)
+        partial = self.state.config["partial"]
+        if entry is None and partial:
+            return await ctx.error(401, "Repository not found", "RepoNotFound")
         if entry is None:
             return await ctx.error(404, "Entry not found", "EntryNotFound", {"X-Repo-Commit": commit.sha})
+        if partial:  # the bytes themselves, whatever the file, with the validator unquoted
+            headers = {"X-Repo-Commit": commit.sha, "ETag": entry.sha256 if entry.lfs else entry.oid,
+                       "Content-Type": content_type(path)}
+            return await serve_file(ctx, self.state.store.source_path(entry), entry.size, headers, allow_gzip=False,
+                                    partial=True)
         common = {"X-Repo-Commit": commit.sha, "Accept-Ranges": "bytes", "Vary": "Origin, Accept-Encoding",
                   "Cross-Origin-Opener-Policy": "same-origin", "Referrer-Policy": "strict-origin-when-cross-origin"}
         if entry.lfs:
@@ -1015,7 +1035,14 @@ class CdnApp(Base):
 
 
 # ------------------------------------------------------------------------------------------------
-async def serve_file(ctx: Ctx, source: Path, size: int, headers: dict[str, str], allow_gzip: bool) -> None:
+async def serve_file(ctx: Ctx, source: Path, size: int, headers: dict[str, str], allow_gzip: bool,
+                     partial: bool = False) -> None:
+    if partial:  # Range ignored, no Content-Length on GET (sent chunked)
+        ctx.apply_body_faults()
+        await ctx.start(200, headers if ctx.method == "GET" else {**headers, "Content-Length": str(size)})
+        if ctx.method == "HEAD":
+            return await ctx.write(b"", False)
+        return await ctx.stream(source, 0, size, total=size)
     hdrs = {"Accept-Ranges": "bytes", **headers}
     etag = hdrs.get("ETag")
     conditional = ctx.headers.get("if-none-match")

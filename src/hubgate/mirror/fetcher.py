@@ -283,8 +283,13 @@ class Fetcher:
         Its first bytes go out at once; the last `CHUNK` wait until the whole file (fetched by the
         shared download) verifies, and go out only if the range matches the verified file.
         """
+        response = await asyncio.to_thread(self._open_direct, src, start, end, token_for)
+        if response is None:  # the upstream ignores Range: tail the shared download instead
+            async for chunk in self.read(src, start, end):
+                yield chunk
+            return
         hasher, held, sent = hashlib.sha256(), bytearray(), 0
-        async for chunk in iterate_in_threadpool(self._direct_pieces(src, start, end, token_for)):
+        async for chunk in iterate_in_threadpool(_pieces(response)):
             hasher.update(chunk)
             held += chunk
             if len(held) > CHUNK:
@@ -305,27 +310,22 @@ class Fetcher:
             raise TransferFailed(f"a range of {src.url_path} did not verify")
         yield bytes(held)
 
-    def _direct_pieces(self, src: FileSource, start: int, end: int, token_for: TokenFor) -> Iterator[bytes]:
-        def attempt(upstream: Upstream) -> tuple[Upstream, httpx.Response]:
+    def _open_direct(self, src: FileSource, start: int, end: int, token_for: TokenFor) -> httpx.Response | None:
+        """The first upstream's 206 answer to the range; None if it ignores Range (answers 200)."""
+        def attempt(upstream: Upstream) -> httpx.Response | None:
             headers = {"Accept-Encoding": "identity", "Range": f"bytes={start}-{end}"}
             response = upstream.request("GET", src.url_path, token=token_for(upstream), headers=headers, stream=True)
             if response.status_code >= 400:
                 raise_for_missing(upstream, response)
             if response.status_code != 206:
                 response.close()
-                raise UpstreamError(upstream.name, "ignored the Range header")
-            return upstream, response
+                return None
+            return response
 
         try:
-            (_, response), _ = self.upstreams.first(attempt)
+            return self.upstreams.first(attempt)[0]
         except (UpstreamError, UpstreamMissing) as exc:
             raise TransferFailed(str(exc)) from exc
-        try:
-            yield from response.iter_raw(CHUNK)
-        except httpx.HTTPError as exc:
-            raise TransferFailed(str(exc)) from exc
-        finally:
-            response.close()
 
     def _range_digest(self, src: FileSource, start: int, end: int) -> bytes:
         path = self.cached_path(src)
@@ -387,6 +387,15 @@ class Fetcher:
             await self._waiters.wait(src.oid, delay, lambda: self.cached_path(src) is not None)
             delay = min(delay * 2, READER_POLL_MAX)
         return True
+
+
+def _pieces(response: httpx.Response) -> Iterator[bytes]:
+    try:
+        yield from response.iter_raw(CHUNK)
+    except httpx.HTTPError as exc:
+        raise TransferFailed(str(exc)) from exc
+    finally:
+        response.close()
 
 
 class Started:

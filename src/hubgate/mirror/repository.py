@@ -102,6 +102,8 @@ class MirroredRepository:
         try:
             info, upstream = self.mirror.fetch_info(self.ref, revision, self.token_for)
         except UpstreamMissing as exc:
+            if exc.code in (None, "RepoNotFound") and revision != "main" and self._exists():
+                raise RevisionNotFound(revision) from exc  # some mirrors say RepoNotFound for any missing thing
             raise missing_to_error(self.ref, exc, revision) from exc
         except UpstreamError as exc:
             if known is None:
@@ -110,6 +112,13 @@ class MirroredRepository:
             return known.commit
         sha: str = info["sha"]
         return sha
+
+    def _exists(self) -> bool:
+        try:
+            self.mirror.fetch_info(self.ref, "main", self.token_for)
+        except (UpstreamMissing, UpstreamError):
+            return False
+        return True
 
     def _info(self, commit: str) -> tuple[dict[str, Any], list[dict[str, Any]] | None]:
         found = self.mirror.cache.commit(self.ref.type, self.ref.repo_id, commit)

@@ -63,6 +63,10 @@ class Mirror:
 
         def attempt(upstream: Upstream) -> dict[str, Any]:
             response = upstream.request("GET", path, token=token_for(upstream))
+            if revision is None and response.status_code in (401, 404):
+                # Some mirrors answer a repo's info only with a revision: name the default branch.
+                response.close()
+                response = upstream.request("GET", f"{path}/revision/main", token=token_for(upstream))
             raise_for_missing(upstream, response)
             info = response.json()
             if not isinstance(info, dict) or not is_commit_id(str(info.get("sha", ""))):

@@ -129,7 +129,8 @@ class Upstream:
                     self.health.ok(time.monotonic() - started)
                     return response
                 response.close()
-                url, params = target, None
+                # A redirect that drops the query (`tree/{rev}` -> `tree/{rev}/`) keeps our parameters.
+                url, params = target, (params if not urlsplit(target).query else None)
                 continue
             if response.status_code >= 500 or response.status_code in (408, 429):
                 response.close()

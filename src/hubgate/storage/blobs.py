@@ -8,6 +8,7 @@ blob visible.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import tempfile
@@ -64,12 +65,25 @@ def is_sha256(value: str) -> bool:
     return len(value) == 64 and all(c in "0123456789abcdef" for c in value)
 
 
+def _locked_temp_file(tmp_dir: Path) -> tuple[int, Path]:
+    """A new `blob-*` file in `tmp_dir`, held under an exclusive flock for as long as its fd is open.
+
+    The lock tells any process's start-up cleanup that a live writer owns the file. A cleanup
+    that got in between creating and locking has unlinked it: then try again.
+    """
+    while True:
+        fd, name = tempfile.mkstemp(dir=tmp_dir, prefix="blob-")
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if os.fstat(fd).st_nlink > 0:
+            return fd, Path(name)
+        os.close(fd)
+
+
 class LocalBlobWriter:
     def __init__(self, store: LocalBlobStore) -> None:
         self._store = store
-        fd, name = tempfile.mkstemp(dir=store.tmp_dir, prefix="blob-")
+        fd, self._path = _locked_temp_file(store.tmp_dir)
         self._file = os.fdopen(fd, "wb")
-        self._path = Path(name)
         self._hash = hashlib.sha256()
         self._size = 0
         self._done = False
@@ -92,12 +106,12 @@ class LocalBlobWriter:
                 raise BadRequest(f"Hash mismatch: expected sha256 {expected_sha256}, received {digest}")
             self._file.flush()
             os.fsync(self._file.fileno())
-            self._file.close()
             final = self._store.path_for(digest)
             final.parent.mkdir(parents=True, exist_ok=True)
             self._store.crash.hit("blob-written")
-            os.replace(self._path, final)
+            os.replace(self._path, final)  # still open, so still locked: no cleanup can take it first
             self._done = True
+            self._file.close()
             return digest
         finally:
             if not self._done:
@@ -155,11 +169,22 @@ class LocalBlobStore:
         self.path_for(sha256).unlink(missing_ok=True)
 
     def remove_partial_writes(self) -> int:
-        """Delete temporary files left by writers that died (call only when no writer runs)."""
+        """Delete temporary files left by writers that died; those a live writer (in any process)
+        still holds are locked, and kept."""
         removed = 0
         for leftover in self.tmp_dir.glob("blob-*"):
-            leftover.unlink(missing_ok=True)
-            removed += 1
+            try:
+                fd = os.open(leftover, os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                leftover.unlink(missing_ok=True)  # under the lock: no writer can own it meanwhile
+                removed += 1
+            except BlockingIOError:
+                continue  # a live writer's
+            finally:
+                os.close(fd)
         return removed
 
     def adopt(self, path: Path, sha256: str) -> Path:

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from huggingface_hub import HfApi
 
 from conftest import Server, start_server
@@ -215,3 +216,35 @@ def test_gc_during_commits_reusing_collectable_objects_loses_nothing(fresh_serve
         assert httpx.get(f"{srv.url}/alice/busy/resolve/main/{name}").content == data, name
     fsck = srv.cli("fsck", check=False)
     assert fsck.returncode == 0 and "fsck: clean" in fsck.stdout, fsck.stdout
+
+
+@pytest.mark.parametrize("point", ["gc-swept", "gc-unlinking"])
+def test_gc_killed_midway_leaves_a_consistent_store_and_the_next_run_finishes(fresh_server: Server, point: str) -> None:
+    srv = fresh_server
+    srv.add_user("alice")
+    token = srv.token("alice")
+    api = HfApi(endpoint=srv.url, token=token)
+    for name in ("doomed", "alive"):
+        api.create_repo(f"alice/{name}")
+    doomed = {"weights.bin": os.urandom(5000), "big.txt": os.urandom(80_000), "small.txt": b"gone soon\n"}
+    alive = {"weights.bin": os.urandom(5000), "big.txt": os.urandom(80_000)}
+    committed(srv, token, "alice/doomed", doomed)
+    committed(srv, token, "alice/alive", alive)
+    api.delete_repo("alice/doomed")
+    backdate_blobs(srv, 7200)
+    killed = subprocess.run([sys.executable, "-m", "hubgate", "gc", "--data", str(srv.data)],
+                            env={**srv.env, "HUBGATE_CRASH_AT": point}, capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -9, killed.stdout + killed.stderr
+    for name, data in alive.items():
+        assert httpx.get(f"{srv.url}/alice/alive/resolve/main/{name}").content == data
+    fsck = srv.cli("fsck", check=False)
+    assert fsck.returncode == 0 and "fsck: clean" in fsck.stdout, fsck.stdout
+    finished = srv.cli("gc")  # the dead collector's claim is taken over, its half-done work finished
+    assert "skipped" not in finished.stdout, finished.stdout
+    assert not list((srv.data / "tmp").glob("gc-*"))
+    for data in (doomed["weights.bin"], doomed["big.txt"]):
+        assert not blob_path(srv, sha256(data)).exists()
+    for name, data in alive.items():
+        assert httpx.get(f"{srv.url}/alice/alive/resolve/main/{name}").content == data
+    fsck = srv.cli("fsck", check=False)
+    assert fsck.returncode == 0 and "fsck: clean" in fsck.stdout and "0 unreferenced" in fsck.stdout, fsck.stdout

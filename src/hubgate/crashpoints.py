@@ -18,6 +18,8 @@ POINTS = frozenset({
     "objects-written",  # a commit's git objects are written (same transaction), the branch not yet moved
     "mirror-verified",  # a mirrored file is complete and verified in its part file, not yet published
     "mirror-published",  # a mirrored file is in blobs/, not yet recorded in the mirror's cache
+    "gc-swept",  # garbage collection deleted a batch of git objects, not yet links or blobs
+    "gc-unlinking",  # garbage collection took a blob out of blobs/, not yet deleted or put back
 })
 
 

@@ -32,7 +32,7 @@ class Hub:
         with contextlib.suppress(PermissionError):  # a folder from before: closed to other users now
             settings.data.chmod(0o700)
         self.metadata = MetadataStore(settings.db_url)
-        crash = CrashPoints.parse(settings.crash_at)
+        self.crash = crash = CrashPoints.parse(settings.crash_at)
         self.blobs = LocalBlobStore(settings.blob_dir, settings.tmp_dir, crash=crash)
         self.accounts = Accounts(self.metadata)
         self.repos = RepoService(self.metadata, self.blobs, settings.lfs_threshold, crash=crash)
@@ -69,6 +69,7 @@ class Hub:
             self.blobs,
             gc.grace if grace is None else grace,
             gc.upload_grace if upload_grace is None else upload_grace,
+            self.crash,
         )
 
     def fsck(self) -> Fsck:

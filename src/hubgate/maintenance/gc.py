@@ -35,6 +35,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, Executable, delete, or_, select, update
 from sqlalchemy.orm import Session
 
+from hubgate.crashpoints import NO_CRASH, CrashPoints
 from hubgate.maintenance.reach import Reach, roots, walk
 from hubgate.processes import alive
 from hubgate.storage.blobs import BlobStore
@@ -68,8 +69,11 @@ class GcReport:
 
 
 class Collector:
-    def __init__(self, metadata: MetadataStore, blobs: BlobStore, grace: float, upload_grace: float) -> None:
+    def __init__(
+        self, metadata: MetadataStore, blobs: BlobStore, grace: float, upload_grace: float, crash: CrashPoints = NO_CRASH
+    ) -> None:
         self.metadata = metadata
+        self.crash = crash
         self.blobs = blobs
         self.grace = grace
         self.upload_grace = upload_grace
@@ -131,6 +135,7 @@ class Collector:
                 walk(session, roots(session), reach)  # what commits made since the mark reach
                 doomed = [sha1 for sha1 in batch if sha1 not in reach.objects]
                 report.objects_deleted += _changed(session, delete(GitObject).where(GitObject.sha1.in_(doomed)))
+            self.crash.hit("gc-swept")
         with self.metadata.session() as session:
             exclude_writers(session)
             used = select(GitObject.lfs_sha256).where(GitObject.lfs_sha256.is_not(None))

@@ -215,6 +215,7 @@ class LocalBlobStore:
             os.replace(path, doomed)
         except FileNotFoundError:
             return False
+        self.crash.hit("gc-unlinking")
         if doomed.stat().st_mtime >= cutoff:
             with contextlib.suppress(FileExistsError):  # published yet again: the same bytes
                 os.link(doomed, path)

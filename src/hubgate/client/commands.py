@@ -11,13 +11,12 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
 from hubgate.client import bundle as bundles
-from hubgate.client.download import CHUNK, Puller, Summary
-from hubgate.client.layout import Target, target
+from hubgate.client.layout import Target, is_present, show, target
 from hubgate.client.lockfile import (
     Lock,
     Request,
@@ -26,8 +25,11 @@ from hubgate.client.lockfile import (
     read_spec,
     write_lock,
 )
-from hubgate.client.remote import Hubs, endpoints
 from hubgate.errors import HubError
+
+if TYPE_CHECKING:  # httpx loads only when a command goes to the network
+    from hubgate.client.download import Summary
+    from hubgate.client.remote import Hubs
 
 T = TypeVar("T")
 
@@ -60,6 +62,8 @@ def _errors() -> Iterator[None]:
 
 @contextmanager
 def _hubs(given: list[str] | None, lock: Lock | None = None) -> Iterator[Hubs]:
+    from hubgate.client.remote import Hubs, endpoints
+
     hubs = Hubs(_run(lambda: endpoints(given or [], lock.endpoints if lock else ())))
     try:
         yield hubs
@@ -127,13 +131,18 @@ def pull(
     local_dir: LocalDirOpt = None,
     cache_dir: CacheDirOpt = None,
     workers: Annotated[int, typer.Option("--workers", help="Parallel transfers.")] = 8,
-    range_size: Annotated[int, typer.Option("--range-size",
-            help="Files of at least twice this many bytes come in parallel ranges of this size.")] = CHUNK,
+    range_size: Annotated[int | None, typer.Option("--range-size",
+            help="Files of at least twice this many bytes come in parallel ranges of this size (default 16 MiB).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Download exactly what the lock names, verified, into the HF cache (or --local-dir)."""
     the_lock = _run(lambda: read_lock(lock_path))
     where = target(local_dir, cache_dir)
+    files = the_lock.all_files()
+    if all(is_present(where, repo, f) for repo, f in files):  # a machine's every boot: no network, no httpx
+        show(where, the_lock)
+        typer.echo(f"0 files fetched (0.0 MB in 0.0 s), {len(files)} already present, 0 failed; into {where.root}")
+        return
     with _hubs(endpoint, the_lock) as hubs:
         summary = _pull(the_lock, hubs, where, workers, quiet, range_size)
     typer.echo(f"{summary.fetched} files fetched ({summary.bytes / 1e6:.1f} MB in {summary.seconds:.1f} s), "
@@ -144,8 +153,11 @@ def pull(
         raise typer.Exit(1)
 
 
-def _pull(the_lock: Lock, hubs: Hubs, where: Target, workers: int, quiet: bool, range_size: int = CHUNK) -> Summary:
-    puller = Puller(hubs, where, workers=workers, chunk=range_size, ranged_from=2 * range_size)
+def _pull(the_lock: Lock, hubs: Hubs, where: Target, workers: int, quiet: bool, range_size: int | None = None) -> Summary:
+    from hubgate.client.download import CHUNK, Puller
+
+    chunk = range_size or CHUNK
+    puller = Puller(hubs, where, workers=workers, chunk=chunk, ranged_from=2 * chunk)
     jobs, _ = puller.plan(the_lock)
     if quiet or not jobs:
         return _run(lambda: puller.run(the_lock))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from hubgate.client.layout import Target, is_present, sha256_of
+from hubgate.client.layout import Target, is_present, sha256_of, show
 from hubgate.client.lockfile import Lock, LockedFile, LockedRepo
 from hubgate.client.remote import Endpoint, Hubs, RemoteError
 
@@ -105,13 +105,7 @@ class Puller:
                 except FileFailed as exc:
                     summary.failures.append(f"{job.label}: {exc}")
                     failed.update((r.ref.repo_id, f.path) for r, f in job.users)
-        failed_repos = {repo_id for repo_id, _ in failed}
-        for repo in lock.repos:
-            for f in repo.files:
-                if (repo.ref.repo_id, f.path) not in failed:
-                    self.where.link(repo, f)
-            if repo.ref.repo_id not in failed_repos:
-                self.where.finish(repo)
+        show(self.where, lock, failed)
         summary.bytes = self._bytes
         summary.seconds = time.monotonic() - started
         return summary

@@ -16,10 +16,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
-from hubgate.client.lockfile import LockedFile, LockedRepo
-from hubgate.client.remote import hf_home
+from hubgate.client.lockfile import Lock, LockedFile, LockedRepo
 
 PART_SUFFIX = ".hubgate-part"
+
+
+def hf_home() -> Path:
+    return Path(os.environ.get("HF_HOME") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "huggingface")
 
 
 def default_cache() -> Path:
@@ -142,3 +145,14 @@ def is_present(where: Target, repo: LockedRepo, f: LockedFile) -> bool:
         return where.final(repo, f).stat().st_size == f.size
     except OSError:
         return False
+
+
+def show(where: Target, lock: Lock, failed: set[tuple[str, str]] = frozenset()) -> None:  # type: ignore[assignment]
+    """Make every stored locked file visible, and record each repo pulled in full."""
+    failed_repos = {repo_id for repo_id, _ in failed}
+    for repo in lock.repos:
+        for f in repo.files:
+            if (repo.ref.repo_id, f.path) not in failed:
+                where.link(repo, f)
+        if repo.ref.repo_id not in failed_repos:
+            where.finish(repo)

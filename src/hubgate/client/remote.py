@@ -17,6 +17,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
+from hubgate.client.layout import hf_home
 from hubgate.errors import BadRequest
 from hubgate.repos.ids import RepoRef, check_path, is_commit_id
 
@@ -36,10 +37,6 @@ class RemoteError(BadRequest):
     @property
     def refused(self) -> bool:
         return self.status_code in (401, 403)
-
-
-def hf_home() -> Path:
-    return Path(os.environ.get("HF_HOME") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "huggingface")
 
 
 def default_token() -> str | None:

@@ -118,7 +118,10 @@ def _outcome(call: Callable[[], object]) -> Cell:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, dict[str, str | None]]]:
-    with start_server(tmp_path_factory.mktemp("matrix") / "data") as server:
+    folder = tmp_path_factory.mktemp("matrix")
+    config = folder / "hubgate.toml"
+    config.write_text("[auth]\nmax_failures = 0  # the dead tokens' cells fail on purpose, many times a minute\n")
+    with start_server(folder / "data", config=config) as server:
         for user in ("olga", "rita", "wes", "ada", "cora", "cole", "otto", "gina", "pete", "rex", "gus"):
             cli(server, "user", "add", user)
         cli(server, "user", "add", "root", "--admin")

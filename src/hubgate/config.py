@@ -58,6 +58,15 @@ class MirrorSettings(BaseModel):
     restricted_access: Literal["authenticated", "admin"] = "authenticated"
 
 
+class AuthSettings(BaseModel):
+    """Limits on failed authentications (the `[auth]` table of the config file)."""
+
+    # Failed authentications one client address may make per window before it is answered 429
+    # (0: no limit); counted in the database, so across every worker process.
+    max_failures: int = Field(default=60, ge=0)
+    failure_window: float = Field(default=60.0, gt=0)
+
+
 class HttpSettings(BaseModel):
     """How connections are bounded (the `[http]` table of the config file)."""
 
@@ -98,6 +107,7 @@ class Settings(BaseSettings):
     upstream: list[UpstreamConfig] = Field(default_factory=list)
     mirror: MirrorSettings = Field(default_factory=MirrorSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
     gc: GcSettings = Field(default_factory=GcSettings)
     # Never contact an upstream; serve what is cached.
     offline: bool = False

@@ -116,6 +116,15 @@ class PayloadTooLarge(HubError):
     status = 413
 
 
+class TooManyRequests(HubError):
+    """The Hub's 429: too many requests (here, failed authentications) from this address."""
+
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
+
+
 class ServiceUnavailable(HubError):
     """The server ran out of something (open files, database connections): try again shortly."""
 

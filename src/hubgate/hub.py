@@ -11,6 +11,7 @@ from functools import cached_property
 from hubgate.audit import AuditLog
 from hubgate.auth.accounts import Accounts
 from hubgate.auth.gate import Gate
+from hubgate.auth.throttle import FailureThrottle
 from hubgate.config import Settings
 from hubgate.crashpoints import CrashPoints
 from hubgate.maintenance.fsck import Fsck
@@ -34,7 +35,8 @@ class Hub:
         self.metadata = MetadataStore(settings.db_url)
         self.crash = crash = CrashPoints.parse(settings.crash_at)
         self.blobs = LocalBlobStore(settings.blob_dir, settings.tmp_dir, crash=crash)
-        self.accounts = Accounts(self.metadata)
+        limits = settings.auth
+        self.accounts = Accounts(self.metadata, FailureThrottle(self.metadata, limits.max_failures, limits.failure_window))
         self.repos = RepoService(self.metadata, self.blobs, settings.lfs_threshold, crash=crash)
         # Offline, the mirror serves what it cached or a bundle imported, even with no upstream.
         self.mirror = (

@@ -8,8 +8,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from hubgate.auth.scopes import Scope
+from hubgate.auth.throttle import FailureThrottle
 from hubgate.auth.tokens import Tokens
-from hubgate.errors import BadRequest, Conflict, NotFound
+from hubgate.errors import BadRequest, Conflict, InvalidCredentials, NotFound
 from hubgate.repos.ids import check_new_namespace
 from hubgate.storage.metadata import Membership, MetadataStore, Org, User
 
@@ -31,9 +32,10 @@ class Principal:
 
 
 class Accounts:
-    def __init__(self, metadata: MetadataStore) -> None:
+    def __init__(self, metadata: MetadataStore, throttle: FailureThrottle) -> None:
         self.metadata = metadata
         self.tokens = Tokens(metadata)
+        self.throttle = throttle
 
     def _namespace_taken(self, session: Session, name: str) -> bool:
         lowered = name.lower()
@@ -99,8 +101,14 @@ class Accounts:
         return None
 
     def principal(self, secret: str, client: str | None) -> Principal:
-        """The caller behind a token (InvalidCredentials if it is unknown, revoked or expired)."""
-        token = self.tokens.authenticate(secret, client)
+        """The caller behind a token: InvalidCredentials if it is unknown, revoked or expired,
+        TooManyRequests once the client address failed too often."""
+        self.throttle.check(client)
+        try:
+            token = self.tokens.authenticate(secret, client)
+        except InvalidCredentials:
+            self.throttle.failed(client)
+            raise
         with self.metadata.session() as session:
             user = session.get(User, token.user_id)
             assert user is not None  # tokens are deleted with their user

@@ -126,6 +126,15 @@ class AccessRequest(Base):
     user: Mapped[User] = relationship()
 
 
+class AuthFailures(Base):
+    """Failed authentications of one client address in the current window (shared by all workers)."""
+
+    __tablename__ = "auth_failures"
+    client: Mapped[str] = mapped_column(String(64), primary_key=True)
+    window_start: Mapped[float] = mapped_column(Float)
+    count: Mapped[int] = mapped_column(Integer)
+
+
 class Ref(Base):
     __tablename__ = "refs"
     repo_pk: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"), primary_key=True)

@@ -174,6 +174,56 @@ def test_periodic_gc_in_the_server(tmp_path: Path) -> None:
         assert report and report[0][1] is not None
 
 
+def test_commits_between_marking_and_deleting_keep_what_they_reuse(fresh_server: Server,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deterministic version of the race below: the collector (run here, in the test process) is
+    interrupted right after its mark, and right before its first blob deletion, by commits that
+    bring back the very objects and blobs it found unused."""
+    from hubgate.config import Settings
+    from hubgate.hub import Hub
+    from hubgate.maintenance import gc as gc_module
+    from hubgate.storage.blobs import LocalBlobStore
+
+    srv = fresh_server
+    srv.add_user("alice")
+    token = srv.token("alice")
+    api = HfApi(endpoint=srv.url, token=token)
+    api.create_repo("alice/race")
+    regular = {"small.txt": b"small and old\n", "big.txt": os.urandom(90_000)}
+    lfs = {"weights.bin": os.urandom(6000)}
+    api.create_branch("alice/race", branch="scratch")
+    committed(srv, token, "alice/race", {**regular, **lfs}, branch="scratch")
+    api.delete_branch("alice/race", branch="scratch")
+    backdate_blobs(srv, 7200)
+    marked, deleting = gc_module.walk, LocalBlobStore.delete_if_older
+    interrupted: set[str] = set()
+
+    def walk_then_commit(*args: object) -> None:
+        marked(*args)  # type: ignore[arg-type]
+        if "mark" not in interrupted:
+            interrupted.add("mark")
+            committed(srv, token, "alice/race", regular)
+
+    def commit_then_delete(store: LocalBlobStore, sha: str, cutoff: float) -> bool:
+        if "delete" not in interrupted:
+            interrupted.add("delete")
+            committed(srv, token, "alice/race", lfs)
+        return deleting(store, sha, cutoff)
+
+    monkeypatch.setattr(gc_module, "walk", walk_then_commit)
+    monkeypatch.setattr(LocalBlobStore, "delete_if_older", commit_then_delete)
+    hub = Hub(Settings.load(data=srv.data))
+    try:
+        report = hub.collector(upload_grace=0).run()
+    finally:
+        hub.close()
+    assert interrupted == {"mark", "delete"}, report
+    for name, data in {**regular, **lfs}.items():
+        assert httpx.get(f"{srv.url}/alice/race/resolve/main/{name}").content == data, name
+    fsck = srv.cli("fsck", check=False)
+    assert fsck.returncode == 0 and "fsck: clean" in fsck.stdout, fsck.stdout
+
+
 def test_gc_during_commits_reusing_collectable_objects_loses_nothing(fresh_server: Server) -> None:
     srv = fresh_server
     srv.add_user("alice")

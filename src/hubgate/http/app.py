@@ -29,10 +29,11 @@ from hubgate.http.auditing import RequestTrail
 from hubgate.http.call import Call
 from hubgate.http.headers import make_safe
 from hubgate.http.resources import out_of_resources
-from hubgate.http.responses import error_response
+from hubgate.http.responses import break_connection, error_response
 from hubgate.http.routes import ALL
 from hubgate.http.routing import Route, match
 from hubgate.hub import Hub
+from hubgate.mirror.fetcher import TransferFailed
 
 log = logging.getLogger("hubgate.http")
 
@@ -71,6 +72,10 @@ class HubgateApp:
         response.raw_headers = make_safe(response.raw_headers)  # values built from input: never refused
         try:
             await response(scope, receive, trail.counting(send))
+        except TransferFailed as exc:  # the headers are out: the client must see a broken download
+            log.warning("%s %s broken off: %s", request.method, request.url.path, exc)
+            if not await break_connection(send, receive):
+                raise
         finally:
             trail.record(self.hub.audit)
 

@@ -286,6 +286,21 @@ async def _send_file_zero_copy(
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         return
     # Disconnected, or the body cannot be completed: drop the connection and let uvicorn see it.
+    await _drop(transport, receive)
+
+
+async def break_connection(send: Send, receive: Receive) -> bool:
+    """End an answer whose headers are out but whose body cannot be completed: the connection is
+    reset (the client sees a broken transfer) and uvicorn sees a disconnect, not an app error.
+    False when `send` is not uvicorn's (the caller must raise instead)."""
+    transport = getattr(getattr(send, "__self__", None), "transport", None)
+    if transport is None or not hasattr(transport, "abort"):
+        return False
+    await _drop(transport, receive)
+    return True
+
+
+async def _drop(transport: Any, receive: Receive) -> None:
     reset(transport)
     with anyio.move_on_after(5):
         while (await receive())["type"] != "http.disconnect":

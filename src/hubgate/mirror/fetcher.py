@@ -178,7 +178,9 @@ class Fetcher:
                          started: Started) -> bool:
         with part.open("r+b", buffering=0) as out:
             state = _Progress(src)
-            _hash_existing(out, src.size, state)
+            # Bytes a previous attempt (maybe a killed process) left on disk: if the file does not
+            # verify, they may be what is wrong, and no upstream is blamed for them.
+            from_disk = _hash_existing(out, src.size, state)
             used: Upstream | None = None
             refused: UpstreamError | UpstreamMissing | None = None
             for upstream in self.upstreams.all:
@@ -221,8 +223,11 @@ class Fetcher:
         if actual != src.oid:
             log.error("integrity error: %s from upstream %s hashed to %s, expected %s; discarded",
                       src.url_path, source, actual, src.oid)
-            if used is not None:
+            if used is not None and from_disk == 0:  # every byte came from it in this transfer
                 self.cache.remember_missing(f"bad:{used.name}:{src.oid}", 3600)
+            elif from_disk:
+                log.warning("%s: the %d bytes found on disk may be damaged; part file discarded, upstream not blamed",
+                            src.url_path, from_disk)
             self.cache.count("integrity_errors")
             self.cache.remember_served_bad(src.oid)
             part.unlink(missing_ok=True)

@@ -1,0 +1,77 @@
+"""Damage to a part file on local disk is not the upstream's fault (issue 6, item 12): after a kill -9
+mid-fetch and a flipped byte, the damaged download fails, and the next one succeeds from the upstream."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import start_server
+from fakehub import FakeHub, start_fakehub
+
+BIG = os.urandom(6 * 1024 * 1024)
+BIG_SHA = hashlib.sha256(BIG).hexdigest()
+URL = "/hub/model/resolve/main/model.safetensors"
+
+
+@pytest.fixture()
+def upstream(tmp_path: Path) -> Iterator[tuple[FakeHub, Path]]:
+    with start_fakehub(tmp_path / "fake") as fake:
+        fake.add_repo("hub/model", {"config.json": '{"a": 1}', "model.safetensors": BIG})
+        config = tmp_path / "hubgate.toml"
+        config.write_text(f'[[upstream]]\nname = "hub"\nurl = "{fake.url}"\n')
+        yield fake, config
+
+
+def part_files(data: Path) -> list[Path]:
+    return list((data / "tmp").glob("fetch-*.part"))
+
+
+def fetch(url: str) -> tuple[int, bytes] | None:
+    """(status, body) of a complete answer; None when the answer broke off."""
+    try:
+        response = httpx.get(url, timeout=60)
+    except httpx.HTTPError:
+        return None
+    return response.status_code, response.content
+
+
+def test_damaged_part_file_is_not_blamed_on_the_upstream(upstream: tuple[FakeHub, Path], tmp_path: Path) -> None:
+    fake, config = upstream
+    data = tmp_path / "data"
+    fake.fault("throttle", on=["cdn"], bytes_per_second=1_000_000)
+    with start_server(data, config=config) as srv:
+        reader = threading.Thread(target=lambda: fetch(srv.url + URL), daemon=True)
+        reader.start()
+        deadline = time.monotonic() + 60
+        while not any(p.stat().st_size >= 2 * 1024 * 1024 for p in part_files(data)):
+            assert time.monotonic() < deadline, "the part file never filled"
+            time.sleep(0.05)
+        os.killpg(srv.process.pid, signal.SIGKILL)
+        srv.process.wait(timeout=30)
+        reader.join(timeout=60)
+    [part] = part_files(data)
+    with part.open("r+b") as handle:  # local damage: one byte flipped
+        handle.seek(1000)
+        byte = handle.read(1)
+        handle.seek(1000)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    fake.reset()
+    with start_server(data, config=config) as again:
+        first = fetch(again.url + URL)
+        assert first is None or first[0] >= 400 or hashlib.sha256(first[1]).hexdigest() == BIG_SHA, \
+            "a damaged file was delivered as a complete success"
+        second = fetch(again.url + URL)  # the upstream serves the file fine: so must we
+        assert second is not None, "the answer broke off"
+        status, body = second
+        assert status == 200 and hashlib.sha256(body).hexdigest() == BIG_SHA, (status, len(body))
+        log = "".join(again.log)
+        assert "Traceback" not in log, log[-4000:]

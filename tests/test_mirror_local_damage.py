@@ -8,27 +8,15 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from conftest import start_server
-from fakehub import FakeHub, start_fakehub
+from fakehub import FakeHub
+from test_crash_safety import BIG_SHA, upstream  # noqa: F401 - the fixture: hub/model with a 6 MiB file
 
-BIG = os.urandom(6 * 1024 * 1024)
-BIG_SHA = hashlib.sha256(BIG).hexdigest()
 URL = "/hub/model/resolve/main/model.safetensors"
-
-
-@pytest.fixture()
-def upstream(tmp_path: Path) -> Iterator[tuple[FakeHub, Path]]:
-    with start_fakehub(tmp_path / "fake") as fake:
-        fake.add_repo("hub/model", {"config.json": '{"a": 1}', "model.safetensors": BIG})
-        config = tmp_path / "hubgate.toml"
-        config.write_text(f'[[upstream]]\nname = "hub"\nurl = "{fake.url}"\n')
-        yield fake, config
 
 
 def part_files(data: Path) -> list[Path]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from clients.harness import client_env
+from clients.harness import client_env, synced_log
 from conftest import Server, start_server
 from fakehub import FakeHub, start_fakehub
 from test_client_matrix import client_venvs, venv_for  # noqa: F401 - fixture reuse
@@ -69,7 +69,7 @@ def test_clients_download_through_the_mirror(version: str, client_venvs, mirror:
     for rev in ("main", "v1", commit):
         assert result[rev]["weights"] == hashlib.sha256(WEIGHTS).hexdigest()
         assert result[rev]["files"] == expected_files
-    assert not [line for line in mirror.log if "xet" in line.lower()]
+    assert not [line for line in synced_log(mirror) if "xet" in line.lower()]
 
 
 def test_clients_download_from_cache_with_upstream_gone(client_venvs, mirror: Server, upstream, tmp_path: Path) -> None:  # noqa: F811

@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from clients.harness import synced_log
 from conftest import Server, start_server
 from fakehub import FakeHub, start_fakehub
 
@@ -25,6 +27,15 @@ def fill(fake: FakeHub) -> None:
     fake.add_repo("hub/private", {"secret.txt": "top secret"}, private=True)
     fake.add_repo("hub/gated", {"weights.bin": BIG[:2_000_000]}, gated=True, granted=["alice"])
     fake.add_repo("hub/many", {f"dir/file{i:03d}.txt": f"{i}" for i in range(120)})
+    for version in range(3):  # three commits
+        fake.add_repo("hub/history", {"version.txt": str(version)})
+
+
+def until(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
 
 
 @pytest.fixture(scope="module")
@@ -86,12 +97,25 @@ def test_text_files_arrive_byte_exact_despite_upstream_gzip(mirror: Server) -> N
     assert response.headers["content-length"] == str(len(TEXT))
 
 
-def test_upstream_pagination_is_followed_and_links_point_here(mirror: Server) -> None:
+def test_upstream_pagination_is_followed_and_links_point_here(mirror: Server, fakes) -> None:
     tree = httpx.get(f"{mirror.url}/api/models/hub/many/tree/main", params={"recursive": "true"}).json()
     assert len([e for e in tree if e["type"] == "file"]) == 121  # 120 + .gitattributes, over 3 upstream pages
-    commits = httpx.get(f"{mirror.url}/api/models/hub/many/commits/main", params={"limit": 1})
-    link = commits.headers.get("link", "")
-    assert not link or link.startswith(f"<{mirror.url}/")
+    primary, _ = fakes
+    history = [c["id"] for c in httpx.get(f"{primary.url}/api/models/hub/history/commits/main").json()]
+    assert len(history) == 3
+    primary.configure(page_size=2)  # the upstream sends its history in pages of two
+    ids, pages = [], 0
+    url: str | None = f"{mirror.url}/api/models/hub/history/commits/main?limit=1"
+    while url:
+        page = httpx.get(url)
+        assert page.status_code == 200 and len(page.json()) == 1
+        ids += [c["id"] for c in page.json()]
+        url = page.links.get("next", {}).get("url")
+        assert url is None or url.startswith(f"{mirror.url}/"), url
+        pages += 1
+    assert ids == history and pages == 3  # two Link headers followed, every commit once, in order
+    asked = [r["query"] for r in primary.requests() if r["path"].startswith("/api/models/hub/history/commits/")]
+    assert any("p=1" in query for query in asked), asked  # the upstream's second page was followed
 
 
 def test_fails_over_to_the_next_upstream_on_5xx(mirror: Server, fakes) -> None:
@@ -125,16 +149,15 @@ def test_corrupted_bytes_are_never_served_as_success(mirror: Server, fakes) -> N
     primary, secondary = fakes
     primary.fault("corrupt", on=["cdn"], sha256=BIG_SHA)
     url = f"{mirror.url}/hub/model/resolve/main/model.safetensors"
-    with pytest.raises(httpx.HTTPError):
-        with httpx.stream("GET", url) as response:
-            for _ in response.iter_raw():
-                pass
+    with pytest.raises(httpx.HTTPError), httpx.stream("GET", url) as response:
+        for _ in response.iter_raw():
+            pass
     again = httpx.get(url)  # the next request goes to the next upstream
     assert again.status_code == 200 and hashlib.sha256(again.content).hexdigest() == BIG_SHA
     assert any(r["kind"] == "cdn" for r in secondary.requests(server="cdn"))
     status = httpx.get(f"{mirror.url}/api/mirror/status", headers=mirror.admin_headers()).json()
     assert status["cache"]["integrityErrors"] == 1
-    assert any("integrity error" in line and "up0" in line for line in mirror.log)
+    assert any("integrity error" in line and "up0" in line for line in synced_log(mirror))
 
 
 def test_client_disconnect_leaves_a_complete_cache_and_no_open_files(mirror: Server, fakes) -> None:
@@ -152,26 +175,83 @@ def test_client_disconnect_leaves_a_complete_cache_and_no_open_files(mirror: Ser
 
 
 def test_a_slow_upstream_does_not_stall_other_clients(mirror: Server, fakes) -> None:
-    primary, secondary = fakes
+    primary, _ = fakes
     assert httpx.get(f"{mirror.url}/hub/model/resolve/main/config.json").status_code == 200  # cached now
-    primary.fault("delay", on=["cdn"], seconds=20)
-    secondary.fault("delay", on=["cdn"], seconds=20)
-    slow_done = threading.Event()
-
-    def slow() -> None:
-        try:
-            httpx.get(f"{mirror.url}/hub/model/resolve/main/model.safetensors", timeout=60)
-        finally:
-            slow_done.set()
-
-    worker = threading.Thread(target=slow, daemon=True)
+    hold = primary.fault("hold", on=["cdn"])  # the CDN keeps the big file's transfer waiting
+    slow: list[httpx.Response] = []
+    worker = threading.Thread(target=lambda: slow.append(
+        httpx.get(f"{mirror.url}/hub/model/resolve/main/model.safetensors", timeout=120)), daemon=True)
     worker.start()
+    until(lambda: primary.state()["held"] == 1, "the slow transfer to reach the upstream")
     commit = httpx.head(f"{mirror.url}/hub/model/resolve/main/config.json").headers["x-repo-commit"]
     fast = httpx.get(f"{mirror.url}/hub/model/resolve/{commit}/config.json", timeout=60)
-    assert fast.status_code == 200 and not slow_done.is_set()
-    primary.reset()
-    secondary.reset()
+    assert fast.status_code == 200 and fast.content == b'{"a": 1}'
+    assert primary.state()["held"] == 1 and not slow  # the slow one was still in flight meanwhile
+    primary.release(hold)
     worker.join(timeout=120)
+    assert slow and hashlib.sha256(slow[0].content).hexdigest() == BIG_SHA
+
+
+def worker_pids(server: Server) -> list[int]:
+    """The uvicorn worker processes of `server` (children running multiprocessing's spawn_main)."""
+    pids = []
+    for task in Path(f"/proc/{server.process.pid}/task").iterdir():
+        for pid in (task / "children").read_text().split():
+            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                pids.append(int(pid))
+    return pids
+
+
+def connections_held(pids: list[int], port: int) -> dict[int, int]:
+    """{pid: established TCP connections to 127.0.0.1:`port` it holds}, read from /proc."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port and fields[3] == "01":  # local port, ESTABLISHED
+            inodes.add(fields[9])
+    held = {}
+    for pid in pids:
+        links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+        held[pid] = sum(1 for link in links if link.startswith("socket:[") and link[8:-1] in inodes)
+    return held
+
+
+def test_file_is_fetched_once_for_concurrent_clients_of_two_workers(tmp_path: Path, fakes) -> None:
+    primary, _ = fakes
+    hold = primary.fault("hold", on=["cdn"], sha256=BIG_SHA)  # the transfer waits until released
+    with mirror_of(tmp_path, primary, args=("--workers", "2")) as srv:
+        workers = worker_pids(srv)
+        assert len(workers) == 2, workers
+        port = int(srv.url.rsplit(":", 1)[1])
+        url = f"{srv.url}/hub/model/resolve/main/model.safetensors"
+        digests: list[str] = []
+
+        def fetch(barrier: threading.Barrier) -> None:
+            barrier.wait()
+            response = httpx.get(url, timeout=120)
+            assert response.status_code == 200
+            digests.append(hashlib.sha256(response.content).hexdigest())
+
+        clients: list[threading.Thread] = []
+        for _ in range(4):  # batches of 8 until both workers hold requests (the kernel picks who accepts)
+            barrier = threading.Barrier(8)
+            batch = [threading.Thread(target=fetch, args=(barrier,), daemon=True) for _ in range(8)]
+            for thread in batch:
+                thread.start()
+            clients += batch
+            wanted = len(clients)
+            until(lambda n=wanted: sum(connections_held(workers, port).values()) == n, "every client to connect")
+            held = connections_held(workers, port)
+            if all(held.values()):
+                break
+        assert all(held.values()), held  # both workers are serving requests for the file at once
+        until(lambda: primary.state()["held"] >= 1, "the transfer to reach the upstream")
+        assert primary.state()["held"] == 1 and not digests  # one upstream transfer, nothing served yet
+        primary.release(hold)
+        for thread in clients:
+            thread.join(timeout=120)
+    assert digests == [BIG_SHA] * len(clients)
+    assert len(primary.fetches(sha256=BIG_SHA)) == 1  # the upstream's own count of transfers
 
 
 def test_private_upstream_content_is_only_for_local_users(mirror: Server) -> None:

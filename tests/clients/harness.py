@@ -84,11 +84,12 @@ class Request:
     status: int
 
 
-def synced_requests(server, since: int = 0) -> list[Request]:  # type: ignore[no-untyped-def]
-    """The requests in `server.log[since:]`, once every request made before this call is in it.
+def synced_log(server, since: int = 0) -> list[str]:  # type: ignore[no-untyped-def]
+    """`server.log[since:]` once every line logged before this call is in it.
 
     The log is filled by a thread reading the server's output; a marker request is sent and the
-    log is polled until its line arrives, so every earlier line has arrived too.
+    log is polled until its line arrives, so every earlier line has arrived too (with one worker;
+    with several, each worker's earlier lines: call it once per worker that served).
     """
     marker = uuid.uuid4().hex
     assert httpx.get(f"{server.url}/healthz", params={"sync": marker}, timeout=30).status_code == 200
@@ -97,10 +98,15 @@ def synced_requests(server, since: int = 0) -> list[Request]:  # type: ignore[no
         assert server.process.poll() is None, "the server exited:\n" + "".join(server.log[-50:])
         assert time.monotonic() < deadline, "the marker request never showed up in the server log"
         time.sleep(0.01)
+    return [line for line in server.log[since:] if marker not in line]
+
+
+def synced_requests(server, since: int = 0) -> list[Request]:  # type: ignore[no-untyped-def]
+    """The requests in `server.log[since:]`, once every request made before this call is in it."""
     found = []
-    for line in server.log[since:]:
+    for line in synced_log(server, since):
         match = ACCESS_LINE.search(line)
-        if match and marker not in line:
+        if match:
             found.append(Request(match["method"], match["target"], int(match["status"])))
     return found
 

@@ -66,7 +66,8 @@ authorization (bool), token, user_agent, status, bytes (body bytes sent), comple
 Faults (`fault(action, **fields)`, reset with `reset()`): "status" (5xx or any, `count` times or
 forever), "not_found" (bare 404 for everything matching), "redirect_loop", "delay" (`seconds`
 before headers), "throttle" (`bytes_per_second`), "drop" (close the socket after `after_bytes`
-body bytes), "corrupt" (flip bytes at `offsets`, headers unchanged). Each can be limited with `on`
+body bytes), "corrupt" (flip bytes at `offsets`, headers unchanged), "hold" (wait before the headers
+until `release(id)`). Paginated answers take `limit` as the page size. Each can be limited with `on`
 (["api", "resolve", "cdn", "xet"]), `method`, `repo`, `file` (glob), `sha256`, `path` (regex),
 `after` (let N through first) and `count`. See app.Fault.
 """
@@ -83,6 +84,7 @@ from pathlib import Path
 from typing import Any, Self
 
 import httpx
+
 from processes import Child, stop_group
 
 from .store import (
@@ -180,6 +182,10 @@ class FakeHub:
 
     def faults(self) -> list[dict[str, Any]]:
         return self.control("faults")
+
+    def release(self, fault_id: int | None = None) -> None:
+        """Let the requests a "hold" fault keeps waiting (all holds when `fault_id` is None) go on."""
+        self.control(f"release/{fault_id}" if fault_id is not None else "release", {})
 
     def clear_fault(self, fault_id: int) -> None:
         self.control(f"faults/{fault_id}", method="DELETE")

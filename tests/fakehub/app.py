@@ -104,7 +104,8 @@ class Fault:
     no X-Error-Code), "redirect_loop" (302 to itself, forever), "delay" (`seconds` before the
     headers), "throttle" (`bytes_per_second` for the body), "drop" (close the socket after
     `after_bytes` body bytes), "corrupt" (flip the bytes at file `offsets`, default the middle one;
-    headers unchanged).
+    headers unchanged), "hold" (wait before the headers until `/_fake/release/{id}` or a reset, at
+    most `seconds`, default 120; `state()["held"]` counts the requests waiting).
     Matching: `on` (list of "api", "resolve", "cdn", "xet"; default all), `method`, `repo`, `file`
     (glob on the repo file path), `sha256`, `path` (regex on the URL path); `after` matching
     requests are let through first, then it applies `count` times (None = forever).
@@ -130,7 +131,7 @@ class Fault:
     hits: int = 0
     seen: int = 0
 
-    ACTIONS = ("status", "not_found", "redirect_loop", "delay", "throttle", "drop", "corrupt")
+    ACTIONS = ("status", "not_found", "redirect_loop", "delay", "hold", "throttle", "drop", "corrupt")
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items()}
@@ -158,10 +159,27 @@ class State:
         self.cdn_url = ""
         self._ids = itertools.count(1)
         self._fault_ids = itertools.count(1)
+        self.releases: dict[int, asyncio.Event] = {}  # hold fault id -> set when released
+        self.held = 0
 
     def reset(self) -> None:
         self.faults.clear()
         self.config = dict(self.defaults)
+        self.release()
+
+    def release(self, fault_id: int | None = None) -> None:
+        for held_id, event in self.releases.items():
+            if fault_id is None or held_id == fault_id:
+                event.set()
+
+    async def hold(self, fault: Fault) -> None:
+        self.held += 1
+        try:
+            await asyncio.wait_for(self.releases.setdefault(fault.id, asyncio.Event()).wait(), fault.seconds or 120)
+        except TimeoutError:
+            pass
+        finally:
+            self.held -= 1
 
     def add_fault(self, spec: dict[str, Any]) -> Fault:
         spec = dict(spec)
@@ -468,11 +486,13 @@ class Base:
         ctx.entry["kind"] = kind
         ctx.match = (kind, repo_id, file, sha256)
         faults = self.state.matching_faults(kind, ctx.method, unquote(ctx.raw_path), repo_id, file, sha256,
-                                            ("delay", *ANSWERING))
+                                            ("delay", "hold", *ANSWERING))
         for fault in faults:
             ctx.entry["faults"].append(fault.action)
             if fault.action == "delay":
                 await asyncio.sleep(fault.seconds)
+            elif fault.action == "hold":
+                await self.state.hold(fault)
         for fault in faults:
             if fault.action == "status":
                 body = (fault.body if fault.body is not None else f"fakehub fault: {fault.status}").encode()
@@ -698,7 +718,7 @@ class HubApp(Base):
         return data
 
     async def paginated(self, ctx: Ctx, items: list[Any], render: Any, cursor_param: str = "cursor") -> None:
-        page_size = max(1, int(self.state.config["page_size"]))
+        page_size = max(1, int(ctx.q("limit") or self.state.config["page_size"]))  # `limit`, as the Hub takes
         if cursor_param == "p":
             offset = int(ctx.q("p", "0") or 0) * page_size
         else:
@@ -892,6 +912,9 @@ class HubApp(Base):
                     return await ctx.json({"error": f"unknown settings {sorted(unknown)}"}, 400)
                 state.config.update(payload or {})
             return await ctx.json(state.config)
+        if what == "release":
+            state.release(int(seg[1]) if len(seg) > 1 else None)
+            return await ctx.json({"released": True})
         if what == "reset":
             state.reset()
             if (payload or {}).get("requests", True):
@@ -899,7 +922,7 @@ class HubApp(Base):
                 state.cdn_authorization_seen = 0
             return await ctx.json({"reset": True})
         if what == "state":
-            return await ctx.json({"cdn_authorization_seen": state.cdn_authorization_seen,
+            return await ctx.json({"cdn_authorization_seen": state.cdn_authorization_seen, "held": state.held,
                                    "requests": len(state.requests), "faults": [f.to_json() for f in state.faults],
                                    "config": state.config, "url": state.hub_url, "cdn": state.cdn_url})
         await ctx.json({"error": f"unknown control {what!r}"}, 404)

@@ -87,7 +87,7 @@ def test_users_orgs_members_and_tokens(admin_server: Server) -> None:
     assert http.get(f"{srv.url}/api/models/team/shared", headers={"Authorization": f"Bearer {dave}"}).status_code == 200
 
     # a role change and a removal take effect on the running server
-    assert run(srv, "org", "member", "add", "team", "erin", "--role", "read").returncode == 0
+    assert run(srv, "org", "member", "set-role", "team", "erin", "read").returncode == 0
     assert http.get(f"{srv.url}/api/models/team/shared/auth-check/write",
                     headers={"Authorization": f"Bearer {token}"}).status_code == 403
     assert run(srv, "org", "member", "remove", "team", "erin").returncode == 0

@@ -60,7 +60,8 @@ def mirror_of(tmp: Path, *fakes: FakeHub, token: str | None = "hf_good", extra: 
               passthrough: bool = False) -> Server:
     lines = []
     for index, fake in enumerate(fakes):
-        lines += ["[[upstream]]", f'name = "up{index}"', f'url = "{fake.url}"', 'token_env = "FAKE_HF_TOKEN"']
+        lines += ["[[upstream]]", f'name = "up{index}"', f'url = "{fake.url}"']
+        lines += ['token_env = "FAKE_HF_TOKEN"'] if token else []  # no server token: no token_env
         lines += ["passthrough = true"] if passthrough else []
     lines += ["[mirror]", "revision_ttl = 0", extra]
     config = tmp / "hubgate.toml"

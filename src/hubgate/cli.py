@@ -3,63 +3,52 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from hubgate import __version__
 from hubgate.client.commands import register as register_client_commands
-from hubgate.errors import BadRequest, HubError
+from hubgate.commands.accounts import org_app, user_app
+from hubgate.commands.common import ConfigOpt, DataOpt, audit_change, load, open_hub, run
+from hubgate.commands.mirror import mirror_app
+from hubgate.commands.settings import config_app
+from hubgate.errors import BadRequest
 
 if TYPE_CHECKING:  # the server's modules load only for the commands that use them
     from hubgate.auth.tokens import Issued, TokenRow
     from hubgate.hub import Hub
 
-T = TypeVar("T")
-
 app = typer.Typer(help="hubgate: a self-hosted gateway to the Hugging Face Hub.", no_args_is_help=True)
-user_app = typer.Typer(help="Manage users.", no_args_is_help=True)
-org_app = typer.Typer(help="Manage organisations.", no_args_is_help=True)
-member_app = typer.Typer(help="Manage organisation members.", no_args_is_help=True)
 token_app = typer.Typer(help="Manage access tokens.", no_args_is_help=True)
-mirror_app = typer.Typer(help="Operate the pull-through mirror of upstream hubs.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
 app.add_typer(org_app, name="org")
-org_app.add_typer(member_app, name="member")
 app.add_typer(token_app, name="token")
 app.add_typer(mirror_app, name="mirror")
+app.add_typer(config_app, name="config")
 register_client_commands(app)
 repo_app = typer.Typer(help="Manage hosted repos.", no_args_is_help=True)
 collaborator_app = typer.Typer(help="Give users a role on one repo, outside its organisation.", no_args_is_help=True)
 app.add_typer(repo_app, name="repo")
 repo_app.add_typer(collaborator_app, name="collaborator")
 
-DataOpt = Annotated[Path | None, typer.Option("--data", help="Data folder (HUBGATE_DATA).")]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML config file (HUBGATE_CONFIG).")]
 
 
-def _hub(data: Path | None, config: Path | None) -> Hub:
-    from hubgate.config import Settings
-    from hubgate.hub import Hub
-
-    return Hub(Settings.load(data=data, config=config))
-
-
-def _changed(hub: Hub, kind: str, **fields: object) -> None:
-    """Audit a change made from the command line (the operator is the OS user running it)."""
-    import getpass
-
-    hub.audit.record(kind, via="cli", operator=getpass.getuser(), **fields)
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"hubgate {__version__}")
+        raise typer.Exit()
 
 
-def _run(action: Callable[[], T]) -> T:
-    try:
-        return action()
-    except HubError as error:
-        typer.echo(f"error: {error.message}", err=True)
-        raise typer.Exit(1) from error
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """hubgate: a self-hosted gateway to the Hugging Face Hub."""
 
 
 @app.command()
@@ -70,77 +59,17 @@ def serve(
     config: ConfigOpt = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes (HUBGATE_WORKERS).")] = None,
     offline: Annotated[bool | None, typer.Option("--offline/--online", help="Never contact upstreams (HUBGATE_OFFLINE).")] = None,
+    log_level: Annotated[str | None, typer.Option(help="critical, error, warning, info, debug (HUBGATE_LOG_LEVEL).")] = None,
+    log_format: Annotated[str | None, typer.Option(help="text or json (HUBGATE_LOG_FORMAT).")] = None,
 ) -> None:
     """Start the server."""
-    from hubgate.config import Settings
     from hubgate.server import serve as run_server
 
-    run_server(Settings.load(host=host, port=port, data=data, config=config, workers=workers, offline=offline))
-
-
-@user_app.command("add")
-def user_add(
-    name: str,
-    admin: Annotated[bool, typer.Option("--admin", help="Administrator of the whole server.")] = False,
-    email: Annotated[str | None, typer.Option(help="E-mail address.")] = None,
-    data: DataOpt = None,
-    config: ConfigOpt = None,
-) -> None:
-    """Add a user."""
-    def add() -> None:
-        hub = _hub(data, config)
-        hub.accounts.add_user(name, admin=admin, email=email)
-        _changed(hub, "membership", member=name, change="user added", admin=admin)
-
-    _run(add)
-    typer.echo(f"user {name} added")
-
-
-@org_app.command("add")
-def org_add(
-    name: str,
-    owner: Annotated[str, typer.Option("--owner", help="User who becomes the organisation's admin.")],
-    data: DataOpt = None,
-    config: ConfigOpt = None,
-) -> None:
-    """Add an organisation."""
-    def add() -> None:
-        hub = _hub(data, config)
-        hub.accounts.add_org(name, owner)
-        _changed(hub, "membership", org=name, member=owner, role="admin", change="organisation added")
-
-    _run(add)
-    typer.echo(f"organisation {name} added, owned by {owner}")
-
-
-@member_app.command("add")
-def member_add(
-    org: str,
-    user: str,
-    role: Annotated[str, typer.Option("--role", help="read, write or admin.")] = "read",
-    data: DataOpt = None,
-    config: ConfigOpt = None,
-) -> None:
-    """Add a member to an organisation, or change their role."""
-    def add() -> None:
-        hub = _hub(data, config)
-        hub.accounts.set_member(org, user, role)
-        _changed(hub, "membership", org=org, member=user, role=role)
-
-    _run(add)
-    typer.echo(f"{user} is a {role} member of {org}")
-
-
-@member_app.command("remove")
-def member_remove(org: str, user: str, data: DataOpt = None, config: ConfigOpt = None) -> None:
-    """Remove a member from an organisation."""
-    def remove() -> None:
-        hub = _hub(data, config)
-        hub.accounts.remove_member(org, user)
-        _changed(hub, "membership", org=org, member=user, role=None)
-
-    _run(remove)
-    typer.echo(f"{user} removed from {org}")
+    settings, _ = load(
+        runtime=True, host=host, port=port, data=data, config=config, workers=workers, offline=offline,
+        log_level=log_level, log_format=log_format,
+    )
+    run_server(settings)
 
 
 REPO_GRANT_HELP = "Fine-grained: [datasets/|spaces/]PATTERN=read|write, e.g. 'acme/tts-*=read' (repeatable)."
@@ -171,12 +100,12 @@ def token_create(
                      for r in (read_lock(lock).repos if lock is not None else ()))
         if lock is not None and not pins:
             raise BadRequest(f"{lock} locks no repo")
-        hub = _hub(data, config)
+        hub = open_hub(data, config)
         issued = hub.accounts.tokens.create(user, role=role, grants=grants, name=name, expires=expires, pins=pins)
-        _changed(hub, "token", change="created", token=issued.row.id, token_owner=user, scope=issued.row.scope.describe())
+        audit_change(hub, "token", change="created", token=issued.row.id, token_owner=user, scope=issued.row.scope.describe())
         return issued
 
-    issued = _run(create)
+    issued = run(create)
     row = issued.row
     typer.echo(f"token {row.id} ({row.name}) for {user}: {row.scope.describe()}, expires {utc_text(row.expires_at) or 'never'}")
     typer.echo("it will not be shown again:")
@@ -195,7 +124,7 @@ def token_list(
 
     from hubgate.storage.metadata import utcnow
 
-    rows = _hub(data, config).accounts.tokens.list(user)
+    rows = run(lambda: open_hub(data, config, existing=True).accounts.tokens.list(user))
     now = utcnow()
     if as_json:
         for row in rows:
@@ -223,12 +152,12 @@ def token_revoke(token: TokenArg, data: DataOpt = None, config: ConfigOpt = None
     """Revoke a token; it stops working on the next request, in every worker."""
 
     def revoke() -> TokenRow:
-        hub = _hub(data, config)
+        hub = open_hub(data, config, existing=True)
         row = hub.accounts.tokens.revoke(hub.accounts.tokens.find(token).id)
-        _changed(hub, "token", change="revoked", token=row.id, token_owner=row.user)
+        audit_change(hub, "token", change="revoked", token=row.id, token_owner=row.user)
         return row
 
-    row = _run(revoke)
+    row = run(revoke)
     typer.echo(f"token {row.id} ({row.name}) of {row.user} revoked")
 
 
@@ -237,12 +166,12 @@ def token_rotate(token: TokenArg, data: DataOpt = None, config: ConfigOpt = None
     """Give a token a new secret (same id, name, scope and expiry); the old secret stops working."""
 
     def rotate() -> Issued:
-        hub = _hub(data, config)
+        hub = open_hub(data, config, existing=True)
         issued = hub.accounts.tokens.rotate(hub.accounts.tokens.find(token).id)
-        _changed(hub, "token", change="rotated", token=issued.row.id, token_owner=issued.row.user)
+        audit_change(hub, "token", change="rotated", token=issued.row.id, token_owner=issued.row.user)
         return issued
 
-    issued = _run(rotate)
+    issued = run(rotate)
     typer.echo(f"token {issued.row.id} ({issued.row.name}) of {issued.row.user} rotated; the new secret will not be shown again:")
     typer.echo(issued.secret)
 
@@ -279,11 +208,11 @@ def collaborator_add(
     """Make USER a collaborator of REPO with ROLE (or change their role)."""
 
     def add() -> None:
-        hub = _hub(data, config)
+        hub = open_hub(data, config, existing=True)
         hub.access.set_collaborator(_repo_pk(hub, repo, repo_type), user, role)
-        _changed(hub, "permission", repo=_repo_label(repo, repo_type), member=user, role=role)
+        audit_change(hub, "permission", repo=_repo_label(repo, repo_type), member=user, role=role)
 
-    _run(add)
+    run(add)
     typer.echo(f"{user} is a {role} collaborator of {repo}")
 
 
@@ -294,11 +223,11 @@ def collaborator_remove(
     """Remove a collaborator."""
 
     def remove() -> None:
-        hub = _hub(data, config)
+        hub = open_hub(data, config, existing=True)
         hub.access.remove_collaborator(_repo_pk(hub, repo, repo_type), user)
-        _changed(hub, "permission", repo=_repo_label(repo, repo_type), member=user, role=None)
+        audit_change(hub, "permission", repo=_repo_label(repo, repo_type), member=user, role=None)
 
-    _run(remove)
+    run(remove)
     typer.echo(f"{user} removed from the collaborators of {repo}")
 
 
@@ -314,10 +243,10 @@ def collaborator_list(
     import json
 
     def listing() -> dict[str, str]:
-        hub = _hub(data, config)
+        hub = open_hub(data, config, existing=True)
         return hub.access.collaborators(_repo_pk(hub, repo, repo_type))
 
-    for user, role in _run(listing).items():
+    for user, role in run(listing).items():
         typer.echo(json.dumps({"user": user, "role": role}) if as_json else f"{user:<24} {role}")
 
 
@@ -341,57 +270,12 @@ def audit(
     except ValueError as exc:
         typer.echo(f"error: --since {since!r}: expected a date (2026-12-01) or a duration (24h, 7d)", err=True)
         raise typer.Exit(2) from exc
-    for event in _hub(data, config).audit.events(AuditQuery(repo=repo, user=user, since=moment, kind=kind)):
+    for event in open_hub(data, config, existing=True).audit.events(AuditQuery(repo=repo, user=user, since=moment, kind=kind)):
         if as_json:
             typer.echo(json.dumps(event))
             continue
         rest = " ".join(f"{k}={v}" for k, v in event.items() if k not in ("at", "kind", "user", "repo"))
         typer.echo(f"{event['at']} {event['kind']:<14} {event.get('user') or '-':<14} {event.get('repo') or '-':<28} {rest}")
-
-
-@mirror_app.command("pull")
-def mirror_pull(
-    repo: Annotated[str, typer.Argument(help="REPO or REPO@REVISION, e.g. sentence-transformers/all-MiniLM-L6-v2@main.")],
-    repo_type: Annotated[str, typer.Option("--type", help="model, dataset or space.")] = "model",
-    data: DataOpt = None,
-    config: ConfigOpt = None,
-) -> None:
-    """Fetch every file of a repo revision into the cache, for offline use."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
-
-    from hubgate.repos.ids import RepoRef
-
-    hub = _hub(data, config)
-    if hub.mirror is None:
-        typer.echo("error: no [[upstream]] is configured", err=True)
-        raise typer.Exit(1)
-    repo_id, _, revision = repo.partition("@")
-    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn()) as bar:
-        task = bar.add_task(repo_id, total=None)
-        result: list[tuple[str, int, int]] = []
-
-        def pull() -> None:
-            result.append(hub.mirror.pull(  # type: ignore[union-attr]
-                RepoRef.parse(repo_type, repo_id), revision or None,
-                on_plan=lambda files, size: bar.update(task, total=size),
-                progress=lambda n: bar.advance(task, n),
-            ))
-
-        _run(pull)
-    commit, files, size = result[0]
-    typer.echo(f"{repo_id}@{commit}: {files} files, {size} bytes cached")
-
-
-@mirror_app.command("status")
-def mirror_status(data: DataOpt = None, config: ConfigOpt = None) -> None:
-    """Show each upstream's health, the cache size and the hit ratio."""
-    import json
-
-    hub = _hub(data, config)
-    if hub.mirror is None:
-        typer.echo("error: no [[upstream]] is configured", err=True)
-        raise typer.Exit(1)
-    typer.echo(json.dumps(hub.mirror.status(), indent=2))
 
 
 @app.command()
@@ -404,7 +288,7 @@ def gc(
     config: ConfigOpt = None,
 ) -> None:
     """Collect what nothing references: deleted repos' objects, unused uploads, failed commits' blobs."""
-    report = _hub(data, config).collector(grace, upload_grace).run()
+    report = open_hub(data, config, existing=True).collector(grace, upload_grace).run()
     typer.echo(report.summary())
     if report.skipped:
         raise typer.Exit(2)
@@ -418,7 +302,7 @@ def fsck(
     config: ConfigOpt = None,
 ) -> None:
     """Check the store: damaged or missing content, unreferenced blobs. Exit status 1 if unclean."""
-    report = _hub(data, config).fsck().run(repair=repair, scrub=scrub)
+    report = open_hub(data, config, existing=True).fsck().run(repair=repair, scrub=scrub)
     for finding in report.findings:
         typer.echo(finding.line())
     typer.echo(report.summary())

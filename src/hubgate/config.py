@@ -1,34 +1,64 @@
-"""Settings: defaults < TOML config file < `HUBGATE_*` environment < command-line options."""
+"""Settings: defaults < TOML config file < `HUBGATE_*` environment < command-line options.
+
+One validated model: unknown keys, bad types and bad values are refused (see `config_sources`,
+which reads the layers and words the refusals). Each field's `description` says what it expects.
+"""
 
 from __future__ import annotations
 
 import os
 import secrets
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from hubgate import constants
+from hubgate.config_sources import Layers, load_layers
+
+
+def _http_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")) or len(value) < 9:
+        raise ValueError("an http:// or https:// URL")
+    return value
+
+
+def _database_url(value: str) -> str:
+    try:
+        make_url(value)
+    except ArgumentError:
+        raise ValueError("an SQLAlchemy URL such as postgresql+psycopg://user@host/db") from None
+    return value
+
+
+def _env_name(value: str) -> str:
+    if not value or not value.replace("_", "A").isalnum() or value[0].isdigit():
+        raise ValueError("the name of an environment variable, such as HF_TOKEN")
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+Seconds = Annotated[float, Field(ge=0, description="a number of seconds, 0 or more")]
 
 
 class UpstreamConfig(BaseModel):
     """An upstream hub to mirror (huggingface.co, hf-mirror.com, another hubgate)."""
 
-    name: str
-    url: str
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, description="a short name for logs and status, such as hub")
+    url: HttpUrl = Field(description="an http:// or https:// URL")
     # Name of the environment variable holding the server-side token for this upstream.
-    token_env: str | None = None
+    token_env: Annotated[str, AfterValidator(_env_name)] | None = None
     # Send a client's own upstream token (a non-hubgate Bearer token) to this upstream, and only
     # to this one, for gated or private repos (Lorax-style passthrough).
     passthrough: bool = False
-    timeout: float = 30.0
+    timeout: float = Field(30.0, gt=0, description="a number of seconds, more than 0")
 
     @property
     def token(self) -> str | None:
-        import os
-
         return os.environ.get(self.token_env) if self.token_env else None
 
 
@@ -47,12 +77,14 @@ class GcSettings(BaseModel):
 class MirrorSettings(BaseModel):
     """How the pull-through cache behaves (the `[mirror]` table of the config file)."""
 
+    model_config = ConfigDict(extra="forbid")
+
     # Seconds a branch or tag -> commit mapping is trusted before asking upstream again.
-    revision_ttl: float = 60.0
+    revision_ttl: Seconds = 60.0
     # Seconds an upstream 404 is remembered.
-    negative_ttl: float = 30.0
+    negative_ttl: Seconds = 30.0
     # Largest size of the mirror's file cache in bytes (0: unlimited); least recently used first out.
-    cache_max_bytes: int = 0
+    cache_max_bytes: int = Field(0, ge=0, description="a number of bytes, 0 (unlimited) or more")
     # Who may read private or gated upstream repos fetched with the server's token:
     # "authenticated" (any local user) or "admin".
     restricted_access: Literal["authenticated", "admin"] = "authenticated"
@@ -70,35 +102,39 @@ class AuthSettings(BaseModel):
 class HttpSettings(BaseModel):
     """How connections are bounded (the `[http]` table of the config file)."""
 
+    model_config = ConfigDict(extra="forbid")
+
     # Seconds a client has to send a request's headers, from connecting or from the previous answer.
-    header_timeout: float = 30.0
+    header_timeout: float = Field(30.0, gt=0, description="a number of seconds, more than 0")
     # Seconds a request body may stall before the connection is closed.
-    body_timeout: float = 60.0
+    body_timeout: float = Field(60.0, gt=0, description="a number of seconds, more than 0")
     # Seconds an answer may wait for a client that reads nothing before the connection is dropped.
-    send_timeout: float = 60.0
+    send_timeout: float = Field(60.0, gt=0, description="a number of seconds, more than 0")
     # Seconds an idle keep-alive connection is kept open.
-    keep_alive: int = 30
+    keep_alive: int = Field(30, ge=0, description="a whole number of seconds, 0 or more")
     # Most connections open at once from one client address (0: no cap); trusted proxies are exempt.
-    max_connections_per_client: int = 64
+    max_connections_per_client: int = Field(64, ge=0, description="a number of connections, 0 (no cap) or more")
     # Addresses of reverse proxies whose X-Forwarded-For/-Proto headers are believed ("*": any).
     trusted_proxies: list[str] = Field(default_factory=list)
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix=constants.ENV_PREFIX, extra="ignore")
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
 
-    host: str = constants.DEFAULT_HOST
-    port: int = constants.DEFAULT_PORT
-    data: Path = Path(constants.DEFAULT_DATA_DIR)
+    host: str = Field(constants.DEFAULT_HOST, min_length=1, description="an address such as 127.0.0.1 or 0.0.0.0")
+    port: int = Field(constants.DEFAULT_PORT, ge=0, le=65535, description="a port number from 0 to 65535")
+    data: Path = Field(Path(constants.DEFAULT_DATA_DIR), description="a folder (created if its parent exists)")
     config: Path | None = None
     # SQLAlchemy URL of the metadata store; default: SQLite inside the data folder.
-    database_url: str | None = None
+    database_url: Annotated[str, AfterValidator(_database_url)] | None = None
     # Externally visible base URL (used in URLs handed to clients); default: the request's own.
-    public_url: str | None = None
-    workers: int = 1
-    log_level: str = "info"
-    lfs_threshold: int = constants.DEFAULT_LFS_THRESHOLD
-    max_commit_bytes: int = constants.DEFAULT_MAX_COMMIT_BYTES
+    public_url: HttpUrl | None = None
+    workers: int = Field(1, ge=1, le=64, description="a number of processes from 1 to 64")
+    log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"
+    # "text" (one readable line per event) or "json" (one JSON object per line).
+    log_format: Literal["text", "json"] = "text"
+    lfs_threshold: int = Field(constants.DEFAULT_LFS_THRESHOLD, ge=1, description="a number of bytes, 1 or more")
+    max_commit_bytes: int = Field(constants.DEFAULT_MAX_COMMIT_BYTES, ge=1, description="a number of bytes, 1 or more")
     # huggingface_hub >= 1.20 sends every "lfs" file to a Xet CAS, which hubgate does not have
     # yet, so such clients are told to send files inline ("regular"). Set this when every such
     # client runs with HF_HUB_DISABLE_XET=1 to give them the LFS batch path instead.
@@ -121,21 +157,44 @@ class Settings(BaseSettings):
         """Whether any upstream takes clients' own tokens."""
         return any(u.passthrough for u in self.upstream)
 
+    @field_validator("data")
     @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _TomlFromConfigOption(settings_cls, init_settings, env_settings))
+    def _data_folder(cls, data: Path) -> Path:
+        if data.exists() and not data.is_dir():
+            raise ValueError("a folder, not a file")
+        if not data.exists() and not data.absolute().parent.is_dir():
+            raise ValueError(f"a folder inside an existing one ({data.absolute().parent} does not exist)")
+        return data
+
+    @field_validator("upstream")
+    @classmethod
+    def _distinct_names(cls, upstreams: list[UpstreamConfig]) -> list[UpstreamConfig]:
+        names = [u.name for u in upstreams]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"upstreams with distinct names ({', '.join(twice)} used twice)")
+        return upstreams
+
+    def unset_tokens(self, layers: Layers) -> list[str]:
+        """What only a server or mirror pull refuses: a `token_env` naming an unset variable
+        (offline, no upstream is asked anything, so no token is needed)."""
+        if self.offline:
+            return []
+        return [
+            f"{layers.prefix(('upstream', index, 'token_env'))}{upstream.token_env} is not set in the environment; "
+            f"expected it to hold the token for {upstream.name} (or remove token_env)"
+            for index, upstream in enumerate(self.upstream)
+            if upstream.token_env and not upstream.token
+        ]
 
     @classmethod
     def load(cls, **options: Any) -> Settings:
-        """Build settings from command-line `options` (None means 'not given')."""
-        return cls(**{k: v for k, v in options.items() if v is not None})
+        """Build settings from command-line `options` (None means 'not given'); ConfigError if invalid."""
+        return cls.from_layers(load_layers(cls, options))
+
+    @classmethod
+    def from_layers(cls, layers: Layers) -> Settings:
+        return layers.validate(cls)
 
     @property
     def db_url(self) -> str:
@@ -166,15 +225,3 @@ class Settings(BaseSettings):
                 tmp.unlink()
         return bytes.fromhex(path.read_text().strip())
 
-
-class _TomlFromConfigOption(TomlConfigSettingsSource):
-    """Reads the TOML file named by the `config` option or `HUBGATE_CONFIG`."""
-
-    def __init__(self, settings_cls: type[BaseSettings], *earlier: PydanticBaseSettingsSource):
-        path = None
-        for source in earlier:
-            value = source().get("config")
-            if value:
-                path = Path(value)
-                break
-        super().__init__(settings_cls, toml_file=path)

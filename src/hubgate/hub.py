@@ -6,6 +6,7 @@ The server and the CLI both build a Hub from the same settings, so they share on
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from functools import cached_property
 
 from hubgate.audit import AuditLog
@@ -14,6 +15,7 @@ from hubgate.auth.gate import Gate
 from hubgate.auth.throttle import FailureThrottle
 from hubgate.config import Settings
 from hubgate.crashpoints import CrashPoints
+from hubgate.errors import BadRequest
 from hubgate.maintenance.fsck import Fsck
 from hubgate.maintenance.gc import Collector, PeriodicCollector
 from hubgate.mirror.service import Mirror
@@ -59,6 +61,18 @@ class Hub:
         if self.accounts.namespace_kind(ref.namespace) is not None:
             return None
         return self.mirror.open(ref, upstream_token)
+
+    def pull(
+        self, ref: RepoRef, revision: str | None, *, on_plan: Callable[[int, int], None] | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> tuple[str, int, int]:
+        """Fill the mirror's cache with a repo revision, under the same local-namespace rule."""
+        if self.mirror is None:
+            raise BadRequest("No [[upstream]] is configured")
+        kind = self.accounts.namespace_kind(ref.namespace)
+        if kind is not None:
+            raise BadRequest(f"{ref.namespace} is a local {kind}: its repos are hosted here, never pulled from an upstream")
+        return self.mirror.pull(ref, revision, on_plan=on_plan, progress=progress)
 
     @cached_property
     def signer(self) -> Signer:

@@ -8,6 +8,7 @@ import os
 
 import uvicorn
 
+from hubgate import __version__, runstate
 from hubgate.config import Settings
 from hubgate.http import scrub
 from hubgate.http.app import HubgateApp, create_app
@@ -33,15 +34,22 @@ def serve(settings: Settings) -> None:
     level = "DEBUG" if settings.log_level.lower() == "trace" else settings.log_level.upper()  # uvicorn's extra level
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream request is noise
-    uvicorn.run(
-        "hubgate.server:app_from_env",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_level=settings.log_level,
-        http="hubgate.http.protocol:GuardedH11Protocol",
-        proxy_headers=bool(settings.http.trusted_proxies),
-        forwarded_allow_ips=settings.http.trusted_proxies or None,
-        timeout_keep_alive=settings.http.keep_alive,
-    )
+    runstate.publish(settings.data, {
+        "version": __version__, "listen": f"{settings.host}:{settings.port}", "offline": settings.offline,
+        "workers": settings.workers, "config": str(settings.config.absolute()) if settings.config else None,
+    })
+    try:
+        uvicorn.run(
+            "hubgate.server:app_from_env",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            log_level=settings.log_level,
+            http="hubgate.http.protocol:GuardedH11Protocol",
+            proxy_headers=bool(settings.http.trusted_proxies),
+            forwarded_allow_ips=settings.http.trusted_proxies or None,
+            timeout_keep_alive=settings.http.keep_alive,
+        )
+    finally:
+        runstate.withdraw(settings.data)

@@ -9,10 +9,10 @@ from sqlalchemy.orm import Session
 
 from hubgate.auth.scopes import Scope
 from hubgate.auth.throttle import FailureThrottle
-from hubgate.auth.tokens import Tokens
+from hubgate.auth.tokens import Tokens, utc_text
 from hubgate.errors import BadRequest, Conflict, InvalidCredentials, NotFound
 from hubgate.repos.ids import check_new_namespace
-from hubgate.storage.metadata import Membership, MetadataStore, Org, User
+from hubgate.storage.metadata import Membership, MetadataStore, Org, Repo, User
 
 ORG_ROLES = ("read", "write", "admin")
 
@@ -29,6 +29,34 @@ class Principal:
     scope: Scope
     orgs: dict[str, str] = field(default_factory=dict)  # org name -> role
     token_id: int | None = None
+
+
+@dataclass(frozen=True)
+class UserRow:
+    name: str
+    admin: bool
+    email: str | None
+    orgs: list[str]
+    created: str | None
+
+
+@dataclass(frozen=True)
+class OrgRow:
+    name: str
+    admins: list[str]
+    members: int
+    created: str | None
+
+
+@dataclass(frozen=True, order=True)
+class MemberRow:
+    user: str
+    role: str
+
+
+def _check_role(role: str) -> None:
+    if role not in ORG_ROLES:
+        raise BadRequest(f"Role must be one of {', '.join(ORG_ROLES)}")
 
 
 class Accounts:
@@ -61,28 +89,93 @@ class Accounts:
             session.flush()
             session.add(Membership(org_id=org.id, user_id=user.id, role="admin"))
 
-    def set_member(self, org_name: str, user_name: str, role: str) -> None:
-        if role not in ORG_ROLES:
-            raise BadRequest(f"Role must be one of {', '.join(ORG_ROLES)}")
+    def list_users(self) -> list[UserRow]:
         with self.metadata.session() as session:
-            org = session.scalar(select(Org).where(Org.name == org_name))
-            if org is None:
-                raise NotFound(f"No organisation named {org_name!r}")
-            user = self._user(session, user_name)
-            membership = session.get(Membership, (org.id, user.id))
-            if membership is None:
-                session.add(Membership(org_id=org.id, user_id=user.id, role=role))
-            else:
-                membership.role = role
+            return [
+                UserRow(u.name, u.is_admin, u.email, sorted(m.org.name for m in u.memberships), utc_text(u.created_at))
+                for u in session.scalars(select(User).order_by(User.name))
+            ]
+
+    def remove_user(self, name: str) -> None:
+        """Remove a user and their tokens; refused while they own repos or are an org's last admin."""
+        with self.metadata.session() as session:
+            user = self._user(session, name)
+            self._refuse_if_owner(session, name, "user")
+            for membership in user.memberships:
+                if membership.role == "admin" and self._admins(session, membership.org) == [name]:
+                    raise Conflict(f"{name} is the last admin of {membership.org.name}: name another admin first")
+            session.delete(user)
+
+    def set_admin(self, name: str, admin: bool) -> None:
+        with self.metadata.session() as session:
+            self._user(session, name).is_admin = admin
+
+    def list_orgs(self) -> list[OrgRow]:
+        with self.metadata.session() as session:
+            return [
+                OrgRow(o.name, self._admins(session, o), len(o.memberships), utc_text(o.created_at))
+                for o in session.scalars(select(Org).order_by(Org.name))
+            ]
+
+    def remove_org(self, name: str) -> None:
+        """Remove an organisation and its memberships; refused while it owns repos."""
+        with self.metadata.session() as session:
+            org = self._org(session, name)
+            self._refuse_if_owner(session, name, "organisation")
+            session.delete(org)
+
+    def list_members(self, org_name: str) -> list[MemberRow]:
+        with self.metadata.session() as session:
+            org = self._org(session, org_name)
+            return sorted(MemberRow(m.user.name, m.role) for m in org.memberships)
+
+    def add_member(self, org_name: str, user_name: str, role: str) -> None:
+        _check_role(role)
+        with self.metadata.session() as session:
+            org, user = self._org(session, org_name), self._user(session, user_name)
+            existing = session.get(Membership, (org.id, user.id))
+            if existing is not None:
+                raise Conflict(f"{user_name} is already a {existing.role} member of {org_name}: use set-role to change it")
+            session.add(Membership(org_id=org.id, user_id=user.id, role=role))
+
+    def set_member(self, org_name: str, user_name: str, role: str) -> None:
+        """Change a member's role; an organisation never loses its last admin."""
+        _check_role(role)
+        with self.metadata.session() as session:
+            membership = self._membership(session, org_name, user_name)
+            if membership.role == "admin" and role != "admin" and self._admins(session, membership.org) == [user_name]:
+                raise Conflict(f"{user_name} is the last admin of {org_name}: name another admin first")
+            membership.role = role
 
     def remove_member(self, org_name: str, user_name: str) -> None:
         with self.metadata.session() as session:
-            org = session.scalar(select(Org).where(Org.name == org_name))
-            user = self._user(session, user_name)
-            membership = session.get(Membership, (org.id, user.id)) if org else None
-            if membership is None:
-                raise NotFound(f"{user_name} is not a member of {org_name}")
+            membership = self._membership(session, org_name, user_name)
+            if membership.role == "admin" and self._admins(session, membership.org) == [user_name]:
+                raise Conflict(f"{user_name} is the last admin of {org_name}: name another admin first")
             session.delete(membership)
+
+    def _membership(self, session: Session, org_name: str, user_name: str) -> Membership:
+        org, user = self._org(session, org_name), self._user(session, user_name)
+        membership = session.get(Membership, (org.id, user.id))
+        if membership is None:
+            raise NotFound(f"{user_name} is not a member of {org_name}")
+        return membership
+
+    @staticmethod
+    def _admins(session: Session, org: Org) -> list[str]:
+        return sorted(m.user.name for m in org.memberships if m.role == "admin")
+
+    @staticmethod
+    def _refuse_if_owner(session: Session, namespace: str, what: str) -> None:
+        owned = session.scalar(select(func.count()).where(func.lower(Repo.namespace) == namespace.lower())) or 0
+        if owned:
+            raise Conflict(f"The {what} {namespace} owns {owned} repo(s): delete or move them first")
+
+    def _org(self, session: Session, name: str) -> Org:
+        org = session.scalar(select(Org).where(Org.name == name))
+        if org is None:
+            raise NotFound(f"No organisation named {name!r}")
+        return org
 
     def _user(self, session: Session, name: str) -> User:
         user = session.scalar(select(User).where(User.name == name))

@@ -1,0 +1,1 @@
+"""The sub-commands of `hubgate`, one module per area; `hubgate.cli` assembles them."""

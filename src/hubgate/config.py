@@ -88,6 +88,12 @@ class MirrorSettings(BaseModel):
     # Who may read private or gated upstream repos fetched with the server's token:
     # "authenticated" (any local user) or "admin".
     restricted_access: Literal["authenticated", "admin"] = "authenticated"
+    # Whether callers without a token may read through the mirror at all.
+    anonymous_read: bool = True
+    # Repo patterns (`acme/*`, `datasets/acme/tts-*`): with `allow`, only those are mirrored;
+    # `deny` refuses its matches with a 403, cached copies included.
+    allow: list[str] = Field(default_factory=list)
+    deny: list[str] = Field(default_factory=list)
 
 
 class AuthSettings(BaseModel):

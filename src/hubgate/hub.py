@@ -11,7 +11,7 @@ from functools import cached_property
 
 from hubgate.audit import AuditLog
 from hubgate.auth.accounts import Accounts
-from hubgate.auth.gate import Gate
+from hubgate.auth.gate import Gate, MirrorPolicy
 from hubgate.auth.throttle import FailureThrottle
 from hubgate.config import Settings
 from hubgate.crashpoints import CrashPoints
@@ -46,20 +46,27 @@ class Hub:
         )
         self.access = RepoAccess(self.metadata)
         self.audit = AuditLog(settings.data / "audit", settings.audit_retention_days)
-        self.gate = Gate(self.open_repo, self.repos.open, self.access)
+        mirror_rules = settings.mirror
+        policy = MirrorPolicy(mirror_rules.anonymous_read, tuple(mirror_rules.allow), tuple(mirror_rules.deny))
+        self.gate = Gate(self.open_repo, self.repos.open, self.access, policy)
         self._periodic_gc: PeriodicCollector | None = None
 
-    def open_repo(self, ref: RepoRef, upstream_token: str | None = None) -> Repository | None:
+    def open_repo(
+        self, ref: RepoRef, upstream_token: str | None = None, vet: Callable[[RepoRef], None] | None = None
+    ) -> Repository | None:
         """A repo by address, hosted here or mirrored; the caller never needs to know which.
 
         A namespace that belongs to a local user or organisation is never looked up upstream,
-        so nobody can shadow a private repo with a public one of the same name.
+        so nobody can shadow a private repo with a public one of the same name. `vet` may refuse
+        a mirrored repo before anything of it is looked up, upstream or in the cache.
         """
         repo = self.repos.open(ref)
         if repo is not None or self.mirror is None:
             return repo
         if self.accounts.namespace_kind(ref.namespace) is not None:
             return None
+        if vet is not None:
+            vet(ref)
         return self.mirror.open(ref, upstream_token)
 
     def pull(

@@ -7,12 +7,13 @@ and handed to the handler already authorised.
 from __future__ import annotations
 
 import enum
+import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from hubgate.auth import policy
 from hubgate.auth.accounts import Principal
-from hubgate.errors import Unauthorized
+from hubgate.errors import Forbidden, Unauthorized
 from hubgate.repos.access import RepoAccess, Standing
 from hubgate.repos.base import RepoMeta, Repository
 from hubgate.repos.hosted import HostedRepository
@@ -47,15 +48,33 @@ class Subject:
     path: str | None = None
 
 
-OpenRepo = Callable[[RepoRef, "str | None"], "Repository | None"]
+OpenRepo = Callable[[RepoRef, "str | None", Callable[[RepoRef], None]], "Repository | None"]
 OpenHosted = Callable[[RepoRef], "HostedRepository | None"]
 
 
+@dataclass(frozen=True)
+class MirrorPolicy:
+    """The operator's rules for mirrored repos (`[mirror]` anonymous_read, allow, deny)."""
+
+    anonymous_read: bool = True
+    allow: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+
+    def check(self, principal: Principal | None, ref: RepoRef) -> None:
+        name = str(ref).lower()
+        listed = any(fnmatch.fnmatchcase(name, p.lower()) for p in self.allow)
+        if any(fnmatch.fnmatchcase(name, p.lower()) for p in self.deny) or (self.allow and not listed):
+            raise Forbidden(f"{ref} is refused by this server's mirror policy")
+        if principal is None and not self.anonymous_read:
+            raise Unauthorized("This server's mirror is for authenticated users only")
+
+
 class Gate:
-    def __init__(self, open_repo: OpenRepo, open_hosted: OpenHosted, access: RepoAccess) -> None:
+    def __init__(self, open_repo: OpenRepo, open_hosted: OpenHosted, access: RepoAccess, mirror: MirrorPolicy) -> None:
         self._open_repo = open_repo
         self._open_hosted = open_hosted
         self._access = access
+        self._mirror = mirror
 
     def visible(self, principal: Principal | None) -> Callable[[RepoMeta], bool]:
         """Whether a listing may show a repo to the caller (what READ_REPO would allow)."""
@@ -94,7 +113,7 @@ class Gate:
         ref = subject.ref
         assert ref is not None and action in REPO_ACTIONS
         if action in (Action.READ_REPO, Action.DOWNLOAD, Action.REQUEST_ACCESS):
-            repo = self._open_repo(ref, upstream_token)
+            repo = self._open_repo(ref, upstream_token, lambda mirrored: self._mirror.check(principal, mirrored))
             standing = self._standing(principal, repo.meta if repo else None)
             meta = policy.check_read(principal, ref, repo.meta if repo else None, standing)
             if action is Action.DOWNLOAD:

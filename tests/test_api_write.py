@@ -186,7 +186,7 @@ def test_move(server: Server, alice_token: str, bob_token: str) -> None:
     with pytest.raises(HfHubHTTPError):
         HfApi(endpoint=server.url, token=bob_token).move_repo(source, f"bob/{unique('stolen')}")
     api.move_repo(source, target)
-    assert not api.repo_exists(source)
+    assert api.model_info(source).id == target  # as on the Hub, the old name redirects to the new one
     assert head_of(server, alice_token, target) == sha
     assert files_of(server, alice_token, target)["kept.txt"] == b"kept"
     assert http.get(f"{server.url}/{target}/resolve/v1/kept.txt").content == b"kept"

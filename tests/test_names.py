@@ -1,127 +1,90 @@
-"""Names, refs, paths and ranges follow the Hub's and git's own rules, with full matches (issue 6, item 4)."""
+"""Repo names as the Hub resolves them: letter case, moved repos, legacy one-segment ids, renames."""
 
 from __future__ import annotations
 
-import json
+import hashlib
+import os
 import uuid
-from urllib.parse import quote
+from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
-from huggingface_hub import CommitOperationAdd, HfApi
+from huggingface_hub import HfApi, hf_hub_download
 
 from conftest import Server
-from test_bad_input import HEADER, assert_clean_4xx, auth, file_line, ndjson, raw
+from fakehub import FakeHub, start_fakehub
+from test_mirror_faults import mirror_of
 
-http = httpx.Client(timeout=60)
+WEIGHTS = os.urandom(2 * 1024 * 1024)
+
+
+def test_hosted_ids_are_case_insensitive_and_answer_with_their_spelling(server: Server, alice_token: str, tmp_path: Path) -> None:
+    name = f"alice/Case-{uuid.uuid4().hex[:6]}"
+    api = HfApi(endpoint=server.url, token=alice_token)
+    api.create_repo(name)
+    api.upload_file(path_or_fileobj=b"hello", path_in_repo="a.txt", repo_id=name)
+    info = httpx.get(f"{server.url}/api/models/{name.lower()}", headers={"Authorization": f"Bearer {alice_token}"})
+    assert info.status_code == 200 and info.json()["id"] == name
+    path = hf_hub_download(name.upper().replace("ALICE", "Alice"), "a.txt", endpoint=server.url, token=alice_token,
+                           cache_dir=tmp_path)
+    assert Path(path).read_bytes() == b"hello"
+    with pytest.raises(Exception, match="already"):
+        api.create_repo(name.lower())  # the same repo in other letters
+
+
+def test_a_moved_repo_redirects_from_its_old_name(server: Server, alice_token: str, tmp_path: Path) -> None:
+    old, new = f"alice/old-{uuid.uuid4().hex[:6]}", f"alice/new-{uuid.uuid4().hex[:6]}"
+    api = HfApi(endpoint=server.url, token=alice_token)
+    api.create_repo(old)
+    api.upload_file(path_or_fileobj=b"moved", path_in_repo="f.txt", repo_id=old)
+    api.move_repo(old, new)
+    auth = {"Authorization": f"Bearer {alice_token}"}
+    answer = httpx.get(f"{server.url}/api/models/{old}/revision/main?expand=sha", headers=auth)
+    assert answer.status_code == 307 and answer.headers["location"] == f"/api/models/{new}/revision/main?expand=sha"
+    resolve = httpx.head(f"{server.url}/{old}/resolve/main/f.txt", headers=auth)
+    assert resolve.status_code == 307 and resolve.headers["location"] == f"/{new}/resolve/main/f.txt"
+    assert api.model_info(old).id == new  # clients follow the redirect
+    path = hf_hub_download(old, "f.txt", endpoint=server.url, token=alice_token, cache_dir=tmp_path)
+    assert Path(path).read_bytes() == b"moved"
+    api.create_repo(old)  # the old name can be taken again; then it is that repo
+    assert api.model_info(old).id == old
+    assert httpx.get(f"{server.url}/api/models/{old}", headers=auth).status_code == 200
 
 
 @pytest.fixture(scope="module")
-def repo(server: Server, alice_token: str) -> str:
-    repo_id = f"alice/names-{uuid.uuid4().hex[:8]}"
-    api = HfApi(endpoint=server.url, token=alice_token)
-    api.create_repo(repo_id)
-    api.create_commit(repo_id, [CommitOperationAdd("data.txt", bytes(range(100)))], commit_message="seed")
-    return repo_id
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeHub]:
+    fake = start_fakehub(tmp_path_factory.mktemp("hub"), xet=False)
+    fake.add_repo("openai-community/gpt2", {"config.json": '{"n_layer": 12}', "model.safetensors": WEIGHTS}, xet=False)
+    fake.add_alias("gpt2", "openai-community/gpt2")
+    fake.add_repo("new-org/renamed", {"config.json": '{"renamed": true}'}, xet=False)
+    fake.add_alias("old-org/renamed", "new-org/renamed")
+    yield fake
+    fake.stop()
 
 
-def _listed(server: Server, token: str) -> set[str]:
-    return {r["id"] for r in http.get(f"{server.url}/api/models", headers=auth(token)).json()}
+@pytest.fixture()
+def mirror(tmp_path: Path, hub: FakeHub) -> Iterator[Server]:
+    hub.reset()
+    srv = mirror_of(tmp_path, hub, token=None)
+    yield srv
+    srv.stop()
 
 
-@pytest.mark.parametrize("name", ["x\n", "x.git\n", "x.GIT", "x.Git", "a--b", "x-", "x.", "x\r", "x\t", "x "])
-def test_repo_names_are_matched_whole(server: Server, alice_token: str, name: str) -> None:
-    before = _listed(server, alice_token)
-    for body in ({"name": name}, {"name": f"alice/{name}"}, {"name": "fine-name", "organization": name}):
-        response = http.post(f"{server.url}/api/repos/create", json=body, headers=auth(alice_token))
-        assert_clean_4xx(response.status_code, response.content)
-    assert _listed(server, alice_token) == before
+def test_legacy_ids_are_served_under_the_name_asked_and_cached_once(mirror: Server, hub: FakeHub, tmp_path: Path) -> None:
+    path = hf_hub_download("gpt2", "model.safetensors", endpoint=mirror.url, cache_dir=tmp_path / "a")
+    assert Path(path).read_bytes() == WEIGHTS
+    assert HfApi(endpoint=mirror.url).model_info("gpt2").id == "openai-community/gpt2"
+    direct = httpx.get(f"{mirror.url}/gpt2/resolve/main/config.json")
+    assert direct.status_code == 200 and direct.json() == {"n_layer": 12}  # no redirect to the client
+    again = hf_hub_download("openai-community/gpt2", "model.safetensors", endpoint=mirror.url, cache_dir=tmp_path / "b")
+    assert Path(again).read_bytes() == WEIGHTS
+    assert len(hub.fetches(sha256=hashlib.sha256(WEIGHTS).hexdigest())) == 1  # one copy, one fetch
+    status = httpx.get(f"{mirror.url}/api/mirror/status", headers=mirror.admin_headers()).json()
+    assert status["cache"]["files"] == 2  # config.json and the weights, once
 
 
-@pytest.mark.parametrize("namespace", ["datasets", "spaces", "models", "api", "Datasets"])
-def test_reserved_namespaces(server: Server, namespace: str) -> None:
-    server.admin_headers()  # creates the administrator "ops"
-    # an admin may write anywhere, but not where no URL could reach the repo
-    admin_write = auth(server.token("ops", "write"))
-    response = http.post(f"{server.url}/api/repos/create", json={"name": "x", "organization": namespace},
-                         headers=admin_write)
-    assert response.status_code == 400, response.text
-    assert "reserved" in assert_clean_4xx(response.status_code, response.content)["error"]
-    response = http.post(f"{server.url}/api/repos/move", json={"fromRepo": "ops/nothing", "toRepo": f"{namespace}/x"},
-                         headers=admin_write)
-    assert_clean_4xx(response.status_code, response.content)
-
-
-def test_space_sdk_is_one_of_the_hubs(server: Server, alice_token: str) -> None:
-    for sdk in (" " * 1_000_000, "bogus", "GRADIO", 5):
-        response = http.post(f"{server.url}/api/repos/create", json={"name": f"sp-{uuid.uuid4().hex[:6]}", "type": "space",
-                                                                    "sdk": sdk}, headers=auth(alice_token))
-        assert_clean_4xx(response.status_code, response.content)
-        assert len(response.content) < 10_000
-
-
-DOTGIT_PATHS = [".GIT/config", ".Git/hooks/x", "GIT~1/config", "git~1/config", ".git./config", ".git /config",
-                ".git. . /config", "sub/.gIt/x", ".g\u200cit/config", "\u200d.git/config", ".git\ufeff/config",
-                ".git\u200e/HEAD", ".git::$INDEX_ALLOCATION/config", ".GIT"]
-CONTROL_PATHS = ["a\nb.txt", "a.txt\n", "a\tb", "a\rb", "a\x7fb", "a\x1bb", "a\u0085b", "a\x9bb", "x.txt ", "dir /x.txt"]
-
-
-@pytest.mark.parametrize("path", DOTGIT_PATHS + CONTROL_PATHS)
-def test_paths_git_would_refuse(server: Server, alice_token: str, repo: str, path: str) -> None:
-    head = http.get(f"{server.url}/api/models/{repo}", headers=auth(alice_token)).json()["sha"]
-    response = http.post(f"{server.url}/api/models/{repo}/commit/main", content=ndjson(HEADER, file_line(path)),
-                         headers=auth(alice_token))
-    assert_clean_4xx(response.status_code, response.content)
-    response = http.post(f"{server.url}/api/models/{repo}/preupload/main", json={"files": [{"path": path, "size": 1}]},
-                         headers=auth(alice_token))
-    assert_clean_4xx(response.status_code, response.content)
-    assert http.get(f"{server.url}/api/models/{repo}", headers=auth(alice_token)).json()["sha"] == head
-
-
-def test_ordinary_paths_still_work(server: Server, alice_token: str, repo: str) -> None:
-    paths = [".gitattributes", ".github/workflows/x.yml", "a.git/x", ".gitx/y", "git~2/z", "caf\u00e9 au lait.txt",
-             "\u6587\u4ef6.txt", "a b/c d.txt", ".hidden"]
-    body = ndjson(HEADER, *[file_line(p, p.encode()) for p in paths])
-    response = http.post(f"{server.url}/api/models/{repo}/commit/main", content=body, headers=auth(alice_token))
-    assert response.status_code == 200, response.text
-    for path in paths:
-        assert http.get(f"{server.url}/{repo}/resolve/main/{quote(path)}", headers=auth(alice_token)).content == path.encode()
-
-
-BAD_REF_NAMES = ["HEAD", "-x", "--force", "m\u0430in", "ma\u200bin", "x\n", "x\x7f", "caf\u00e9", "a" * 201, "x.lock",
-                 "a/.b", "a..b", "a@{0}", "@", "a//b", "x/", "a b", "a:b", "a^", "a~1", "a?", "a*", "a[b"]
-
-
-@pytest.mark.parametrize("name", BAD_REF_NAMES)
-def test_branch_and_tag_names_follow_git(server: Server, alice_token: str, repo: str, name: str) -> None:
-    before = http.get(f"{server.url}/api/models/{repo}/refs", headers=auth(alice_token)).json()
-    encoded = quote(name, safe="")
-    response = http.post(f"{server.url}/api/models/{repo}/branch/{encoded}", json={}, headers=auth(alice_token))
-    assert_clean_4xx(response.status_code, response.content)
-    response = http.post(f"{server.url}/api/models/{repo}/tag/main", content=json.dumps({"tag": name}).encode(),
-                         headers={**auth(alice_token), "Content-Type": "application/json"})
-    assert_clean_4xx(response.status_code, response.content)
-    assert http.get(f"{server.url}/api/models/{repo}/refs", headers=auth(alice_token)).json() == before
-
-
-def test_ordinary_branch_names_still_work(server: Server, alice_token: str, repo: str) -> None:
-    for name in ("dev", "release/v1.2", "feature_x-y", "v1.0", "HEADS"):
-        response = http.post(f"{server.url}/api/models/{repo}/branch/{quote(name, safe='')}", json={},
-                             headers=auth(alice_token))
-        assert response.status_code == 200, (name, response.text)
-        http.delete(f"{server.url}/api/models/{repo}/branch/{quote(name, safe='')}", headers=auth(alice_token))
-
-
-@pytest.mark.parametrize("header", ["bytes=1_0-2_0", "bytes=+1-2", "bytes=\u0661-\u0662", "bytes=1-2_0", "bytes=-1_0",
-                                    "bytes=0x1-2", "bytes=1 -2", "bytes=-"])
-def test_lenient_range_syntax_is_ignored(server: Server, alice_token: str, repo: str, header: str) -> None:
-    status, headers, body = raw(server, "GET", f"/{repo}/resolve/main/data.txt",
-                                headers={**auth(alice_token), "Range": header.encode("utf-8").decode("latin-1")})
-    assert status == 200 and body == bytes(range(100)), (status, headers.get("content-range"))
-
-
-def test_strict_ranges_still_work(server: Server, alice_token: str, repo: str) -> None:
-    for header, expected in (("bytes=10-20", bytes(range(10, 21))), ("bytes=-5", bytes(range(95, 100))),
-                             ("bytes=98-", bytes([98, 99])), ("bytes=0-" + "9" * 40, bytes(range(100)))):
-        response = http.get(f"{server.url}/{repo}/resolve/main/data.txt", headers={**auth(alice_token), "Range": header})
-        assert response.status_code == 206 and response.content == expected, header
+def test_renamed_upstream_repos_follow_the_redirect(mirror: Server, tmp_path: Path) -> None:
+    path = hf_hub_download("old-org/renamed", "config.json", endpoint=mirror.url, cache_dir=tmp_path)
+    assert Path(path).read_text() == '{"renamed": true}'
+    assert HfApi(endpoint=mirror.url).model_info("old-org/renamed").id == "new-org/renamed"

@@ -132,3 +132,22 @@ class ServiceUnavailable(HubError):
 
     def __init__(self, message: str = "Server busy, try again shortly", *, retry_after: int = 1) -> None:
         super().__init__(message, headers={"Retry-After": str(retry_after)})
+
+
+class RepoMoved(HubError):
+    """A repo asked for by a former name: a redirect to the same address under its current one."""
+
+    status = 307
+
+    def __init__(self, old_id: str, new_id: str) -> None:
+        super().__init__(f"Repository moved to {new_id}")
+        self.old_id, self.new_id = old_id, new_id
+
+    def point(self, raw_path: str, query: str) -> None:
+        """Set `Location` (relative, as the Hub sends it) for the request at `raw_path`."""
+        old, new = f"/{self.old_id}", f"/{self.new_id}"
+        start = raw_path.lower().find(old.lower() + "/")
+        if start < 0 and raw_path.lower().endswith(old.lower()):
+            start = len(raw_path) - len(old)
+        location = raw_path[:start] + new + raw_path[start + len(old):] if start >= 0 else raw_path
+        self.headers["Location"] = location + (f"?{query}" if query else "")

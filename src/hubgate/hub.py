@@ -15,12 +15,13 @@ from hubgate.auth.gate import Gate, MirrorPolicy
 from hubgate.auth.throttle import FailureThrottle
 from hubgate.config import Settings
 from hubgate.crashpoints import CrashPoints
-from hubgate.errors import BadRequest
+from hubgate.errors import BadRequest, RepoMoved
 from hubgate.maintenance.fsck import Fsck
 from hubgate.maintenance.gc import Collector, PeriodicCollector
 from hubgate.mirror.service import Mirror
 from hubgate.repos.access import RepoAccess
 from hubgate.repos.base import Repository
+from hubgate.repos.hosted import HostedRepository
 from hubgate.repos.ids import RepoRef
 from hubgate.repos.service import RepoService
 from hubgate.signing import Signer
@@ -48,7 +49,7 @@ class Hub:
         self.audit = AuditLog(settings.data / "audit", settings.audit_retention_days)
         mirror_rules = settings.mirror
         policy = MirrorPolicy(mirror_rules.anonymous_read, tuple(mirror_rules.allow), tuple(mirror_rules.deny))
-        self.gate = Gate(self.open_repo, self.repos.open, self.access, policy)
+        self.gate = Gate(self.open_repo, self.open_hosted, self.access, policy)
         self._periodic_gc: PeriodicCollector | None = None
 
     def open_repo(
@@ -60,7 +61,7 @@ class Hub:
         so nobody can shadow a private repo with a public one of the same name. `vet` may refuse
         a mirrored repo before anything of it is looked up, upstream or in the cache.
         """
-        repo = self.repos.open(ref)
+        repo = self.open_hosted(ref)
         if repo is not None or self.mirror is None:
             return repo
         if self.accounts.namespace_kind(ref.namespace) is not None:
@@ -80,6 +81,15 @@ class Hub:
         if kind is not None:
             raise BadRequest(f"{ref.namespace} is a local {kind}: its repos are hosted here, never pulled from an upstream")
         return self.mirror.pull(ref, revision, on_plan=on_plan, progress=progress)
+
+    def open_hosted(self, ref: RepoRef) -> HostedRepository | None:
+        """A hosted repo by name in any letter case; RepoMoved for a name it had before a move."""
+        repo = self.repos.open(ref)
+        if repo is None:
+            moved = self.repos.moved_to(ref)
+            if moved is not None:
+                raise RepoMoved(ref.repo_id, moved.repo_id)
+        return repo
 
     @cached_property
     def signer(self) -> Signer:

@@ -23,6 +23,7 @@ from hubgate.errors import (
     InvalidCredentials,
     NotFound,
     PayloadTooLarge,
+    RepoMoved,
     ServiceUnavailable,
 )
 from hubgate.http.auditing import RequestTrail
@@ -55,6 +56,9 @@ class HubgateApp:
             response = await self._handle(request, trail)
         except HubError as error:
             trail.auth_failed = isinstance(error, InvalidCredentials)
+            if isinstance(error, RepoMoved):
+                raw = request.scope.get("raw_path") or request.scope["path"].encode()
+                error.point(raw.decode("latin-1"), request.scope.get("query_string", b"").decode("latin-1"))
             response = error_response(error)
         except ClientDisconnect:  # the client left mid-upload: nothing was applied, nobody to answer
             log.info("client left during %s %s", request.method, request.url.path)

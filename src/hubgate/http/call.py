@@ -10,7 +10,6 @@ from starlette.requests import Request
 
 from hubgate import constants
 from hubgate.auth.accounts import Principal
-from hubgate.errors import RepoNotFound
 from hubgate.hub import Hub
 from hubgate.repos.base import Repository
 from hubgate.repos.hosted import HostedRepository
@@ -52,8 +51,8 @@ class Call:
         else:
             repo_type = {"": "model", "datasets/": "dataset", "spaces/": "space"}[self.params.get("prefix", "")]
         repo_id = self.params["repo_id"]
-        if "/" not in repo_id:  # legacy one-segment ids (`gpt2`) route, and are not here
-            raise RepoNotFound(f"{constants.REPO_TYPE_PREFIX[repo_type]}{repo_id}", anonymous=self.principal is None)
+        if "/" not in repo_id:  # a legacy one-segment id (`gpt2`): only an upstream can resolve it
+            return RepoRef.legacy(repo_type, repo_id)
         return RepoRef.parse(check_repo_type(repo_type), repo_id)
 
     @property

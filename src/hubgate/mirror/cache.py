@@ -15,6 +15,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from hubgate.storage.metadata import (
     Counter,
     MetadataStore,
+    MirrorAlias,
     MirrorCommit,
     MirrorFile,
     MirrorHealth,
@@ -126,6 +127,17 @@ class MirrorCache:
             return
         with self.metadata.session() as session:
             self._upsert(session, MirrorNegative, {"key": key[:600], "expires_at": time.time() + ttl}, ["key"])
+
+    # -- names an upstream resolves to another repo -----------------------------------------
+    def alias(self, repo_type: str, asked: str) -> tuple[str, float] | None:
+        with self.metadata.session() as session:
+            row = session.get(MirrorAlias, (repo_type, asked.lower()))
+            return (row.canonical, row.fetched_at) if row else None
+
+    def remember_alias(self, repo_type: str, asked: str, canonical: str) -> None:
+        with self.metadata.session() as session:
+            self._upsert(session, MirrorAlias, {"repo_type": repo_type, "asked": asked.lower(), "canonical": canonical,
+                                                 "fetched_at": time.time()}, ["repo_type", "asked"])
 
     # -- files whose bytes were once served unverified and then found bad ------------------
     def remember_served_bad(self, oid: str) -> None:

@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from hubgate.config import Settings
 from hubgate.crashpoints import NO_CRASH, CrashPoints
+from hubgate.errors import HubError
 from hubgate.mirror.cache import MirrorCache
 from hubgate.mirror.fetcher import Fetcher, FileSource
 from hubgate.mirror.repository import VIA_KEY, MirroredRepository, UpstreamUnavailable, credentials, missing_to_error
@@ -24,6 +25,7 @@ from hubgate.storage.metadata import GitObject, MetadataStore, RepoLfsObject
 
 log = logging.getLogger("hubgate.mirror")
 
+ALIAS_TTL = 3600  # seconds a legacy or former name's canonical repo is trusted
 SOURCE_KEY = "_hubgate_upstream"  # which upstream answered, kept inside the cached info
 TokenFor = Callable[[Upstream], "str | None"]
 
@@ -75,6 +77,10 @@ class Mirror:
 
         info, upstream = self.upstreams.first(attempt)
         info = {k: v for k, v in info.items() if k != "siblings"}
+        canonical = canonical_ref(ref, info)
+        if canonical != ref:  # a legacy id, a renamed repo or another letter case: kept once, under its name
+            self.cache.remember_alias(ref.type, ref.repo_id, canonical.repo_id)
+            ref = canonical
         info[SOURCE_KEY] = upstream.name
         info[VIA_KEY] = "server" if self._server_may_read(ref, info, upstream) else "client"
         key = (ref.type, ref.repo_id)
@@ -83,6 +89,16 @@ class Mirror:
         if label != info["sha"]:
             self.cache.remember_revision(*key, label, info["sha"], upstream.name)
         return info, upstream.name
+
+    def _known_alias(self, ref: RepoRef) -> RepoRef:
+        """The canonical repo of a name an upstream resolved before (re-asked after ALIAS_TTL)."""
+        known = self.cache.alias(ref.type, ref.repo_id)
+        if known is None or not (self.offline or time.time() - known[1] < ALIAS_TTL):
+            return ref
+        try:
+            return RepoRef.parse(ref.type, known[0])
+        except HubError:
+            return ref
 
     def _server_may_read(self, ref: RepoRef, info: dict[str, Any], upstream: Upstream) -> bool:
         """Whether the server's own credential reads this repo's files (always, for public repos).
@@ -108,6 +124,7 @@ class Mirror:
         """
         if not self.upstreams and not self.offline:
             return None
+        ref = self._known_alias(ref)
         key = (ref.type, ref.repo_id)
         cached = self.cache.latest_info(*key)
         if cached is not None and (token is None or self.offline):
@@ -125,6 +142,7 @@ class Mirror:
             return None
         except UpstreamError as exc:
             raise UpstreamUnavailable(f"No upstream answered for {ref}: {exc}") from exc
+        ref = canonical_ref(ref, info)
         repo = MirroredRepository(self, ref, info, upstream, token)
         if token is not None and repo.meta.readers != "anyone":
             self.check_access(ref, token_for)
@@ -236,3 +254,12 @@ def _health_json(name: str, url: str, row: Any) -> dict[str, Any]:
         "lastErrorAt": iso(row.last_error_at) if row else None,
         "latencyMs": round(row.latency_ms, 2) if row and row.latency_ms is not None else None,
     }
+
+
+def canonical_ref(asked: RepoRef, info: dict[str, Any]) -> RepoRef:
+    """The repo an upstream's info is about (its `id`), or the one asked for if that is unusable."""
+    try:
+        found = RepoRef.parse(asked.type, str(info.get("id") or ""))
+    except HubError:
+        return asked
+    return found

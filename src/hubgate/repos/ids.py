@@ -82,9 +82,14 @@ class RepoRef:
             raise BadRequest(f"Invalid repo id: {shown(repo_id)}. Expected 'namespace/name'.")
         return cls(repo_type, check_name(parts[0], "namespace"), check_name(parts[1], "repo name"))
 
+    @classmethod
+    def legacy(cls, repo_type: str, name: str) -> RepoRef:
+        """A one-segment id (`gpt2`, `bert-base-uncased`): upstreams redirect it to its canonical repo."""
+        return cls(check_repo_type(repo_type), "", check_name(name, "repo name"))
+
     @property
     def repo_id(self) -> str:
-        return f"{self.namespace}/{self.name}"
+        return f"{self.namespace}/{self.name}" if self.namespace else self.name
 
     @property
     def plural(self) -> str:

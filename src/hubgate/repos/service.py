@@ -7,7 +7,7 @@ import threading
 import weakref
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -24,7 +24,7 @@ from hubgate.repos.ids import RepoRef, check_branch_name, check_new_namespace, i
 from hubgate.storage.blobs import BlobStore
 from hubgate.storage.gcguard import hold_off_gc
 from hubgate.storage.gitstore import GitStore
-from hubgate.storage.metadata import GitObject, MetadataStore, Repo, utcnow
+from hubgate.storage.metadata import GitObject, MetadataStore, Repo, RepoRedirect, utcnow
 
 
 @dataclass(frozen=True)
@@ -70,9 +70,26 @@ class RepoService:
 
     # -- lookup ----------------------------------------------------------------------------
     def _row(self, session: Session, ref: RepoRef) -> Repo | None:
-        return session.scalar(
+        """The repo of that name, in any letter case (as on the Hub)."""
+        exact = session.scalar(
             select(Repo).where(Repo.type == ref.type, Repo.namespace == ref.namespace, Repo.name == ref.name)
         )
+        if exact is not None:
+            return exact
+        return session.scalar(
+            select(Repo).where(
+                Repo.type == ref.type,
+                func.lower(Repo.namespace) == ref.namespace.lower(),
+                func.lower(Repo.name) == ref.name.lower(),
+            )
+        )
+
+    def moved_to(self, ref: RepoRef) -> RepoRef | None:
+        """Where a repo that used to be called `ref` lives now (after `move`), if it still does."""
+        with self.metadata.session() as session:
+            redirect = session.get(RepoRedirect, (ref.type, ref.repo_id.lower()))
+            row = session.get(Repo, redirect.repo_pk) if redirect is not None else None
+            return RepoRef(row.type, row.namespace, row.name) if row is not None else None
 
     def open(self, ref: RepoRef) -> HostedRepository | None:
         with self.metadata.session() as session:
@@ -80,7 +97,8 @@ class RepoService:
             if row is None:
                 return None
             refs = self.git.refs(session, row.id)
-            meta = RepoMeta(ref, row.private, row.gated, row.created_at, row.sdk, pk=row.id)
+            canonical = RepoRef(row.type, row.namespace, row.name)  # the spelling it was created with
+            meta = RepoMeta(canonical, row.private, row.gated, row.created_at, row.sdk, pk=row.id)
             return HostedRepository(meta, row.id, refs, self.git, self.blobs)
 
     def list(self, repo_type: str) -> list[RepoMeta]:
@@ -139,6 +157,11 @@ class RepoService:
                 if self._row(session, to) is not None:
                     raise Conflict(f"A repo named {to.repo_id} already exists")
                 row.namespace, row.name, row.updated_at = to.namespace, to.name, utcnow()
+                # The old name redirects here, as on the Hub; the new one is no longer a redirect.
+                session.execute(delete(RepoRedirect).where(
+                    RepoRedirect.type == ref.type, RepoRedirect.old_id.in_([ref.repo_id.lower(), to.repo_id.lower()])
+                ))
+                session.add(RepoRedirect(type=ref.type, old_id=ref.repo_id.lower(), repo_pk=row.id))
         except IntegrityError as exc:
             raise Conflict(f"A repo named {to.repo_id} already exists") from exc
 

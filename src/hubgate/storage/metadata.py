@@ -221,6 +221,25 @@ class MirrorFile(Base):
     last_access: Mapped[float] = mapped_column(Float, index=True)
 
 
+class RepoRedirect(Base):
+    """A hosted repo's former name (lower case), answered with a redirect to its current one."""
+
+    __tablename__ = "repo_redirects"
+    type: Mapped[str] = mapped_column(String(16), primary_key=True)
+    old_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    repo_pk: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"), index=True)
+
+
+class MirrorAlias(Base):
+    """A name an upstream resolves to another repo (legacy `gpt2`, renamed, other letter case)."""
+
+    __tablename__ = "mirror_aliases"
+    repo_type: Mapped[str] = mapped_column(String(16), primary_key=True)
+    asked: Mapped[str] = mapped_column(String(200), primary_key=True)  # lower case
+    canonical: Mapped[str] = mapped_column(String(200))
+    fetched_at: Mapped[float] = mapped_column(Float)
+
+
 class MirrorNegative(Base):
     """An upstream 404 remembered for a short while, or another fact about upstream until `expires_at`."""
 

@@ -10,11 +10,11 @@ from starlette.responses import Response
 
 from hubgate.auth.gate import Action
 from hubgate.errors import BadRequest, EntryNotFound, PayloadTooLarge
-from hubgate.http import commit_payload
 from hubgate.http.call import Call
 from hubgate.http.responses import json_response
 from hubgate.http.routes.manage import author_of
 from hubgate.http.routing import API_TYPE, REPO_ID, REV, RouteTable
+from hubgate.repos import commit_payload
 from hubgate.repos.ids import check_path, check_revision
 
 table = RouteTable()

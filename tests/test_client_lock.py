@@ -234,14 +234,15 @@ def test_sbom_lists_the_locked_models(mirror: Server, origin, tmp_path: Path) ->
 
 
 def test_client_commands_load_none_of_the_server(mirror: Server, tmp_path: Path) -> None:
+    """`hubgate pull --help`, a no-op pull and verify, as the `hubgate` entry point runs them."""
     assert hubgate("lock", "team/voice@v23", "--endpoint", mirror.url, cwd=tmp_path).returncode == 0
     assert hubgate("pull", "--cache-dir", tmp_path / "c", "-q", cwd=tmp_path).returncode == 0
-    code = ("import sys\nfrom hubgate.cli import app\n"
+    code = ("import sys\nfrom hubgate.__main__ import main\nforbidden = set(sys.argv[2:])\n"
             "for args in (['pull', '--help'], ['pull', '--cache-dir', sys.argv[1], '-q'], ['verify', '--cache-dir', sys.argv[1]]):\n"
-            "    try:\n        app(args)\n    except SystemExit as exit:\n        assert not exit.code, (args, exit.code)\n"
-            "print(sorted({m.split('.')[0] for m in sys.modules} & set(sys.argv[2:])))\n")
-    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "c"), *SERVER_MODULES], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=60, env=clean_env())
+            "    sys.argv = ['hubgate', *args]\n"
+            "    try:\n        main()\n    except SystemExit as exit:\n        assert not exit.code, (args, exit.code)\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & forbidden))\n")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "c"), *SERVER_MODULES, "typer", "pydantic", "httpx"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60, env=clean_env())
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
-

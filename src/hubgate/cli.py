@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from hubgate import __version__
-from hubgate.client.commands import register as register_client_commands
+from hubgate.client.commands import COMMANDS as CLIENT_COMMANDS
 from hubgate.commands.accounts import org_app, user_app
 from hubgate.commands.common import ConfigOpt, DataOpt, audit_change, load, open_hub, run
 from hubgate.commands.mirror import mirror_app
@@ -28,7 +28,22 @@ app.add_typer(org_app, name="org")
 app.add_typer(token_app, name="token")
 app.add_typer(mirror_app, name="mirror")
 app.add_typer(config_app, name="config")
-register_client_commands(app)
+
+
+def _client_command(name: str, summary: str) -> None:
+    """List a client command here too; `hubgate.__main__` normally runs it before typer loads."""
+
+    def forward(ctx: typer.Context) -> None:
+        from hubgate.client.commands import run as run_client
+
+        raise typer.Exit(run_client([name, *ctx.args]))
+
+    settings = {"allow_extra_args": True, "ignore_unknown_options": True}
+    app.command(name, help=summary, add_help_option=False, context_settings=settings)(forward)
+
+
+for _name, _summary in CLIENT_COMMANDS.items():
+    _client_command(_name, _summary)
 repo_app = typer.Typer(help="Manage hosted repos.", no_args_is_help=True)
 collaborator_app = typer.Typer(help="Give users a role on one repo, outside its organisation.", no_args_is_help=True)
 app.add_typer(repo_app, name="repo")

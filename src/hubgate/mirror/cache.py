@@ -8,7 +8,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -192,11 +192,29 @@ class MirrorCache:
             return (session.scalar(select(func.count()).where(MirrorFile.sha256 == sha256)) or 0) > 0
 
     # -- upstream health -------------------------------------------------------------------
-    def save_health(self, name: str, last_success: float | None, last_error: str | None,
-                    last_error_at: float | None, latency_ms: float | None) -> None:
+    # Every process records what it saw; a field only moves to a newer observation, so no process
+    # erases another's (a CLI pull that failed leaves the server's last success in place).
+    def record_success(self, name: str, at: float, latency_ms: float | None) -> None:
+        table = MirrorHealth.__table__
+        newer = at > func.coalesce(table.c.last_success, 0)
+        self._merge(name, {"last_success": at, "latency_ms": latency_ms}, {
+            "last_success": case((newer, at), else_=table.c.last_success),
+            "latency_ms": case((newer, latency_ms), else_=table.c.latency_ms),
+        })
+
+    def record_failure(self, name: str, at: float, error: str) -> None:
+        table = MirrorHealth.__table__
+        newer = at >= func.coalesce(table.c.last_error_at, 0)
+        self._merge(name, {"last_error_at": at, "last_error": error[:500]}, {
+            "last_error_at": case((newer, at), else_=table.c.last_error_at),
+            "last_error": case((newer, error[:500]), else_=table.c.last_error),
+        })
+
+    def _merge(self, name: str, values: dict[str, Any], updates: dict[str, Any]) -> None:
         with self.metadata.session() as session:
-            self._upsert(session, MirrorHealth, {"name": name, "last_success": last_success, "last_error": last_error,
-                                                  "last_error_at": last_error_at, "latency_ms": latency_ms}, ["name"])
+            insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+            statement = insert(MirrorHealth).values(name=name, **values)
+            session.execute(statement.on_conflict_do_update(index_elements=["name"], set_=updates))
 
     def health(self) -> dict[str, MirrorHealth]:
         with self.metadata.session() as session:

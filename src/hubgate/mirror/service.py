@@ -18,7 +18,7 @@ from hubgate.errors import HubError
 from hubgate.mirror.cache import MirrorCache
 from hubgate.mirror.fetcher import Fetcher, FileSource
 from hubgate.mirror.repository import VIA_KEY, MirroredRepository, UpstreamUnavailable, credentials, missing_to_error
-from hubgate.mirror.upstream import Upstream, UpstreamError, UpstreamMissing, Upstreams, raise_for_missing
+from hubgate.mirror.upstream import Health, Upstream, UpstreamError, UpstreamMissing, Upstreams, raise_for_missing
 from hubgate.repos.ids import RepoRef, is_commit_id
 from hubgate.storage.blobs import LocalBlobStore
 from hubgate.storage.metadata import GitObject, MetadataStore, RepoLfsObject
@@ -43,13 +43,16 @@ class Mirror:
         self.fetcher.on_published = lambda _size: self.evict()
         self.restricted_readers = settings.mirror.restricted_access
         for upstream in self.upstreams.all:
-            upstream.health.on_change = lambda health, name=upstream.name: self._save_health(name, health)
+            upstream.health.on_change = lambda succeeded, health, name=upstream.name: self._save_health(name, succeeded, health)
 
-    def _save_health(self, name: str, health: Any) -> None:
-        # Query strings may hold presigned signatures: they are not kept.
-        error = re.sub(r"\?\S*", "", health.last_error) if health.last_error else None
+    def _save_health(self, name: str, succeeded: bool, health: Health) -> None:
+        """Share one observation; every process's observations merge field by field."""
         try:
-            self.cache.save_health(name, health.last_success, error, health.last_error_at, health.latency_ms)
+            if succeeded and health.last_success is not None:
+                self.cache.record_success(name, health.last_success, health.latency_ms)
+            elif not succeeded and health.last_error_at is not None:
+                # Query strings may hold presigned signatures: they are not kept.
+                self.cache.record_failure(name, health.last_error_at, re.sub(r"\?\S*", "", health.last_error or ""))
         except Exception:  # noqa: BLE001 - health bookkeeping must never break a request
             log.exception("could not record the health of upstream %s", name)
 

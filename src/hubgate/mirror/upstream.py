@@ -52,7 +52,8 @@ class Health:
     last_error_at: float | None = None
     latency_ms: float | None = None
     saved_at: float = 0.0
-    on_change: Callable[[Health], None] | None = None
+    # Told each observation worth sharing: (succeeded, this health); the shared record merges them.
+    on_change: Callable[[bool, Health], None] | None = None
 
     def ok(self, seconds: float) -> None:
         recovered = self.last_success is None or (self.last_error_at or 0) > self.last_success
@@ -60,16 +61,16 @@ class Health:
         ms = seconds * 1000
         self.latency_ms = ms if self.latency_ms is None else 0.8 * self.latency_ms + 0.2 * ms
         if recovered or self.last_success - self.saved_at > 5:
-            self._changed()
+            self._changed(True)
 
     def failed(self, message: str) -> None:
         self.last_error, self.last_error_at = message[:500], time.time()
-        self._changed()
+        self._changed(False)
 
-    def _changed(self) -> None:
+    def _changed(self, succeeded: bool) -> None:
         self.saved_at = time.time()
         if self.on_change:
-            self.on_change(self)
+            self.on_change(succeeded, self)
 
 
 def origin(url: str) -> tuple[str, str, int | None]:

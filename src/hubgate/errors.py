@@ -95,9 +95,9 @@ class EntryNotFound(HubError):
     status = 404
     code = "EntryNotFound"
 
-    def __init__(self, path: str, *, commit: str | None = None) -> None:
+    def __init__(self, path: str, *, commit: str | None = None, message: str | None = None) -> None:
         headers = {"X-Repo-Commit": commit} if commit else None
-        super().__init__(f"Entry not found: {path}", headers=headers)
+        super().__init__(message or f"Entry not found: {path}", headers=headers)
 
 
 class Conflict(HubError):

@@ -173,13 +173,13 @@ class TreeEdit:
                 self._link(path)
             elif isinstance(op, DeleteFile):
                 path = check_path(op.path)
-                if self.files.pop(path, None) is None:
-                    raise EntryNotFound(path)
+                if self.files.pop(path, None) is None:  # huggingface_hub looks for the Hub's words
+                    raise EntryNotFound(path, message=f"A file with this name doesn't exist: {path}")
                 self._unlink(path)
             else:
                 folder = check_folder_to_delete(op.path)
                 if folder not in self._children:
-                    raise EntryNotFound(folder)
+                    raise EntryNotFound(folder, message=f"A folder with this name doesn't exist: {folder}")
                 doomed, folders = self._subtree(folder)
                 for p in doomed:
                     del self.files[p]

@@ -1,0 +1,79 @@
+"""Errors as the Hub sends them: the statuses, X-Error-Code and words huggingface_hub reacts to."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from huggingface_hub import CommitOperationDelete, HfApi, hf_hub_download
+from huggingface_hub.errors import EntryNotFoundError, GatedRepoError
+
+from conftest import Server
+from fakehub import FakeHub, start_fakehub
+from test_mirror_faults import mirror_of
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeHub]:
+    fake = start_fakehub(tmp_path_factory.mktemp("hub"), xet=False)
+    fake.add_repo("hub/refusing", {"config.json": "{}", "weights.bin": b"w" * 3_000_000}, xet=False)
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture()
+def mirror(tmp_path: Path, hub: FakeHub) -> Iterator[Server]:
+    hub.reset()
+    srv = mirror_of(tmp_path, hub, token=None)
+    yield srv
+    srv.stop()
+    hub.reset()
+
+
+def test_a_cold_file_the_upstream_refuses_gets_its_status_and_code(mirror: Server, hub: FakeHub, tmp_path: Path) -> None:
+    assert httpx.get(f"{mirror.url}/api/models/hub/refusing/tree/main").status_code == 200  # the tree lists it
+    hub.fault("status", status=403, on=["resolve"], file="weights.bin", headers={"X-Error-Code": "GatedRepo"},
+              body="Access to model hub/refusing is restricted and you are not in the authorized list.")
+    started = time.monotonic()
+    answer = httpx.get(f"{mirror.url}/hub/refusing/resolve/main/weights.bin")
+    assert answer.status_code == 403 and answer.headers["x-error-code"] == "GatedRepo"  # not a 200 that breaks
+    assert time.monotonic() - started < 10
+    with pytest.raises(GatedRepoError):
+        hf_hub_download("hub/refusing", "weights.bin", endpoint=mirror.url, cache_dir=tmp_path)
+    hub.reset()
+    hub.fault("not_found", on=["resolve"], file="config.json")  # a bare 404 after the tree listed the file
+    missing = httpx.get(f"{mirror.url}/hub/refusing/resolve/main/config.json")
+    assert missing.status_code == 404 and missing.headers["x-error-code"] == "EntryNotFound"
+    hub.reset()
+    hub.fault("status", status=503, on=["resolve"], file="config.json")
+    down = httpx.get(f"{mirror.url}/hub/refusing/resolve/main/config.json")
+    assert down.status_code == 503 and "X-Amz" not in down.text
+
+
+def test_deleting_a_missing_file_says_what_the_client_looks_for(server: Server, alice_token: str) -> None:
+    api = HfApi(endpoint=server.url, token=alice_token)
+    repo = f"alice/errors-{uuid.uuid4().hex[:6]}"
+    api.create_repo(repo)
+    with pytest.raises(EntryNotFoundError) as caught:
+        api.create_commit(repo, [CommitOperationDelete("nope.txt")], commit_message="delete")
+    # huggingface_hub adds its hint about folders when it finds the Hub's words in the error
+    assert "A file with this name doesn't exist" in str(caught.value)
+    assert "is_folder=True/False" in str(caught.value)
+
+
+def test_conflicts_answer_409_so_exist_ok_works(server: Server, alice_token: str) -> None:
+    api = HfApi(endpoint=server.url, token=alice_token)
+    repo = f"alice/errors-{uuid.uuid4().hex[:6]}"
+    api.create_repo(repo)
+    api.create_repo(repo, exist_ok=True)
+    api.create_branch(repo, branch="dev")
+    api.create_branch(repo, branch="dev", exist_ok=True)
+    api.create_tag(repo, tag="v1")
+    api.create_tag(repo, tag="v1", exist_ok=True)
+    answer = httpx.post(f"{server.url}/api/repos/create", json={"name": repo.split("/")[1], "organization": "alice"},
+                        headers={"Authorization": f"Bearer {alice_token}"})
+    assert answer.status_code == 409 and answer.json()["error"] == "You already created this model repo"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -147,7 +147,7 @@ def is_present(where: Target, repo: LockedRepo, f: LockedFile) -> bool:
         return False
 
 
-def show(where: Target, lock: Lock, failed: set[tuple[str, str]] = frozenset()) -> None:  # type: ignore[assignment]
+def show(where: Target, lock: Lock, failed: Collection[tuple[str, str]] = ()) -> None:
     """Make every stored locked file visible, and record each repo pulled in full."""
     failed_repos = {repo_id for repo_id, _ in failed}
     for repo in lock.repos:

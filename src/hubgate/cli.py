@@ -44,11 +44,12 @@ def _client_command(name: str, summary: str) -> None:
 
 for _name, _summary in CLIENT_COMMANDS.items():
     _client_command(_name, _summary)
+upstream_token_app = typer.Typer(help="Users' own tokens for upstream hubs (encrypted at rest).", no_args_is_help=True)
+app.add_typer(upstream_token_app, name="upstream-token")
 repo_app = typer.Typer(help="Manage hosted repos.", no_args_is_help=True)
 collaborator_app = typer.Typer(help="Give users a role on one repo, outside its organisation.", no_args_is_help=True)
 app.add_typer(repo_app, name="repo")
 repo_app.add_typer(collaborator_app, name="collaborator")
-
 
 
 def _print_version(value: bool) -> None:
@@ -263,6 +264,45 @@ def collaborator_list(
 
     for user, role in run(listing).items():
         typer.echo(json.dumps({"user": user, "role": role}) if as_json else f"{user:<24} {role}")
+
+
+UserOpt = Annotated[str, typer.Option("--user", help="The hubgate user it belongs to.")]
+
+
+@upstream_token_app.command("set")
+def upstream_token_set(upstream: str, user: UserOpt, data: DataOpt = None, config: ConfigOpt = None) -> None:
+    """Store USER's own token for UPSTREAM, read from standard input (never from the command line)."""
+    import sys
+
+    secret = sys.stdin.readline()
+
+    def store() -> None:
+        hub = open_hub(data, config, existing=True)
+        hub.upstream_tokens.set(user, upstream, secret)
+        audit_change(hub, "upstream_token", member=user, upstream=upstream, change="set")
+
+    run(store)
+    typer.echo(f"{user}'s token for {upstream} stored (encrypted)")
+
+
+@upstream_token_app.command("remove")
+def upstream_token_remove(upstream: str, user: UserOpt, data: DataOpt = None, config: ConfigOpt = None) -> None:
+    """Forget USER's token for UPSTREAM."""
+
+    def remove() -> None:
+        hub = open_hub(data, config, existing=True)
+        hub.upstream_tokens.remove(user, upstream)
+        audit_change(hub, "upstream_token", member=user, upstream=upstream, change="removed")
+
+    run(remove)
+    typer.echo(f"{user}'s token for {upstream} removed")
+
+
+@upstream_token_app.command("list")
+def upstream_token_list(user: UserOpt, data: DataOpt = None, config: ConfigOpt = None) -> None:
+    """The upstreams USER has a token for (never the tokens)."""
+    for name in run(lambda: open_hub(data, config, existing=True).upstream_tokens.names(user)):
+        typer.echo(name)
 
 
 @app.command("audit")

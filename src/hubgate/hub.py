@@ -13,6 +13,7 @@ from hubgate.audit import AuditLog
 from hubgate.auth.accounts import Accounts
 from hubgate.auth.gate import Gate, MirrorPolicy
 from hubgate.auth.throttle import FailureThrottle
+from hubgate.auth.upstream_tokens import UpstreamTokens
 from hubgate.config import Settings
 from hubgate.crashpoints import CrashPoints
 from hubgate.errors import BadRequest, RepoMoved
@@ -53,13 +54,15 @@ class Hub:
         self._periodic_gc: PeriodicCollector | None = None
 
     def open_repo(
-        self, ref: RepoRef, upstream_token: str | None = None, vet: Callable[[RepoRef], None] | None = None
+        self, ref: RepoRef, upstream_token: str | None = None, vet: Callable[[RepoRef], None] | None = None,
+        user: str | None = None,
     ) -> Repository | None:
         """A repo by address, hosted here or mirrored; the caller never needs to know which.
 
         A namespace that belongs to a local user or organisation is never looked up upstream,
         so nobody can shadow a private repo with a public one of the same name. `vet` may refuse
-        a mirrored repo before anything of it is looked up, upstream or in the cache.
+        a mirrored repo before anything of it is looked up, upstream or in the cache. A `user`
+        with their own upstream token fetches with it.
         """
         repo = self.open_hosted(ref)
         if repo is not None or self.mirror is None:
@@ -68,6 +71,8 @@ class Hub:
             return None
         if vet is not None:
             vet(ref)
+        if upstream_token is None and user is not None:
+            upstream_token = self.upstream_tokens.identity(user)
         return self.mirror.open(ref, upstream_token)
 
     def pull(
@@ -90,6 +95,10 @@ class Hub:
             if moved is not None:
                 raise RepoMoved(ref.repo_id, moved.repo_id)
         return repo
+
+    @cached_property
+    def upstream_tokens(self) -> UpstreamTokens:
+        return UpstreamTokens(self.metadata, self.settings.secret_key(), [u.name for u in self.settings.upstream])
 
     @cached_property
     def signer(self) -> Signer:

@@ -48,7 +48,7 @@ class Subject:
     path: str | None = None
 
 
-OpenRepo = Callable[[RepoRef, "str | None", Callable[[RepoRef], None]], "Repository | None"]
+OpenRepo = Callable[[RepoRef, "str | None", Callable[[RepoRef], None], "str | None"], "Repository | None"]
 OpenHosted = Callable[[RepoRef], "HostedRepository | None"]
 
 
@@ -113,7 +113,8 @@ class Gate:
         ref = subject.ref
         assert ref is not None and action in REPO_ACTIONS
         if action in (Action.READ_REPO, Action.DOWNLOAD, Action.REQUEST_ACCESS):
-            repo = self._open_repo(ref, upstream_token, lambda mirrored: self._mirror.check(principal, mirrored))
+            user = principal.name if principal else None
+            repo = self._open_repo(ref, upstream_token, lambda mirrored: self._mirror.check(principal, mirrored), user)
             standing = self._standing(principal, repo.meta if repo else None)
             meta = policy.check_read(principal, ref, repo.meta if repo else None, standing)
             if action is Action.DOWNLOAD:

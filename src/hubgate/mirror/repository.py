@@ -281,7 +281,8 @@ def credentials(client_token: str | None) -> Callable[[Upstream], str | None]:
     (it is never sent anywhere else), otherwise the server's token for that upstream, if any."""
 
     def token_for(upstream: Upstream) -> str | None:
-        if client_token and upstream.config.passthrough:
+        bound = getattr(client_token, "upstream", None)  # a user's own token for one upstream only
+        if client_token and (upstream.config.name == bound if bound else upstream.config.passthrough):
             return client_token
         return upstream.config.token
 

@@ -135,6 +135,16 @@ class AuthFailures(Base):
     count: Mapped[int] = mapped_column(Integer)
 
 
+class UpstreamToken(Base):
+    """A user's own token for one upstream hub, encrypted with a key derived from the server key."""
+
+    __tablename__ = "upstream_tokens"
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    upstream: Mapped[str] = mapped_column(String(100), primary_key=True)
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
 class Ref(Base):
     __tablename__ = "refs"
     repo_pk: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"), primary_key=True)

@@ -97,3 +97,34 @@ def revoke_token(call: Call) -> Response:
 @table.add("POST", rf"/api/tokens/{TOKEN_ID}/rotate", action=Action.MANAGE_TOKENS, subject=_token_owner)
 def rotate_token(call: Call) -> Response:
     return _issued(call, call.hub.accounts.tokens.rotate(int(call.params["token_id"])))
+
+
+UPSTREAM = r"(?P<upstream>[A-Za-z0-9._-]{1,100})"
+
+
+@table.add("GET", r"/api/upstream-tokens", action=Action.MANAGE_TOKENS, subject=_listed_user)
+def list_upstream_tokens(call: Call) -> Response:
+    user = call.query.get("user") or _caller(call)
+    assert user is not None
+    return json_response([{"upstream": name} for name in call.hub.upstream_tokens.names(user)])
+
+
+@table.add("PUT", rf"/api/upstream-tokens/{UPSTREAM}", action=Action.MANAGE_TOKENS, subject=_created_for, body="json")
+def set_upstream_token(call: Call) -> Response:
+    """`{"token": "hf_...", "user"?: "name"}`: the caller's (an admin: anybody's) token for that upstream."""
+    user, secret = _created_for(call).user, _body(call).get("token")
+    if not isinstance(secret, str):
+        raise BadRequest("'token' is required")
+    assert user is not None
+    call.hub.upstream_tokens.set(user, call.params["upstream"], secret)
+    call.audit.update(kind="upstream_token", member=user, upstream=call.params["upstream"], change="set")
+    return json_response({"upstream": call.params["upstream"], "user": user})
+
+
+@table.add("DELETE", rf"/api/upstream-tokens/{UPSTREAM}", action=Action.MANAGE_TOKENS, subject=_listed_user)
+def remove_upstream_token(call: Call) -> Response:
+    user = call.query.get("user") or _caller(call)
+    assert user is not None
+    call.hub.upstream_tokens.remove(user, call.params["upstream"])
+    call.audit.update(kind="upstream_token", member=user, upstream=call.params["upstream"], change="removed")
+    return json_response({})

@@ -1,14 +1,14 @@
 """users' own upstream tokens, encrypted
 
 Revision ID: 0006_acl8_upstream_tokens
-Revises: 0005_acl8_auth_failures
+Revises: 0006_mir7_names
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0006_acl8_upstream_tokens'
-down_revision = '0005_acl8_auth_failures'
+down_revision = '0006_mir7_names'
 branch_labels = None
 depends_on = None
 

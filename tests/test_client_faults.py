@@ -93,3 +93,15 @@ def test_large_files_come_in_parallel_ranges(fakes: tuple[FakeHub, FakeHub], loc
     assert {f"bytes={i << 20}-{((i + 1) << 20) - 1}" for i in range(8)} <= set(ranges)
     assert len(ranges) == 9  # one range was cut and resumed where it stopped
     assert (locked / "c" / CACHE_BLOB).read_bytes() == BIG
+
+
+def test_a_file_no_endpoint_has_fails_the_pull_by_name(fakes: tuple[FakeHub, FakeHub], locked: Path) -> None:
+    for fake in fakes:
+        fake.fault("not_found", on=["resolve"], file="tokenizer.json")
+    done = hubgate("pull", "--endpoint", fakes[0].url, "--endpoint", fakes[1].url, "--cache-dir", locked / "c", "-q", cwd=locked)
+    assert done.returncode == 1
+    (line,) = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert "tokenizer.json" in line and "HTTP 404" in line and fakes[0].url in line and fakes[1].url in line, line
+    snapshot = next((locked / "c" / "models--hub--model" / "snapshots").iterdir())
+    assert (snapshot / "config.json").is_file() and not (snapshot / "tokenizer.json").exists()
+    assert not (locked / "c" / "models--hub--model" / "refs").exists()  # the revision is not recorded half-pulled

@@ -101,6 +101,11 @@ def test_lock_records_the_commit_and_every_file(mirror: Server, origin, tmp_path
     (repo,) = tomllib.loads((tmp_path / "json.lock").read_text())["repo"]
     assert [f["path"] for f in repo["files"]] == ["config.json"] and repo["include"] == ["*.json"]
 
+    (tmp_path / "models.toml").write_text('[[repo]]\nid = "team/voice"\nrevision = "v23"\ninclude = ["*.json"]\nexclude = ["tok*"]\n')
+    from_spec = hubgate("lock", "--spec", "models.toml", "-o", "spec.lock", "--endpoint", mirror.url, cwd=tmp_path)
+    assert from_spec.returncode == 0, from_spec.stderr
+    assert tomllib.loads((tmp_path / "spec.lock").read_text())["repo"] == [repo]
+
 
 def test_moved_tag_pull_gets_the_locked_commit_and_check_notices(origin, mirror: Server, tmp_path: Path) -> None:
     upstream, token, _ = origin
@@ -215,6 +220,11 @@ def test_bundle_into_a_fresh_server_without_upstream(mirror: Server, origin, tmp
         assert Path(snap).name == origin[2]["v23"]
     finally:
         site.stop()
+
+    fetched = hubgate("bundle", "export", "-o", "fetched.tar", "--endpoint", mirror.url, cwd=tmp_path)
+    assert fetched.returncode == 0, fetched.stderr
+    with tarfile.open(tmp_path / "fetched.tar") as ours, tarfile.open(tmp_path / "models.tar") as theirs:
+        assert ours.getnames() == theirs.getnames()
 
     into_cache = hubgate("bundle", "import", "models.tar", "--cache-dir", tmp_path / "c3", cwd=tmp_path)
     assert into_cache.returncode == 0, into_cache.stderr

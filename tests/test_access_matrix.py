@@ -67,6 +67,10 @@ CALLERS = [
     Caller("admin", "root", roles=ORG_ADMIN),
 ]
 REPOS = {"pub": ("corp/pub", False), "priv": ("corp/priv", True), "gated": ("corp/gated", False)}
+# Mirrored from an upstream hubgate (no server-wide upstream token): a public repo, one the local
+# policy denies, and a private one only wes can fetch, with his own upstream token.
+MIRRORED = {"mirror-open": "team/open", "mirror-denied": "ext/banned", "mirror-private": "team/private"}
+UPSTREAM_VOUCHED = {"member-write", "admin"}  # wes himself; server admins by local policy
 FG_INSIDE = "corp/p*"  # covers pub and priv, not gated
 OPERATIONS = ["info", "tree", "download", "upload", "branch", "tag", "delete-branch", "settings", "collaborators"]
 WRITES = {"upload", "branch", "tag", "delete-branch"}
@@ -102,6 +106,23 @@ def expected(caller: Caller, repo: str, op: str) -> Cell:
     return 200, None
 
 
+def expected_mirrored(caller: Caller, repo: str, op: str) -> Cell:
+    if caller.token == "dead":
+        return 401, None
+    not_found = (401 if caller.user is None else 404), "RepoNotFound"
+    if op in WRITES | MANAGES:
+        return not_found  # nothing mirrored is written here
+    if repo == "mirror-denied":
+        return 403, None
+    if repo == "mirror-private" and caller.name not in UPSTREAM_VOUCHED:
+        return not_found
+    return 200, None
+
+
+def repo_id_of(repo: str) -> str:
+    return REPOS[repo][0] if repo in REPOS else MIRRORED[repo]
+
+
 def _outcome(call: Callable[[], object]) -> Cell:
     try:
         call()
@@ -119,8 +140,24 @@ def _outcome(call: Callable[[], object]) -> Cell:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, dict[str, str | None]]]:
     folder = tmp_path_factory.mktemp("matrix")
+    with start_server(folder / "origin") as origin:
+        yield from _world(folder, origin)
+
+
+def _world(folder: Path, origin: Server) -> Iterator[tuple[Server, dict[str, str | None]]]:
+    for user in ("team", "ext"):
+        origin.add_user(user)
+        upstream = HfApi(endpoint=origin.url, token=origin.token(user, "write"))
+        for repo_id in MIRRORED.values():
+            if repo_id.startswith(f"{user}/"):
+                upstream.create_repo(repo_id, private=repo_id == MIRRORED["mirror-private"])
+                upstream.create_commit(repo_id, [CommitOperationAdd("a.txt", b"a")], commit_message="seed")
+    wes_upstream = origin.token("team", "read")  # wes's own identity upstream
     config = folder / "hubgate.toml"
-    config.write_text("[auth]\nmax_failures = 0  # the dead tokens' cells fail on purpose, many times a minute\n")
+    config.write_text(
+        "[auth]\nmax_failures = 0  # the dead tokens' cells fail on purpose, many times a minute\n"
+        f'[[upstream]]\nname = "origin"\nurl = "{origin.url}"\n[mirror]\ndeny = ["ext/*"]\n'
+    )
     with start_server(folder / "data", config=config) as server:
         for user in ("olga", "rita", "wes", "ada", "cora", "cole", "otto", "gina", "pete", "rex", "gus"):
             cli(server, "user", "add", user)
@@ -160,11 +197,19 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, di
                 break
         tokens["expired"] = expired
         tokens["gus"] = token(server, "gus", "--role", "read")
+        stored = CliRunner().invoke(cli_app, ["upstream-token", "set", "origin", "--user", "wes", "--data", str(server.data),
+                                              "--config", str(config)], input=wes_upstream + "\n")
+        assert stored.exit_code == 0, stored.output
+        private = MIRRORED["mirror-private"]  # wes brings it into the cache first
+        wes = HfApi(endpoint=server.url, token=tokens["member-write"])
+        assert wes.model_info(private).private
+        list(wes.list_repo_tree(private))
+        hf_hub_download(private, "a.txt", endpoint=server.url, token=tokens["member-write"], cache_dir=str(folder / "wes"))
         yield server, tokens
 
 
 def run(server: Server, secret: str | None, caller: Caller, repo: str, op: str, cache: Path) -> Cell:
-    repo_id = REPOS[repo][0]
+    repo_id = repo_id_of(repo)
     api = HfApi(endpoint=server.url, token=secret or False)
     headers = {"Authorization": f"Bearer {secret}"} if secret else {}
     base = f"{server.url}/api/models/{repo_id}"
@@ -195,10 +240,10 @@ def test_access_matrix(world: tuple[Server, dict[str, str | None]], tmp_path: Pa
     failures = []
     cells = 0
     for caller in CALLERS:
-        for repo in REPOS:
+        for repo in [*REPOS, *MIRRORED]:
             for op in OPERATIONS:
                 got = run(server, tokens[caller.name], caller, repo, op, tmp_path)
-                want = expected(caller, repo, op)
+                want = expected(caller, repo, op) if repo in REPOS else expected_mirrored(caller, repo, op)
                 cells += 1
                 if got != want:
                     failures.append(f"{caller.name:<22} {repo:<6} {op:<14} got {got}, expected {want}")
@@ -210,7 +255,7 @@ def test_access_matrix(world: tuple[Server, dict[str, str | None]], tmp_path: Pa
         cells += 1
         if (got_tokens.status_code, got_tokens.headers.get("X-Error-Code")) != want_tokens:
             failures.append(f"{caller.name:<22} tokens got {got_tokens.status_code}, expected {want_tokens}")
-    assert cells == len(CALLERS) * (len(REPOS) * len(OPERATIONS) + 1)
+    assert cells == len(CALLERS) * ((len(REPOS) + len(MIRRORED)) * len(OPERATIONS) + 1)
     assert failures == [], "\n".join(failures)
 
 

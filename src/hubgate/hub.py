@@ -65,10 +65,12 @@ class Hub:
         with their own upstream token fetches with it.
         """
         repo = self.open_hosted(ref)
-        if repo is not None or self.mirror is None:
+        if self.mirror is None:
             return repo
-        if self.accounts.namespace_kind(ref.namespace) is not None:
-            return None
+        # Asked whether the repo exists or not: a private repo costs what a missing one does.
+        local = self.accounts.namespace_kind(ref.namespace) is not None
+        if repo is not None or local:
+            return repo
         if vet is not None:
             vet(ref)
         if upstream_token is None and user is not None:
@@ -89,11 +91,9 @@ class Hub:
 
     def open_hosted(self, ref: RepoRef) -> HostedRepository | None:
         """A hosted repo by name in any letter case; RepoMoved for a name it had before a move."""
-        repo = self.repos.open(ref)
-        if repo is None:
-            moved = self.repos.moved_to(ref)
-            if moved is not None:
-                raise RepoMoved(ref.repo_id, moved.repo_id)
+        repo, moved = self.repos.find(ref)
+        if moved is not None:
+            raise RepoMoved(ref.repo_id, moved.repo_id)
         return repo
 
     @cached_property

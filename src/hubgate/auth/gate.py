@@ -86,9 +86,11 @@ class Gate:
         return check
 
     def _standing(self, principal: Principal | None, meta: RepoMeta | None) -> Standing:
-        if principal is None or meta is None or meta.pk is None:
+        if principal is None or (meta is not None and meta.pk is None):
             return Standing()
-        return self._access.standing(meta.pk, principal.name)
+        # Looked up for a missing repo too (no repo has pk -1): a private repo the caller may not
+        # see must answer in the time a missing one does.
+        return self._access.standing(meta.pk if meta is not None and meta.pk is not None else -1, principal.name)
 
     def authorize(
         self, principal: Principal | None, action: Action, subject: Subject, upstream_token: str | None = None

@@ -7,7 +7,7 @@ import threading
 import weakref
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import and_, case, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -70,36 +70,40 @@ class RepoService:
 
     # -- lookup ----------------------------------------------------------------------------
     def _row(self, session: Session, ref: RepoRef) -> Repo | None:
-        """The repo of that name, in any letter case (as on the Hub)."""
-        exact = session.scalar(
-            select(Repo).where(Repo.type == ref.type, Repo.namespace == ref.namespace, Repo.name == ref.name)
-        )
-        if exact is not None:
-            return exact
-        return session.scalar(
-            select(Repo).where(
+        """The repo of that name in any letter case (as on the Hub), the exact spelling first: one
+        indexed lookup (ix_repos_folded_name), whether the repo exists or not."""
+        exact = and_(Repo.namespace == ref.namespace, Repo.name == ref.name)
+        query = (
+            select(Repo)
+            .where(
                 Repo.type == ref.type,
                 func.lower(Repo.namespace) == ref.namespace.lower(),
                 func.lower(Repo.name) == ref.name.lower(),
             )
+            .order_by(case((exact, 0), else_=1))
+            .limit(1)
         )
+        return session.scalars(query).first()
 
-    def moved_to(self, ref: RepoRef) -> RepoRef | None:
-        """Where a repo that used to be called `ref` lives now (after `move`), if it still does."""
-        with self.metadata.session() as session:
-            redirect = session.get(RepoRedirect, (ref.type, ref.repo_id.lower()))
-            row = session.get(Repo, redirect.repo_pk) if redirect is not None else None
-            return RepoRef(row.type, row.namespace, row.name) if row is not None else None
+    def find(self, ref: RepoRef) -> tuple[HostedRepository | None, RepoRef | None]:
+        """The repo called `ref`, and where a repo that used to be called so lives now (after `move`).
 
-    def open(self, ref: RepoRef) -> HostedRepository | None:
+        Every lookup is made whether the repo exists or not, so that a private repo costs what a
+        missing one does: nobody may learn that a repo exists from the time of a 404.
+        """
         with self.metadata.session() as session:
             row = self._row(session, ref)
+            refs = self.git.refs(session, row.id if row is not None else -1)
+            redirect = session.get(RepoRedirect, (ref.type, ref.repo_id.lower()))
+            target = session.get(Repo, redirect.repo_pk if redirect is not None else -1)
             if row is None:
-                return None
-            refs = self.git.refs(session, row.id)
+                return None, RepoRef(target.type, target.namespace, target.name) if target is not None else None
             canonical = RepoRef(row.type, row.namespace, row.name)  # the spelling it was created with
             meta = RepoMeta(canonical, row.private, row.gated, row.created_at, row.sdk, pk=row.id)
-            return HostedRepository(meta, row.id, refs, self.git, self.blobs)
+            return HostedRepository(meta, row.id, refs, self.git, self.blobs), None
+
+    def open(self, ref: RepoRef) -> HostedRepository | None:
+        return self.find(ref)[0]
 
     def list(self, repo_type: str) -> list[RepoMeta]:
         with self.metadata.session() as session:

@@ -17,6 +17,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -24,6 +25,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    func,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
@@ -100,6 +102,10 @@ class Repo(Base):
     def repo_id(self) -> str:
         return f"{self.namespace}/{self.name}"
 
+
+
+# Repo names are looked up in any letter case (as on the Hub): one indexed lookup, found or not.
+Index("ix_repos_folded_name", Repo.type, func.lower(Repo.namespace), func.lower(Repo.name))
 
 class Collaborator(Base):
     """A user given a role on one repo without joining its organisation."""

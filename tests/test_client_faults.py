@@ -105,3 +105,13 @@ def test_a_file_no_endpoint_has_fails_the_pull_by_name(fakes: tuple[FakeHub, Fak
     snapshot = next((locked / "c" / "models--hub--model" / "snapshots").iterdir())
     assert (snapshot / "config.json").is_file() and not (snapshot / "tokenizer.json").exists()
     assert not (locked / "c" / "models--hub--model" / "refs").exists()  # the revision is not recorded half-pulled
+
+
+def test_bad_ranges_fall_back_to_one_good_endpoint(fakes: tuple[FakeHub, FakeHub], locked: Path) -> None:
+    primary, secondary = fakes
+    primary.fault("corrupt", on=["cdn"], offsets=[3 << 20])
+    done = hubgate("pull", "--endpoint", primary.url, "--endpoint", secondary.url, "--cache-dir", locked / "c",
+                   "--range-size", str(1 << 20), "-q", cwd=locked)
+    assert done.returncode == 0, done.stderr
+    assert (locked / "c" / CACHE_BLOB).read_bytes() == BIG
+    assert any(r["range"] is None for r in secondary.requests(server="cdn"))  # the whole file, from the good one

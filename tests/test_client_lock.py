@@ -150,6 +150,13 @@ def test_verify_names_changed_missing_and_extra_files(mirror: Server, tmp_path: 
     assert any(line.startswith("extra") and "stray.txt" in line for line in bad.stdout.splitlines())
     assert "1 missing, 1 changed" in bad.stderr
 
+    (cache / "models--team--voice" / "refs" / "v23").write_text("0" * 40)  # `hf download` after the tag moved
+    moved = hubgate("verify", "--cache-dir", cache, cwd=tmp_path)
+    assert "changed  team/voice@v23: " in moved.stdout and f"not the locked {snapshot.name}" in moved.stdout
+    assert "1 missing, 2 changed" in moved.stderr
+    assert hubgate("pull", "--cache-dir", cache, "-q", "--rehash", cwd=tmp_path).returncode == 0  # repairs all of it
+    assert hubgate("verify", "--cache-dir", cache, cwd=tmp_path).returncode == 0
+
 
 def test_v23_and_v24_side_by_side_in_one_cache(mirror: Server, origin, tmp_path: Path) -> None:
     cache = tmp_path / "cache"

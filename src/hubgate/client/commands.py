@@ -102,13 +102,13 @@ def pull(opts: argparse.Namespace) -> int:
     the_lock = read_lock(opts.lock)
     where = target(opts.local_dir, opts.cache_dir)
     files = the_lock.all_files()
-    if all(is_present(where, repo, f) for repo, f in files):  # every boot of a fleet machine: no network
+    if not opts.rehash and all(is_present(where, repo, f) for repo, f in files):  # every boot of a fleet machine: no network
         show(where, the_lock)
         say(f"0 files fetched (0.0 MB in 0.0 s), {len(files)} already present, 0 failed; into {where.root}")
         return 0
     hubs = _hubs(opts.endpoint, the_lock)
     try:
-        summary = _pull(the_lock, hubs, where, opts.workers, opts.quiet, opts.range_size)
+        summary = _pull(the_lock, hubs, where, opts.workers, opts.quiet, opts.range_size, opts.rehash)
     finally:
         hubs.close()
     say(f"{summary.fetched} files fetched ({summary.bytes / 1e6:.1f} MB in {summary.seconds:.1f} s), "
@@ -118,11 +118,12 @@ def pull(opts: argparse.Namespace) -> int:
     return 1 if summary.failures else 0
 
 
-def _pull(the_lock: Lock, hubs: Hubs, where: Target, workers: int, quiet: bool, range_size: int | None = None) -> Summary:
+def _pull(the_lock: Lock, hubs: Hubs, where: Target, workers: int, quiet: bool, range_size: int | None = None,
+          rehash: bool = False) -> Summary:
     from hubgate.client.download import CHUNK, Puller
 
     chunk = range_size or CHUNK
-    puller = Puller(hubs, where, workers=workers, chunk=chunk, ranged_from=2 * chunk)
+    puller = Puller(hubs, where, workers=workers, chunk=chunk, ranged_from=2 * chunk, rehash=rehash)
     jobs, _ = puller.plan(the_lock)
     if quiet or not jobs:
         return puller.run(the_lock)
@@ -230,6 +231,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=8, help="parallel transfers (default 8)")
     p.add_argument("--range-size", type=int, metavar="BYTES",
                    help="files of at least twice this size come in parallel ranges of this size (default 16 MiB)")
+    p.add_argument("--rehash", action="store_true",
+                   help="re-hash the files already present and fetch again those that changed (what verify reports)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(run=pull)
 

@@ -63,12 +63,14 @@ class FileFailed(Exception):
 
 class Puller:
     def __init__(self, hubs: Hubs, where: Target, *, workers: int = 8, chunk: int = CHUNK,
-                 ranged_from: int = RANGED_FROM, progress: Callable[[int], None] | None = None) -> None:
+                 ranged_from: int = RANGED_FROM, progress: Callable[[int], None] | None = None,
+                 rehash: bool = False) -> None:
         self.hubs = hubs
         self.where = where
         self.workers = workers
         self.chunk = chunk
         self.ranged_from = ranged_from
+        self.rehash = rehash
         self.progress = progress or (lambda n: None)
         self._bytes = 0
         self._count = threading.Lock()
@@ -79,7 +81,7 @@ class Puller:
         jobs: dict[Path, Job] = {}
         present = 0
         for repo, f in lock.all_files():
-            if is_present(self.where, repo, f):
+            if is_present(self.where, repo, f, self.rehash):
                 present += 1
                 continue
             final = self.where.final(repo, f)
@@ -225,9 +227,12 @@ class Puller:
     def _finalize(self, job: Job) -> bool:
         digest = sha256_of(job.part)
         if digest != job.file.sha256:
+            # Which range, from which endpoint, was bad is unknown: start again, one endpoint at a
+            # time, each checked on its own (the next one is used if one sends bad bytes).
             job.part.unlink()
             job.done_path.unlink(missing_ok=True)
-            raise FileFailed(f"sha256 mismatch: got {digest}, expected {job.file.sha256}; the part file is discarded")
+            self._advance(-job.file.size)
+            return self._whole(job)
         self._publish(job)
         job.done_path.unlink(missing_ok=True)
         return True

@@ -57,6 +57,9 @@ class Target(Protocol):
     def listing(self, repo: LockedRepo) -> Iterator[str]:
         """Paths present for this repo's commit, to find extra files."""
 
+    def revision_points_elsewhere(self, repo: LockedRepo) -> str | None:
+        """Why loading the locked revision by name would not give the locked commit, if it would not."""
+
 
 def _walk(base: Path) -> Iterator[str]:
     if not base.is_dir():
@@ -102,6 +105,16 @@ class HFCache:
     def listing(self, repo: LockedRepo) -> Iterator[str]:
         return _walk(self.folder(repo) / "snapshots" / repo.commit)
 
+    def revision_points_elsewhere(self, repo: LockedRepo) -> str | None:
+        if repo.request.revision == repo.commit:
+            return None
+        ref = self.folder(repo) / "refs" / repo.request.revision
+        try:
+            found = ref.read_text().strip()
+        except OSError:
+            return f"{ref} is missing"
+        return None if found == repo.commit else f"{ref} names {found}, not the locked {repo.commit}"
+
 
 class LocalDir:
     def __init__(self, root: Path) -> None:
@@ -126,6 +139,9 @@ class LocalDir:
     def listing(self, repo: LockedRepo) -> Iterator[str]:
         return _walk(self.root / repo.ref.namespace / repo.ref.name)
 
+    def revision_points_elsewhere(self, repo: LockedRepo) -> str | None:
+        return None
+
 
 def target(local_dir: Path | None, cache_dir: Path | None) -> Target:
     return LocalDir(local_dir) if local_dir is not None else HFCache(cache_dir or default_cache())
@@ -139,12 +155,16 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def is_present(where: Target, repo: LockedRepo, f: LockedFile) -> bool:
-    """Cheap check a no-op pull relies on: the stored file exists with the locked size."""
+def is_present(where: Target, repo: LockedRepo, f: LockedFile, rehash: bool = False) -> bool:
+    """The stored file exists with the locked size (what a no-op pull relies on) and, with
+    `rehash`, the locked SHA-256."""
+    final = where.final(repo, f)
     try:
-        return where.final(repo, f).stat().st_size == f.size
+        if final.stat().st_size != f.size:
+            return False
     except OSError:
         return False
+    return not rehash or sha256_of(final) == f.sha256
 
 
 def show(where: Target, lock: Lock, failed: Collection[tuple[str, str]] = ()) -> None:

@@ -35,6 +35,9 @@ def verify(lock: Lock, where: Target) -> Report:
                 report.missing.append(shown)
             elif path.stat().st_size != f.size or sha256_of(path) != f.sha256:
                 report.changed.append(shown)
+        elsewhere = where.revision_points_elsewhere(repo)
+        if elsewhere:
+            report.changed.append(f"{repo.label}: {elsewhere}")
         locked = {f.path for f in repo.files}
         report.extra += [f"{repo.ref.repo_id}@{repo.commit[:12]} {p}" for p in sorted(where.listing(repo)) if p not in locked]
     return report

@@ -390,8 +390,6 @@ def test_moved_parent_commit(server: Server, alice_token: str, target: dict) -> 
 def test_commit_to_non_branches(server: Server, alice_token: str, target: dict, unchanged: None) -> None:
     for rev in (target["head"], "refs%2Ftags%2Fv1", "refs%2Fpr%2F1", "nope"):
         check(commit(server, alice_token, target, ndjson(HEADER, file_line("x.txt")), rev=rev))
-    check(http.post(f"{server.url}/api/models/{target['id']}/commit/main?create_pr=1",
-                    content=ndjson(HEADER, file_line("x.txt")), headers=auth(alice_token)))
 
 
 def test_bad_lfs_upload_urls(server: Server, target: dict) -> None:

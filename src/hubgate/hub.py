@@ -22,6 +22,7 @@ from hubgate.maintenance.gc import Collector, PeriodicCollector
 from hubgate.mirror.service import Mirror
 from hubgate.repos.access import RepoAccess
 from hubgate.repos.base import Repository
+from hubgate.repos.discussions import Discussions
 from hubgate.repos.hosted import HostedRepository
 from hubgate.repos.ids import RepoRef
 from hubgate.repos.service import RepoService
@@ -42,6 +43,7 @@ class Hub:
         limits = settings.auth
         self.accounts = Accounts(self.metadata, FailureThrottle(self.metadata, limits.max_failures, limits.failure_window))
         self.repos = RepoService(self.metadata, self.blobs, settings.lfs_threshold, crash=crash)
+        self.discussions = Discussions(self.metadata, self.repos)
         # Offline, the mirror serves what it cached or a bundle imported, even with no upstream.
         self.mirror = (
             Mirror(settings, self.metadata, self.blobs, crash=crash) if settings.upstream or settings.offline else None

@@ -29,12 +29,15 @@ class Action(enum.Enum):
     WRITE_REPO = "write repo"  # commits, branches, tags, LFS uploads
     MANAGE_REPO = "manage repo"  # settings, delete, move, collaborators, access requests
     REQUEST_ACCESS = "request access"  # a gated repo's files: reading it, authenticated
+    DISCUSS = "discuss"  # open discussions and pull requests, comment: reading it, authenticated
     CREATE_REPO = "create repo"  # in a namespace
     MANAGE_TOKENS = "manage tokens"  # one's own tokens; admins everybody's
     ADMIN = "admin"  # server operators only
 
 
-REPO_ACTIONS = frozenset({Action.READ_REPO, Action.DOWNLOAD, Action.REQUEST_ACCESS, Action.WRITE_REPO, Action.MANAGE_REPO})
+REPO_ACTIONS = frozenset(
+    {Action.READ_REPO, Action.DOWNLOAD, Action.REQUEST_ACCESS, Action.DISCUSS, Action.WRITE_REPO, Action.MANAGE_REPO}
+)
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,7 @@ class Gate:
             return None
         ref = subject.ref
         assert ref is not None and action in REPO_ACTIONS
-        if action in (Action.READ_REPO, Action.DOWNLOAD, Action.REQUEST_ACCESS):
+        if action in (Action.READ_REPO, Action.DOWNLOAD, Action.REQUEST_ACCESS, Action.DISCUSS):
             user = principal.name if principal else None
             repo = self._open_repo(ref, upstream_token, lambda mirrored: self._mirror.check(principal, mirrored), user)
             standing = self._standing(principal, repo.meta if repo else None)
@@ -123,6 +126,8 @@ class Gate:
                 policy.check_download(principal, meta, standing)
             if action is Action.REQUEST_ACCESS and principal is None:
                 raise Unauthorized("You must be authenticated to request access to a gated repo")
+            if action is Action.DISCUSS:
+                policy.check_discuss(principal, ref)
             if principal is not None and principal.scope.locked and repo is not None:
                 download = (subject.revision, subject.path) if action is Action.DOWNLOAD else None
                 policy.check_locked(principal, repo, download)

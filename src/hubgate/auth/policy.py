@@ -98,6 +98,13 @@ def check_write(
     return meta
 
 
+def check_discuss(principal: Principal | None, ref: RepoRef) -> None:
+    """Opening discussions and pull requests, commenting: any reader, with a token that may write."""
+    if principal is None:
+        raise Unauthorized("You must be authenticated to open or join a discussion")
+    _check_token_writes(principal, ref)
+
+
 def _check_token_writes(principal: Principal, ref: RepoRef) -> None:
     if principal.scope.allows(ref, write=True):
         return

@@ -156,12 +156,13 @@ class MirroredRepository:
                 message = item.get("message") or item.get("title") or ""
                 yield CommitData(item["id"], "", (), authors[0].get("user", ""), stamp, message)
 
-    def _refs(self) -> dict[str, Any]:
+    def _refs(self, with_prs: bool = False) -> dict[str, Any]:
         if self.mirror.offline:
             raise UpstreamError("offline", "offline")
+        params = {"include_prs": "1"} if with_prs else None
 
         def attempt(upstream: Upstream) -> dict[str, Any]:
-            response = upstream.request("GET", self._api("/refs"), token=self.token_for(upstream))
+            response = upstream.request("GET", self._api("/refs"), token=self.token_for(upstream), params=params)
             raise_for_missing(upstream, response)
             refs: dict[str, Any] = response.json()
             return refs
@@ -183,6 +184,17 @@ class MirroredRepository:
 
     def tags(self) -> dict[str, str]:
         return self._named("tags")
+
+    def pull_requests(self) -> dict[str, str]:
+        """The upstream's pull request refs, as it has them (none when it cannot be asked)."""
+        try:
+            items = self._refs(with_prs=True).get("pullRequests") or []
+            return {item["ref"]: item["targetCommit"] for item in items}
+        except UpstreamMissing as exc:
+            raise missing_to_error(self.ref, exc, "pullRequests") from exc
+        except UpstreamError:
+            self._stale = True
+            return {}
 
     # -- trees -----------------------------------------------------------------------------
     def _tree(self, commit: str) -> list[dict[str, Any]]:

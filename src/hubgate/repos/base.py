@@ -99,5 +99,8 @@ class Repository(Protocol):
 
     def tags(self) -> dict[str, str]: ...
 
+    def pull_requests(self) -> dict[str, str]:
+        """`refs/pr/N` -> commit."""
+
     def response_headers(self) -> dict[str, str]:
         """Extra headers for answers about this repo (e.g. that a revision was served stale)."""

@@ -32,6 +32,13 @@ class HostedRepository:
     def tags(self) -> dict[str, str]:
         return {k.removeprefix("refs/tags/"): v for k, v in self._refs.items() if k.startswith("refs/tags/")}
 
+    def pull_requests(self) -> dict[str, str]:
+        return {k: v for k, v in self._refs.items() if k.startswith("refs/pr/")}
+
+    def ref_target(self, name: str) -> str | None:
+        """The commit a full ref name (`refs/heads/main`, `refs/pr/1`) points at."""
+        return self._refs.get(name)
+
     def resolve(self, revision: str) -> str:
         for name in (revision, f"refs/heads/{revision}", f"refs/tags/{revision}"):
             if name.startswith("refs/") and name in self._refs:

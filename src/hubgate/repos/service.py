@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import builtins
+import re
 import threading
+import time
 import weakref
 from dataclasses import dataclass
 
@@ -33,6 +35,7 @@ class Author:
     email: str
 
 
+PR_REF = re.compile(r"refs/pr/[1-9][0-9]{0,8}")
 # Attempts at moving a branch that other processes keep moving before giving up.
 COMMIT_ATTEMPTS = 50
 
@@ -216,10 +219,11 @@ class RepoService:
         description: str = "",
         parent_commit: str | None = None,
     ) -> str:
-        """Apply `ops` on top of `branch`; returns the new commit id. All or nothing."""
+        """Apply `ops` on top of `branch` (or a pull request's `refs/pr/N`); returns the new commit id.
+        All or nothing."""
         if branch.startswith("refs/heads/"):
             branch = branch.removeprefix("refs/heads/")
-        if is_commit_id(branch) or branch.startswith("refs/"):
+        if is_commit_id(branch) or (branch.startswith("refs/") and not PR_REF.fullmatch(branch)):
             raise BadRequest(f"Can only commit to a branch, not {branch!r}")
         lock = self._branch_lock(ref, branch)
         with lock:
@@ -243,7 +247,8 @@ class RepoService:
         repo = self.open(ref)
         if repo is None:
             raise RepoNotHosted(str(ref))
-        head = repo.branches().get(branch)
+        ref_name = branch if PR_REF.fullmatch(branch) else f"refs/heads/{branch}"
+        head = repo.ref_target(ref_name)
         if head is None:
             raise RevisionNotFound(branch)
         if parent_commit is not None and parent_commit != head:
@@ -269,7 +274,7 @@ class RepoService:
                 lfs_links.link(session, repo.pk, pointed)
                 self.git.put_objects(session, objects, edit.stored)
                 self.crash.hit("objects-written")
-                self.git.set_ref(session, repo.pk, f"refs/heads/{branch}", sha, head)
+                self.git.set_ref(session, repo.pk, ref_name, sha, head)
                 row = session.get(Repo, repo.pk)
                 if row is not None:
                     row.updated_at = utcnow()
@@ -278,6 +283,40 @@ class RepoService:
             if parent_commit is not None:
                 raise
             return None  # someone else committed meanwhile: rebuild on the new head
+
+    def merge(self, repo: HostedRepository, target: str, head: str, base: str, author: Author, message: str) -> str:
+        """Merge commit `head` (started from `base`) into the branch ref `target`; returns the merge commit.
+
+        Files changed on both sides since `base` differently are conflicts (409, listed)."""
+        with self._branch_lock(repo.meta.ref, target.removeprefix("refs/heads/")):
+            current = repo.ref_target(target)
+            if current is None:
+                raise RevisionNotFound(target)
+            theirs, ours, origin = (self._files(repo, c) for c in (head, current, base))
+            merged = dict(ours)
+            conflicts = []
+            for path in sorted(set(theirs) | set(origin)):
+                if theirs.get(path) == origin.get(path):
+                    continue  # unchanged by the pull request
+                if ours.get(path) not in (origin.get(path), theirs.get(path)):
+                    conflicts.append(path)
+                elif path in theirs:
+                    merged[path] = theirs[path]
+                else:
+                    merged.pop(path, None)
+            if conflicts:
+                raise Conflict("This pull request has conflicts: " + ", ".join(conflicts), headers={"X-Conflicts": "1"})
+            root, trees = git.build_trees(merged)
+            commit = git.build_commit(root, [current, head], author.name, author.email, int(time.time()), message + "\n")
+            with self.metadata.session() as session:
+                hold_off_gc(session)
+                self.git.put_objects(session, [*trees, commit], {})
+                self.git.set_ref(session, repo.pk, target, commit.sha1, current)
+            return commit.sha1
+
+    @staticmethod
+    def _files(repo: HostedRepository, commit: str) -> dict[str, tuple[int, str]]:
+        return {e.path: (git.FILE_MODE, e.oid) for e in repo.list_tree(commit, recursive=True) if e.type == "file"}
 
     # -- LFS objects a repo may use (see lfs_links) -------------------------------------------
     def usable_lfs(self, repo: HostedRepository, oids: set[str]) -> set[str]:

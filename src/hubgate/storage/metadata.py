@@ -246,6 +246,37 @@ class RepoRedirect(Base):
     repo_pk: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"), index=True)
 
 
+class Discussion(Base):
+    """A discussion or pull request (`refs/pr/{num}`) of a hosted repo; `num` counts per repo."""
+
+    __tablename__ = "discussions"
+    __table_args__ = (UniqueConstraint("repo_pk", "num"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    repo_pk: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"))
+    num: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(String(200))
+    is_pr: Mapped[bool] = mapped_column(Boolean)
+    status: Mapped[str] = mapped_column(String(16))  # open | closed | merged
+    author: Mapped[str] = mapped_column(String(96))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    target_branch: Mapped[str | None] = mapped_column(String(255), nullable=True)  # refs/heads/main
+    base_commit: Mapped[str | None] = mapped_column(String(40), nullable=True)  # where the PR started
+    merge_commit: Mapped[str | None] = mapped_column(String(40), nullable=True)
+
+
+class DiscussionEvent(Base):
+    """What happened in a discussion: a comment, a status or title change, a commit on the PR."""
+
+    __tablename__ = "discussion_events"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    discussion_id: Mapped[int] = mapped_column(ForeignKey("discussions.id", ondelete="CASCADE"), index=True)
+    type: Mapped[str] = mapped_column(String(16))  # comment | status-change | title-change | commit
+    author: Mapped[str] = mapped_column(String(96))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    content: Mapped[str] = mapped_column(Text)  # comment text, new status, new title, or commit subject
+    extra: Mapped[str | None] = mapped_column(String(255), nullable=True)  # commit id, or the old title
+
+
 class MirrorAlias(Base):
     """A name an upstream resolves to another repo (legacy `gpt2`, renamed, other letter case)."""
 

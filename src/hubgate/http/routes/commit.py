@@ -12,10 +12,13 @@ from hubgate.auth.gate import Action
 from hubgate.errors import BadRequest, EntryNotFound, PayloadTooLarge
 from hubgate.http.call import Call
 from hubgate.http.responses import json_response
+from hubgate.http.routes.discussions import hosted
 from hubgate.http.routes.manage import author_of
 from hubgate.http.routing import API_TYPE, REPO_ID, REV, RouteTable
 from hubgate.repos import commit_payload
+from hubgate.repos.discussions import may_change
 from hubgate.repos.ids import check_path, check_revision
+from hubgate.repos.service import PR_REF
 
 table = RouteTable()
 
@@ -27,9 +30,22 @@ def _client_takes_lfs(call: Call) -> bool:
     return version is None or version < XET_UPLOAD_CLIENTS or call.hub.settings.lfs_for_xet_clients
 
 
-@table.add("POST", rf"/api/{API_TYPE}/{REPO_ID}/preupload/{REV}", action=Action.WRITE_REPO, body="json")
+def _proposing(call: Call) -> Action:
+    """Writers commit anywhere; any reader may open a pull request (`create_pr`), and its author
+    may go on committing to its `refs/pr/N`."""
+    if call.flag("create_pr"):
+        return Action.DISCUSS
+    rev = call.params["rev"]
+    repo = call.hub.repos.open(call.repo_ref) if PR_REF.fullmatch(rev) else None
+    if repo is None or call.principal is None:
+        return Action.WRITE_REPO
+    found = call.hub.discussions.find(repo, int(rev.rsplit("/", 1)[1]))
+    return Action.DISCUSS if may_change(found, call.principal.name) else Action.WRITE_REPO
+
+
+@table.add("POST", rf"/api/{API_TYPE}/{REPO_ID}/preupload/{REV}", action=_proposing, body="json")
 def preupload(call: Call) -> Response:
-    repo = call.hosted_repo
+    repo = hosted(call)
     files = call.body.get("files") if isinstance(call.body, dict) else None
     if not isinstance(files, list):
         raise BadRequest("Expected {'files': [...]}")
@@ -59,10 +75,9 @@ def preupload(call: Call) -> Response:
     return json_response({"files": answers, "commitOid": commit})
 
 
-@table.add("POST", rf"/api/{API_TYPE}/{REPO_ID}/commit/{REV}", action=Action.WRITE_REPO, body="stream")
+@table.add("POST", rf"/api/{API_TYPE}/{REPO_ID}/commit/{REV}", action=_proposing, body="stream")
 async def commit(call: Call) -> Response:
-    if call.flag("create_pr"):
-        raise BadRequest("Pull requests are not supported by this server yet; commit to a branch instead.")
+    hosted(call)
     limit = call.hub.settings.max_commit_bytes
     declared = call.request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
@@ -77,15 +92,16 @@ async def commit(call: Call) -> Response:
         await run_in_threadpool(spool.flush)
         sha = await run_in_threadpool(_apply, call, spool)
     call.audit.update(kind="commit", commit=sha)
-    ref = call.repo_ref
+    ref = hosted(call).meta.ref
     payload = call.extras["payload"]
+    num = call.extras.get("pr")
     return json_response(
         {
             "commitOid": sha,
             "commitUrl": f"{call.base_url}/{ref.url_path}/commit/{sha}",
             "commitMessage": payload.summary,
             "commitDescription": payload.description,
-            "pullRequestUrl": None,
+            "pullRequestUrl": f"{call.base_url}/{ref.url_path}/discussions/{num}" if num else None,
         }
     )
 
@@ -94,12 +110,24 @@ def _apply(call: Call, spool: Any) -> str:
     hub = call.hub
     payload = commit_payload.parse(spool, hub.blobs, hub.settings.lfs_threshold)
     call.extras["payload"] = payload
-    return hub.repos.commit(
-        call.repo_ref,
-        check_revision(call.params["rev"]),
+    repo = hosted(call)
+    revision = check_revision(call.params["rev"])
+    assert call.principal is not None
+    if call.flag("create_pr"):  # a new pull request on that branch, then the commit on its ref
+        num = hub.discussions.create(repo, call.principal.name, payload.summary or "Upload files", payload.description,
+                                     True, target=revision.removeprefix("refs/heads/"))
+        call.extras["pr"], revision = num, f"refs/pr/{num}"
+        repo = hub.repos.open(repo.meta.ref) or repo
+    sha = hub.repos.commit(
+        repo.meta.ref,
+        revision,
         payload.operations,
         author=author_of(call),
         summary=payload.summary,
         description=payload.description,
-        parent_commit=payload.parent_commit,
+        parent_commit=None if call.flag("create_pr") else payload.parent_commit,
     )
+    if PR_REF.fullmatch(revision):
+        hub.discussions.record_commit(repo, int(revision.rsplit("/", 1)[1]), call.principal.name, sha,
+                                      payload.summary or "Upload files")
+    return sha

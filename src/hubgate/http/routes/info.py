@@ -138,8 +138,14 @@ def refs(call: Call) -> Response:
 
     data: dict[str, Any] = {"branches": listing(repo.branches(), "heads"), "tags": listing(repo.tags(), "tags"), "converts": []}
     if call.flag("include_prs"):
-        data["pullRequests"] = []
+        prs = repo.pull_requests()
+        data["pullRequests"] = [{"name": n, "ref": n, "targetCommit": t} for n, t in sorted(prs.items(), key=_pr_number)]
     return json_response(data)
+
+
+def _pr_number(item: tuple[str, str]) -> int:
+    tail = item[0].rsplit("/", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
 
 
 @table.add("GET", rf"/api/{API_TYPE}/{REPO_ID}/commits/{REV}", action=Action.READ_REPO)

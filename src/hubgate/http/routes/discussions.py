@@ -1,0 +1,120 @@
+"""Discussions and pull requests: `/api/{type}s/{repo}/discussions[/{num}[/comment|status|title|merge]]`.
+
+Who may do what follows the Hub: anyone who can read a repo (with a token that may write) opens
+discussions and pull requests and comments; their author or the repo's writers close, reopen and
+rename them; merging needs write access. Mirrored repos answer read-only.
+"""
+
+from __future__ import annotations
+
+from starlette.responses import Response
+
+from hubgate.auth.gate import Action
+from hubgate.errors import BadRequest
+from hubgate.http.call import Call
+from hubgate.http.responses import json_response
+from hubgate.http.routes.manage import author_of
+from hubgate.http.routing import API_TYPE, REPO_ID, RouteTable
+from hubgate.repos.discussions import may_change, refuse_mirrored
+from hubgate.repos.hosted import HostedRepository
+
+table = RouteTable()
+
+NUM = r"(?P<num>[1-9][0-9]{0,8})"
+BASE = rf"/api/{API_TYPE}/{REPO_ID}/discussions"
+
+
+def hosted(call: Call) -> HostedRepository:
+    """The repo of a discussion route: hosted ones only have discussions here."""
+    if not isinstance(call.authorized, HostedRepository):
+        raise refuse_mirrored()
+    return call.authorized
+
+
+def _authors_own(call: Call) -> Action:
+    """Closing, reopening, renaming: the discussion's author, or else the repo's writers."""
+    repo = call.hub.repos.open(call.repo_ref)
+    if repo is None or call.principal is None:
+        return Action.WRITE_REPO
+    found = call.hub.discussions.find(repo, int(call.params["num"]))
+    return Action.DISCUSS if may_change(found, call.principal.name) else Action.WRITE_REPO
+
+
+def _text(call: Call, key: str) -> str:
+    body = call.body if isinstance(call.body, dict) else {}
+    value = body.get(key)
+    if not isinstance(value, str):
+        raise BadRequest(f"Expected a JSON body with {key!r}")
+    return value
+
+
+@table.add("GET", BASE, action=Action.READ_REPO)
+def list_discussions(call: Call) -> Response:
+    if not isinstance(call.authorized, HostedRepository):  # upstream discussions are not mirrored
+        return json_response({"discussions": [], "count": 0, "start": 0, "numItems": 0})
+    try:
+        page = max(0, int(call.query.get("p", "0") or 0))
+    except ValueError as exc:
+        raise BadRequest("p must be a page number") from exc
+    return json_response(call.hub.discussions.listing(
+        call.authorized, kind=call.query.get("type"), status=call.query.get("status"),
+        author=call.query.get("author"), page=page,
+    ))
+
+
+@table.add("POST", BASE, action=Action.DISCUSS, body="json")
+def create_discussion(call: Call) -> Response:
+    repo = hosted(call)
+    body = call.body if isinstance(call.body, dict) else {}
+    description = body.get("description") or ""
+    if not isinstance(description, str):
+        raise BadRequest("description must be a string")
+    assert call.principal is not None
+    num = call.hub.discussions.create(repo, call.principal.name, _text(call, "title"), description,
+                                      bool(body.get("pullRequest")))
+    call.audit.update(kind="discussion", num=num)
+    return json_response({"num": num, "url": f"{call.base_url}/{repo.meta.ref.url_path}/discussions/{num}",
+                          "pullRequest": bool(body.get("pullRequest"))})
+
+
+@table.add("GET", rf"{BASE}/{NUM}", action=Action.READ_REPO)
+def discussion_details(call: Call) -> Response:
+    repo = hosted(call)
+    return json_response(call.hub.discussions.details(repo, int(call.params["num"]), call.flag("diff")))
+
+
+@table.add("POST", rf"{BASE}/{NUM}/comment", action=Action.DISCUSS, body="json")
+def comment(call: Call) -> Response:
+    repo = hosted(call)
+    assert call.principal is not None
+    event = call.hub.discussions.comment(repo, int(call.params["num"]), call.principal.name, _text(call, "comment"))
+    return json_response({"newMessage": event})
+
+
+@table.add("POST", rf"{BASE}/{NUM}/status", action=_authors_own, body="json")
+def change_status(call: Call) -> Response:
+    repo = hosted(call)
+    assert call.principal is not None
+    body = call.body if isinstance(call.body, dict) else {}
+    note = body.get("comment")
+    event = call.hub.discussions.set_status(repo, int(call.params["num"]), call.principal.name, _text(call, "status"),
+                                            note if isinstance(note, str) else None)
+    return json_response({"newStatus": event})
+
+
+@table.add("POST", rf"{BASE}/{NUM}/title", action=_authors_own, body="json")
+def rename(call: Call) -> Response:
+    repo = hosted(call)
+    assert call.principal is not None
+    event = call.hub.discussions.rename(repo, int(call.params["num"]), call.principal.name, _text(call, "title"))
+    return json_response({"newTitle": event})
+
+
+@table.add("POST", rf"{BASE}/{NUM}/merge", action=Action.WRITE_REPO, body="json")
+def merge(call: Call) -> Response:
+    repo = call.hosted_repo
+    body = call.body if isinstance(call.body, dict) else {}
+    note = body.get("comment")
+    sha = call.hub.discussions.merge(repo, int(call.params["num"]), author_of(call), note if isinstance(note, str) else None)
+    call.audit.update(kind="merge", commit=sha)
+    return json_response({"mergeCommitId": sha})

@@ -1,14 +1,14 @@
 """discussions and pull requests of hosted repos
 
 Revision ID: 0008_mir7_discussions
-Revises: 0006_acl8_upstream_tokens
+Revises: 0007_h6b_folded_name
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0008_mir7_discussions'
-down_revision = '0006_acl8_upstream_tokens'
+down_revision = '0007_h6b_folded_name'
 branch_labels = None
 depends_on = None
 

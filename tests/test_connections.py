@@ -127,6 +127,30 @@ def test_never_reading_download_is_dropped_and_its_files_closed(strict: Server) 
             sock.close()
 
 
+def test_file_downloads_go_out_by_sendfile(strict: Server) -> None:
+    """The zero-copy path is taken (through the audit's wrapper of `send`): while it waits on a
+    client that reads slowly, it polls a duplicate of the connection's socket."""
+    def socket_inodes() -> list[str]:
+        pid = strict.process.pid
+        links = []
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                links.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+            except FileNotFoundError:
+                continue
+        return [link for link in links if link.startswith("socket:")]
+
+    with connect(strict) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(f"GET {strict.env['BIG_URL']} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        deadline = time.monotonic() + LIMITS["send_timeout"]
+        doubled = False
+        while not doubled and time.monotonic() < deadline:
+            inodes = socket_inodes()
+            doubled = len(inodes) != len(set(inodes))
+        assert doubled, "the body did not go out by sendfile()"
+
+
 def test_connections_per_client_are_capped(strict: Server) -> None:
     cap = LIMITS["max_connections_per_client"]
     held = [connect(strict) for _ in range(cap - 1)]  # the probe below is one more, and fits

@@ -81,7 +81,10 @@ class HubgateApp:
             if not await break_connection(send, receive):
                 raise
         finally:
-            trail.record(self.hub.audit)
+            try:
+                trail.record(self.hub.audit)
+            except OSError as exc:  # out of files or disk: the answer went out, the connection must not break
+                log.error("audit record of %s %s lost: %s", request.method, request.url.path, exc)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         while True:

@@ -55,6 +55,7 @@ class RequestTrail:
                     self.complete = True
             await send(message)
 
+        counted.__wrapped__ = send  # type: ignore[attr-defined]  # responses.py finds uvicorn's sender for sendfile()
         return counted
 
     def record(self, audit: AuditLog) -> None:

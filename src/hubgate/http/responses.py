@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import re
 import sys
@@ -127,10 +128,11 @@ class ContentResponse(Response):
         try:
             await send(start_message)
             cycle = _zero_copy_cycle(send)
-            if cycle is not None:
+            out = _dup_socket(cycle) if cycle is not None else None
+            if out is not None:
                 stall = _send_timeout(scope)
-                await _send_file_zero_copy(cycle, receive, send, fd, self.start, self.length, stall)
-            else:
+                await _send_file_zero_copy(cycle, receive, send, fd, out, self.start, self.length, stall)
+            else:  # not uvicorn, or no file descriptor to spare for the zero-copy path
                 await _until_disconnect(receive, self._send_file_chunks, send, fd)
         finally:
             os.close(fd)
@@ -205,7 +207,7 @@ def _zero_copy_cycle(send: Send) -> Any | None:
     """
     if not _SENDFILE:
         return None
-    cycle: Any = getattr(send, "__self__", None)
+    cycle: Any = getattr(inspect.unwrap(send), "__self__", None)  # under wrappers that set __wrapped__
     counter = _UVICORN_CYCLES.get(type(cycle).__module__)
     if counter is None or not hasattr(cycle, counter) or not hasattr(cycle, "disconnected"):
         return None
@@ -243,12 +245,21 @@ def _send_timeout(scope: Scope) -> float:
     return (limits if isinstance(limits, HttpSettings) else HttpSettings()).send_timeout
 
 
+def _dup_socket(cycle: Any) -> int | None:
+    """A descriptor of the connection's socket that is ours to poll (the transport owns its own),
+    or None when the process is out of descriptors."""
+    try:
+        return os.dup(cycle.transport.get_extra_info("socket").fileno())
+    except OSError:
+        return None
+
+
 async def _send_file_zero_copy(
-    cycle: Any, receive: Receive, send: Send, fd: int, offset: int, count: int, stall: float
+    cycle: Any, receive: Receive, send: Send, fd: int, out: int, offset: int, count: int, stall: float
 ) -> None:
+    """Send the body with sendfile() on `out` (a duplicate of the connection's socket, closed here)."""
     loop = asyncio.get_running_loop()
     transport = cycle.transport
-    out = os.dup(transport.get_extra_info("socket").fileno())  # ours to poll: the transport owns its fd
     sent, stalled = 0, False
     try:
         # Whatever uvicorn still buffers (the headers, an earlier response's tail) goes first.

@@ -207,6 +207,7 @@ class Mirror:
         candidates = [v[1] for v in victims]
         with self.metadata.session() as session:  # never delete what a hosted repo holds or was sent
             hosted = set(session.scalars(select(GitObject.lfs_sha256).where(GitObject.lfs_sha256.in_(candidates))))
+            hosted |= set(session.scalars(select(GitObject.content_sha256).where(GitObject.content_sha256.in_(candidates))))
             hosted |= set(session.scalars(select(RepoLfsObject.oid).where(RepoLfsObject.oid.in_(candidates))))
         self.cache.forget_files([oid for oid, _, _ in victims])
         for _oid, sha256, _size in victims:

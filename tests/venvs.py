@@ -1,9 +1,11 @@
 """Virtual environments with pinned huggingface_hub releases, created once and reused.
 
 Each environment lives in `<repo>/.venvs/<name>` (gitignored). It is built with `python -m venv`
-and `pip install` from the package registry, and is marked complete by a small JSON stamp
-written last; a later run reuses it when the stamp names the same requirements and the
-installed huggingface_hub reports the pinned version. A file lock keeps two concurrent test
+and `pip install` from the package registry, every dependency pinned by
+`tests/client-constraints.txt` (hf_xet, httpx, requests and the rest), and is marked complete by
+a small JSON stamp written last; a later run reuses it when the stamp names the same
+requirements and the installed huggingface_hub and every constrained package report the pinned
+versions. A file lock keeps two concurrent test
 runs from building the same environment at once.
 
 Run `python tests/venvs.py` to build every client environment ahead of a test run.
@@ -25,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 VENV_ROOT = Path(os.environ.get("HUBGATE_TEST_VENVS", ROOT / ".venvs"))
 STAMP = "hubgate-venv.json"
+CONSTRAINTS = Path(__file__).resolve().parent / "client-constraints.txt"
 INSTALL_TIMEOUT = 1200
 
 
@@ -67,17 +70,47 @@ class Venv:
         return self.path / "bin" / name
 
 
-def _installed_version(python: Path, distribution: str) -> str | None:
+PROBE = """
+import importlib.metadata as m, json, sys
+found = {}
+for name in sys.argv[1:]:
+    try:
+        found[name] = m.version(name)
+    except m.PackageNotFoundError:
+        found[name] = None
+print(json.dumps(found))
+"""
+
+
+def pins() -> dict[str, str]:
+    """{distribution: version} from the constraints file."""
+    found = {}
+    for line in CONSTRAINTS.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, _, version = line.partition("==")
+            found[name.strip()] = version.strip()
+    return found
+
+
+def _installed(python: Path, names: list[str]) -> dict[str, str | None] | None:
+    """{distribution: installed version or None} in the venv of `python`; None if it cannot run."""
     if not python.exists():
         return None
-    probe = subprocess.run(
-        [str(python), "-c", f"import importlib.metadata as m; print(m.version({distribution!r}))"],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    return probe.stdout.strip() if probe.returncode == 0 else None
+    probe = subprocess.run([str(python), "-c", PROBE, *names], check=False, capture_output=True, text=True, timeout=120)
+    return json.loads(probe.stdout) if probe.returncode == 0 else None
+
+
+def drift(spec: ClientSpec) -> list[str]:
+    """How the venv differs from its pins (empty: it matches them)."""
+    wanted = {"huggingface_hub": spec.hub_version, **pins()}
+    found = _installed(spec.path / "bin" / "python", list(wanted))
+    if found is None:
+        return ["no working python"]
+    if found["huggingface_hub"] is None:
+        return ["huggingface_hub missing"]
+    return [f"{name} {found[name]} != {version}" for name, version in wanted.items()
+            if found[name] is not None and found[name] != version]
 
 
 def _is_ready(spec: ClientSpec) -> bool:
@@ -86,9 +119,7 @@ def _is_ready(spec: ClientSpec) -> bool:
         recorded = json.loads(stamp.read_text())
     except (OSError, ValueError):
         return False
-    if recorded.get("requirements") != list(spec.requirements):
-        return False
-    return _installed_version(spec.path / "bin" / "python", "huggingface_hub") == spec.hub_version
+    return recorded.get("requirements") == list(spec.requirements) and not drift(spec)
 
 
 def _run(args: list[str], log: list[str]) -> None:
@@ -120,13 +151,15 @@ def ensure(spec: ClientSpec) -> Venv:
                     "--disable-pip-version-check",
                     "--no-input",
                     "--prefer-binary",
+                    "--constraint",
+                    str(CONSTRAINTS),
                     *spec.requirements,
                 ],
                 log,
             )
-            found = _installed_version(spec.path / "bin" / "python", "huggingface_hub")
-            if found != spec.hub_version:
-                raise RuntimeError(f"{spec.name}: pip installed huggingface_hub {found}, expected {spec.hub_version}")
+            wrong = drift(spec)
+            if wrong:
+                raise RuntimeError(f"{spec.name}: pip installed other versions than pinned: {', '.join(wrong)}")
         except BaseException:
             shutil.rmtree(spec.path, ignore_errors=True)
             raise

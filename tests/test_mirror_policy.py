@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,6 +53,10 @@ def test_deny_and_anonymous_policy_from_cache_too(tmp_path: Path, origin: tuple[
         with pytest.raises(HfHubHTTPError) as hf_refused:
             HfApi(endpoint=mirror.url, token=eve).model_info("team/banned-model")
         assert hf_refused.value.response.status_code == 403
+        pulled = subprocess.run(
+            [sys.executable, "-m", "hubgate", "mirror", "pull", "team/banned-model", "--data", str(mirror.data),
+             "--config", str(rules)], capture_output=True, text=True, env=mirror.env, timeout=120)
+        assert pulled.returncode != 0 and "refused by this server's mirror policy" in pulled.stderr
         assert sum("banned-model" in line for line in upstream.log) == before  # never asked upstream
     # the company bans the model it already cached: refused offline, from the cache
     config(tmp_path / "hubgate.toml", upstream, 'deny = ["team/tts-*"]')

@@ -50,9 +50,9 @@ class Hub:
         )
         self.access = RepoAccess(self.metadata)
         self.audit = AuditLog(settings.data / "audit", settings.audit_retention_days)
-        mirror_rules = settings.mirror
-        policy = MirrorPolicy(mirror_rules.anonymous_read, tuple(mirror_rules.allow), tuple(mirror_rules.deny))
-        self.gate = Gate(self.open_repo, self.open_hosted, self.access, policy)
+        rules = settings.mirror
+        self.mirror_policy = MirrorPolicy(rules.anonymous_read, tuple(rules.allow), tuple(rules.deny))
+        self.gate = Gate(self.open_repo, self.open_hosted, self.access, self.mirror_policy)
         self._periodic_gc: PeriodicCollector | None = None
 
     def open_repo(
@@ -89,6 +89,7 @@ class Hub:
         kind = self.accounts.namespace_kind(ref.namespace)
         if kind is not None:
             raise BadRequest(f"{ref.namespace} is a local {kind}: its repos are hosted here, never pulled from an upstream")
+        self.mirror_policy.check_listed(ref)
         return self.mirror.pull(ref, revision, on_plan=on_plan, progress=progress)
 
     def open_hosted(self, ref: RepoRef) -> HostedRepository | None:

@@ -63,11 +63,15 @@ class MirrorPolicy:
     allow: tuple[str, ...] = ()
     deny: tuple[str, ...] = ()
 
-    def check(self, principal: Principal | None, ref: RepoRef) -> None:
+    def check_listed(self, ref: RepoRef) -> None:
+        """Forbidden if the allow and deny patterns keep this repo out of the mirror."""
         name = str(ref).lower()
         listed = any(fnmatch.fnmatchcase(name, p.lower()) for p in self.allow)
         if any(fnmatch.fnmatchcase(name, p.lower()) for p in self.deny) or (self.allow and not listed):
             raise Forbidden(f"{ref} is refused by this server's mirror policy")
+
+    def check(self, principal: Principal | None, ref: RepoRef) -> None:
+        self.check_listed(ref)
         if principal is None and not self.anonymous_read:
             raise Unauthorized("This server's mirror is for authenticated users only")
 

@@ -63,3 +63,15 @@ def test_damaged_part_file_is_not_blamed_on_the_upstream(upstream: tuple[FakeHub
         assert status == 200 and hashlib.sha256(body).hexdigest() == BIG_SHA, (status, len(body))
         log = "".join(again.log)
         assert "Traceback" not in log, log[-4000:]
+
+
+def test_blamed_upstream_gets_an_error_answer_not_an_empty_200(upstream: tuple[FakeHub, Path], tmp_path: Path) -> None:
+    fake, config = upstream
+    fake.fault("corrupt", on=["cdn"], sha256=BIG_SHA)  # the only upstream sends bad bytes: it is blamed
+    with start_server(tmp_path / "data", config=config) as srv:
+        assert fetch(srv.url + URL) is None  # the bad transfer breaks off
+        answer = fetch(srv.url + URL)  # nobody is left to send the file: say so, promise no length
+        assert answer is not None, "the answer broke off"
+        assert 500 <= answer[0] < 600 and answer[0] != 500, answer[0]
+        log = "".join(srv.log)
+        assert "Traceback" not in log, log[-3000:]

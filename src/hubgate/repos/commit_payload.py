@@ -2,7 +2,8 @@
 
 The body is spooled to disk and read through mmap; every line goes through the same parser
 (`hubgate.repos.ndjson`) whatever its size, and a file's base64 content is decoded in slices,
-straight into the blob store once it reaches the LFS threshold.
+straight into the blob store once it outgrows `INLINE_BLOB_MAX` (a commit never holds large files
+in memory): from the LFS threshold on it is an LFS file, below it a regular one (`AddStored`).
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import re
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from hubgate import constants
 from hubgate.errors import BadRequest
-from hubgate.repos.commits import AddBytes, AddLfs, DeleteFile, DeleteFolder, Operation
+from hubgate.git.blobid import blob_hasher
+from hubgate.repos.commits import AddBytes, AddLfs, AddStored, DeleteFile, DeleteFolder, Operation
 from hubgate.repos.ids import check_path, is_utf8, shown
 from hubgate.repos.ndjson import Line, Span, lines
 from hubgate.storage.blobs import BlobStore, BlobWriter, is_sha256
@@ -100,7 +103,9 @@ def _file(line: Line, path: str, value: dict[str, Any], lfs_threshold: int, blob
     source = line.span(content) or content
     if line.text(value.get("encoding", "base64"), "The encoding") != "base64" or not isinstance(source, (str, Span)):
         raise BadRequest(f"File {shown(path)}: content must be a base64 string")
-    decoder = _Base64(lfs_threshold, blobs)
+    # .gitattributes decides the commit's LFS policy: read whole, like any small file.
+    in_memory = lfs_threshold if path == ".gitattributes" else min(lfs_threshold, constants.INLINE_BLOB_MAX + 1)
+    decoder = _Base64(in_memory, lfs_threshold, blobs)
     try:
         for piece in line.pieces(source):
             decoder.feed(piece)
@@ -113,10 +118,11 @@ def _file(line: Line, path: str, value: dict[str, Any], lfs_threshold: int, blob
 
 class _Base64:
     """Strict base64 (standard alphabet, padding only at the very end, no whitespace), decoded
-    piece by piece: in memory below the LFS threshold, into the blob store from there on."""
+    piece by piece: in memory below `in_memory` bytes, into the blob store from there on."""
 
-    def __init__(self, lfs_threshold: int, blobs: BlobStore) -> None:
-        self._threshold = lfs_threshold
+    def __init__(self, in_memory: int, lfs_threshold: int, blobs: BlobStore) -> None:
+        self._threshold = in_memory
+        self._lfs_threshold = lfs_threshold
         self._blobs = blobs
         self._pending = ""
         self._padding = 0
@@ -151,7 +157,18 @@ class _Base64:
         if self._writer is None:
             return AddBytes(path, bytes(self._data))
         writer, self._writer = self._writer, None
-        return AddLfs(path, writer.commit(), self._size, inline=True)
+        sha256 = writer.commit()
+        if self._size >= self._lfs_threshold:
+            return AddLfs(path, sha256, self._size, inline=True)
+        return AddStored(path, self._git_blob_id(sha256), sha256, self._size)
+
+    def _git_blob_id(self, sha256: str) -> str:
+        """The git id of a stored regular file (its size was unknown while it was decoded)."""
+        hasher = blob_hasher(self._size)
+        with self._blobs.open(sha256) as stored:
+            while chunk := stored.read(1024 * 1024):
+                hasher.update(chunk)
+        return hasher.hexdigest()
 
     def abort(self) -> None:
         if self._writer is not None:

@@ -38,6 +38,18 @@ class AddLfs:
 
 
 @dataclass(frozen=True)
+class AddStored:
+    """A file sent inline whose bytes were written to the blob store while the request was read
+    (`commit_payload`), so a commit never holds large files in memory. Stored as LFS or as a
+    regular blob (its bytes in the blob store, see INLINE_BLOB_MAX) as policy says."""
+
+    path: str
+    sha1: str  # its git blob id
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
 class DeleteFile:
     path: str
 
@@ -47,7 +59,7 @@ class DeleteFolder:
     path: str
 
 
-Operation = AddBytes | AddLfs | DeleteFile | DeleteFolder
+Operation = AddBytes | AddLfs | AddStored | DeleteFile | DeleteFolder
 
 
 def lfs_patterns(gitattributes: bytes | None) -> list[str]:
@@ -101,8 +113,8 @@ class TreeEdit:
     new_objects: list[git.RawObject]
     # LFS objects whose content arrived with this commit (see AddLfs.inline).
     inline_lfs: set[str] = field(default_factory=set)
-    # Regular blobs whose bytes went to the blob store: {git sha1: sha256} (see INLINE_BLOB_MAX).
-    stored: dict[str, str] = field(default_factory=dict)
+    # Regular blobs whose bytes went to the blob store: {git sha1: (sha256, size)} (see INLINE_BLOB_MAX).
+    stored: dict[str, tuple[str, int]] = field(default_factory=dict)
     # LFS objects this repo may name by oid (sent to it, or held by it): any other one is answered
     # exactly like a missing one, size included, so no repo learns what another repo stores.
     usable_lfs: set[str] = field(default_factory=set)
@@ -158,7 +170,7 @@ class TreeEdit:
 
     def apply(self, ops: list[Operation], blobs: BlobStore, policy: LfsPolicy) -> None:
         for op in ops:
-            if isinstance(op, (AddBytes, AddLfs)):
+            if isinstance(op, (AddBytes, AddLfs, AddStored)):
                 path = check_path(op.path)
                 prefix = path.rpartition("/")[0]
                 while prefix:
@@ -187,7 +199,13 @@ class TreeEdit:
                     del self._children[sub]
                 self._unlink(folder)
 
-    def _blob_for(self, op: AddBytes | AddLfs, blobs: BlobStore, policy: LfsPolicy) -> git.RawObject:
+    def _blob_for(self, op: AddBytes | AddLfs | AddStored, blobs: BlobStore, policy: LfsPolicy) -> git.RawObject:
+        if isinstance(op, AddStored):
+            if policy.wants_lfs(op.path, op.size):
+                self.inline_lfs.add(op.sha256)
+                return git.blob(git.lfs_pointer(op.sha256, op.size))
+            self.stored[op.sha1] = (op.sha256, op.size)
+            return git.RawObject(op.sha1, "blob", b"")  # its bytes are in the blob store (`stored`)
         if isinstance(op, AddLfs):
             size = blobs.size(op.sha256) if op.inline or op.sha256 in self.usable_lfs else None
             if size is None:
@@ -209,7 +227,7 @@ class TreeEdit:
             # that found the old one unused (see hubgate.gc).
             writer = blobs.writer()
             writer.write(op.data)
-            self.stored[obj.sha1] = writer.commit()
+            self.stored[obj.sha1] = (writer.commit(), len(op.data))
         return obj
 
 

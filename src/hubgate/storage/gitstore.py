@@ -115,8 +115,8 @@ class GitStore:
         return found
 
     @staticmethod
-    def put_objects(session: Session, objects: list[RawObject], stored: dict[str, str] | None = None) -> None:
-        """Insert `objects`; those named in `stored` ({sha1: sha256}) have their bytes in the blob store."""
+    def put_objects(session: Session, objects: list[RawObject], stored: dict[str, tuple[str, int]] | None = None) -> None:
+        """Insert `objects`; those named in `stored` ({sha1: (sha256, size)}) have their bytes in the blob store."""
         stored = stored or {}
         rows = []
         for obj in {o.sha1: o for o in objects}.values():
@@ -126,11 +126,11 @@ class GitStore:
                 {
                     "sha1": obj.sha1,
                     "kind": obj.kind,
-                    "size": len(obj.data),
+                    "size": content[1] if content else len(obj.data),
                     "data": b"" if content else obj.data,
                     "lfs_sha256": pointer[0] if pointer else None,
                     "lfs_size": pointer[1] if pointer else None,
-                    "content_sha256": content,
+                    "content_sha256": content[0] if content else None,
                 }
             )
         if not rows:

@@ -1,18 +1,21 @@
 #!/usr/bin/env python3
 """Commit-size benchmark: one commit of N small files (issue 6, item 8: it was O(N^2)).
 
-    python bench/commit_scale.py [--sizes 2000,16000,32000]
+    python bench/commit_scale.py [--sizes 2000,16000,32000] [--no-doc]
 
 Starts a fresh `hubgate serve` (1 worker) on 127.0.0.1 with a temporary data folder and, for each
 N, commits N new 16-byte files inline (40 per folder, 7 top-level folders) in one request to a new
 repo, then one more commit of N files on top of the first (the tree is then 2N files). Prints the
-wall time of each commit request and the time per file; stops the server and removes the folder.
+wall time of each commit request and the time per file, and writes them to docs/benchmarks.md
+(between the commitscale:* markers; only from a clean tree; `--no-doc` only prints); stops the
+server and removes the folder.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import datetime as dt
 import json
 import shutil
 import tempfile
@@ -20,7 +23,7 @@ import time
 from pathlib import Path
 
 import httpx
-from common import Hubgate, log
+from common import Hubgate, log, machine, publish, require_clean_tree
 
 
 def body(n: int, tag: str) -> bytes:
@@ -44,14 +47,18 @@ def timed_commit(url: str, token: str, repo: str, payload: bytes) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="2000,16000,32000", help="comma-separated file counts")
+    parser.add_argument("--no-doc", action="store_true", help="print the results only; leave docs/benchmarks.md")
     opts = parser.parse_args()
+    if not opts.no_doc:
+        require_clean_tree()
+    info = machine()
     tmp = Path(tempfile.mkdtemp(prefix="hubgate-bench-commit-"))
     hub = None
     try:
         hub = Hubgate.start(tmp / "data", 1)
         hub.cli("user", "add", "bench")
         token = hub.cli("token", "create", "bench", "--role", "write").strip().splitlines()[-1]
-        rows = []
+        rows, summary = [], []
         for n in (int(x) for x in opts.sizes.split(",")):
             repo = f"bench/scale-{n}"
             httpx.post(f"{hub.url}/api/repos/create", json={"name": repo}, timeout=60,
@@ -60,9 +67,17 @@ def main() -> None:
             second = timed_commit(hub.url, token, repo, body(n, "b"))
             log(f"{n} files: {first:.2f} s, then {second:.2f} s on top of them")
             rows.append(f"| {n} | {first:.2f} s | {first / n * 1e6:.0f} µs | {second:.2f} s |")
-        print("\n| files in one commit | commit (new repo) | per file | same again on top (tree of 2N) |")
-        print("|---:|---:|---:|---:|")
-        print("\n".join(rows))
+            summary.append(f"{n}: {first:.2f} / {second:.2f} s")
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        section = "\n".join([
+            f"Run {now} with `python bench/commit_scale.py --sizes {opts.sizes}` on {info['cpu']} "
+            f"({info['cores']} shared cores), hubgate {info['commit']}, SQLite:",
+            "",
+            "| files in one commit | commit (new repo) | per file | same again on top (tree of 2N) |",
+            "|---:|---:|---:|---:|",
+            *rows,
+        ])
+        publish(section, f"| {now} | {info['commit']} | {'; '.join(summary)} |", "commitscale", write=not opts.no_doc)
     finally:
         if hub is not None:
             hub.stop()

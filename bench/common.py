@@ -450,9 +450,8 @@ def machine() -> dict[str, str]:
         loop = "uvloop available"
     except ImportError:
         loop = "asyncio (uvloop not installed)"
-    git = ["git", "-C", str(ROOT)]
-    commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False)
-    dirty = subprocess.run([*git, "status", "--porcelain", "--", "src"], capture_output=True, text=True, check=False)
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            check=False)
     return {
         "cores": str(os.cpu_count()),
         "cpu": cpu,
@@ -462,18 +461,40 @@ def machine() -> dict[str, str]:
         "uvicorn": f"{uvicorn.__version__}, {http_impl}, {loop}",
         "nginx": version([find_exe("nginx") or "nginx", "-v"], r"nginx/(\S+)"),
         "curl": version(["curl", "--version"], r"curl (\S+)"),
-        "commit": (commit.stdout.strip() or "?") + (" + uncommitted changes in src/" if dirty.stdout.strip() else ""),
+        "commit": (commit.stdout.strip() or "?") + (" + uncommitted changes" if dirty_files() else ""),
     }
+
+
+DOC = ROOT / "docs" / "benchmarks.md"
+
+
+def dirty_files() -> list[str]:
+    """`git status --porcelain` of the whole tree (untracked files included), but the benchmarks'
+    own output, docs/benchmarks.md."""
+    status = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=all"],
+                            capture_output=True, text=True, check=True).stdout
+    return [line for line in status.splitlines() if line[3:] != str(DOC.relative_to(ROOT))]
+
+
+def require_clean_tree() -> None:
+    """Stop unless the tree is a commit as it is: figures written to docs/benchmarks.md name the
+    commit they were measured on (call it before a run, and `publish` calls it again)."""
+    dirty = dirty_files()
+    if dirty:
+        raise SystemExit("refusing to write docs/benchmarks.md from a tree with uncommitted changes "
+                         "(commit them, or pass --no-doc to only print):\n" + "\n".join(dirty[:20]))
 
 
 def publish(section: str, history_row: str, prefix: str, *, write: bool) -> None:
     """Print a run's results and, if `write`, put them into docs/benchmarks.md between the
-    `<!-- {prefix}:latest:start/end -->` markers and as a row above `<!-- {prefix}:history:end -->`."""
+    `<!-- {prefix}:latest:start/end -->` markers and as a row above `<!-- {prefix}:history:end -->`
+    (only from a clean tree: see `require_clean_tree`)."""
     print()
     print(section)
     if not write:
         return
-    doc = ROOT / "docs" / "benchmarks.md"
+    require_clean_tree()
+    doc = DOC
     start, end, history = (f"<!-- {prefix}:{m} -->" for m in ("latest:start", "latest:end", "history:end"))
     text = doc.read_text() if doc.exists() else ""
     if start not in text or end not in text or history not in text:

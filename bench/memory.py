@@ -31,7 +31,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
-from common import MIB, Hubgate, RssSampler, log, machine, publish, rss_bytes
+from common import MIB, Hubgate, RssSampler, log, machine, publish, require_clean_tree, rss_bytes
 
 REPO_ID = "bench/memory"
 
@@ -76,6 +76,8 @@ def main() -> int:
     parser.add_argument("--non-readers", type=int, default=100, help="clients that never read (default 100)")
     parser.add_argument("--no-doc", action="store_true", help="print the results only; leave docs/benchmarks.md")
     opts = parser.parse_args()
+    if not opts.no_doc:
+        require_clean_tree()  # before a long run, not only when writing
     command = "python bench/memory.py" + "".join(f" {a}" for a in sys.argv[1:])
     tmp = Path(tempfile.mkdtemp(prefix="hubgate-bench-memory-"))
     hub: Hubgate | None = None

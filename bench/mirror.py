@@ -49,6 +49,7 @@ from pathlib import Path
 
 import httpx
 from common import (
+    require_clean_tree,
     publish,
     MB,
     MIB,
@@ -486,6 +487,8 @@ def main() -> int:
     parser.add_argument("--label", default="", help="a note for the history row (e.g. what changed)")
     parser.add_argument("--no-doc", action="store_true", help="print the results only; leave docs/benchmarks.md")
     opts = parser.parse_args()
+    if not opts.no_doc:
+        require_clean_tree()  # before a long run, not only when writing
     if min(opts.reps, opts.c16_reps, opts.warm_reps, opts.clients, opts.size_mib) < 1 or opts.wan_reps < 0:
         parser.error("--reps, --c16-reps, --warm-reps, --clients and --size-mib must be at least 1")
     size = opts.size_mib * MIB

@@ -30,7 +30,7 @@ from pathlib import Path
 
 os.environ["HF_HUB_DISABLE_XET"] = "1"  # before huggingface_hub is imported: the upload takes plain LFS
 
-from common import MB, MIB, Hubgate, log, machine, publish  # noqa: E402
+from common import MB, MIB, Hubgate, log, machine, publish, require_clean_tree  # noqa: E402
 
 SNAPSHOT = """
 import sys
@@ -71,6 +71,8 @@ def main() -> int:
     parser.add_argument("--startup-reps", type=int, default=15, help="start-up repetitions (default 15)")
     parser.add_argument("--no-doc", action="store_true", help="print the results only; leave docs/benchmarks.md")
     opts = parser.parse_args()
+    if not opts.no_doc:
+        require_clean_tree()  # before a long run, not only when writing
     command = "python bench/pull.py" + "".join(f" {a}" for a in sys.argv[1:])
     began = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="hubgate-pull-bench-"))

@@ -38,6 +38,7 @@ os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
 os.environ.pop("HF_ENDPOINT", None)
 
 from common import (
+    require_clean_tree,
     publish,  # bench/common.py: the pieces bench/mirror.py shares too
     MB,
     MIB,
@@ -163,6 +164,8 @@ def main() -> int:
                              "(the path other ASGI servers get)")
     parser.add_argument("--no-doc", action="store_true", help="print the results only; leave docs/benchmarks.md")
     opts = parser.parse_args()
+    if not opts.no_doc:
+        require_clean_tree()  # before a long run, not only when writing
     global CLIENT
     CLIENT = opts.client
     if opts.chunked and opts.workers > 1:

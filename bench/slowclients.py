@@ -38,7 +38,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
-from common import MIB, Hubgate, log, machine, publish, rss_bytes
+from common import MIB, Hubgate, log, machine, publish, require_clean_tree, rss_bytes
 
 KINDS = ("never_reading", "slowloris", "stalled_body", "idle")
 
@@ -224,6 +224,8 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=64 * MIB, help="bytes of the file never-readers ask for")
     parser.add_argument("--no-doc", action="store_true", help="print the results only; leave docs/benchmarks.md")
     opts = parser.parse_args()
+    if not opts.no_doc:
+        require_clean_tree()  # before a long run, not only when writing
     folder = Path(tempfile.mkdtemp(prefix="hubgate-slow-"))
     server = None
     try:

@@ -2,7 +2,7 @@
 """Timing oracle benchmark: does an existing private repo answer slower than a missing one?
 (issue 6, item 3)
 
-    python bench/timing.py [--pairs 600] [--repos 200]
+    python bench/timing.py [--pairs 600] [--repos 200] [--no-doc]
 
 Starts a fresh `hubgate serve` (1 worker) on 127.0.0.1 with a temporary data folder, creates
 `--repos` repos (one of them the private `owner/private-model`), then sends `--pairs` interleaved
@@ -10,12 +10,15 @@ pairs of `GET /api/models/owner/private-model` and `GET /api/models/owner/missin
 length), the order within each pair alternating, over one keep-alive connection, first
 anonymously, then as an authenticated outsider. Both answer 401/404 `RepoNotFound`. Prints, per
 caller, the median and mean of (private - missing) in µs and the share of pairs in which the
-private repo was slower (50 % is no signal). Stops the server and removes the folder.
+private repo was slower (50 % is no signal), and writes them to docs/benchmarks.md (between the
+timing:* markers; only from a clean tree; `--no-doc` only prints). Stops the server and removes
+the folder.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import shutil
 import statistics
 import tempfile
@@ -23,7 +26,7 @@ import time
 from pathlib import Path
 
 import httpx
-from common import Hubgate, log
+from common import Hubgate, log, machine, publish, require_clean_tree
 
 
 def pairs(client: httpx.Client, url: str, count: int) -> list[float]:
@@ -44,7 +47,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=600)
     parser.add_argument("--repos", type=int, default=200)
+    parser.add_argument("--no-doc", action="store_true", help="print the results only; leave docs/benchmarks.md")
     opts = parser.parse_args()
+    if not opts.no_doc:
+        require_clean_tree()
+    info = machine()
     tmp = Path(tempfile.mkdtemp(prefix="hubgate-bench-timing-"))
     hub = None
     try:
@@ -57,15 +64,25 @@ def main() -> None:
             client.post(f"{hub.url}/api/repos/create", json={"name": "private-model", "private": True}).raise_for_status()
             for i in range(opts.repos - 1):
                 client.post(f"{hub.url}/api/repos/create", json={"name": f"filler-{i}"}).raise_for_status()
-        print("\n| caller | pairs | median private − missing | mean | private slower in |")
-        print("|---|---:|---:|---:|---:|")
+        rows, summary = [], []
         for caller, headers in (("anonymous", {}), ("outsider", {"Authorization": f"Bearer {outsider}"})):
             with httpx.Client(timeout=60, headers=headers) as client:
                 pairs(client, hub.url, 50)  # warm-up
                 diffs = pairs(client, hub.url, opts.pairs)
             slower = sum(d > 0 for d in diffs) / len(diffs)
-            print(f"| {caller} | {len(diffs)} | {statistics.median(diffs):+.0f} µs | {statistics.mean(diffs):+.0f} µs "
-                  f"| {slower:.0%} |")
+            rows.append(f"| {caller} | {len(diffs)} | {statistics.median(diffs):+.0f} µs | "
+                        f"{statistics.mean(diffs):+.0f} µs | {slower:.0%} |")
+            summary.append(f"{caller} {statistics.median(diffs):+.0f} µs, {slower:.0%}")
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        section = "\n".join([
+            f"Run {now} with `python bench/timing.py --pairs {opts.pairs} --repos {opts.repos}` on {info['cpu']} "
+            f"({info['cores']} shared cores), hubgate {info['commit']}:",
+            "",
+            "| caller | pairs | median private − missing | mean | private slower in |",
+            "|---|---:|---:|---:|---:|",
+            *rows,
+        ])
+        publish(section, f"| {now} | {info['commit']} | {'; '.join(summary)} |", "timing", write=not opts.no_doc)
     finally:
         if hub is not None:
             hub.stop()

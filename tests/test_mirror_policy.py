@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -45,6 +46,14 @@ def test_deny_and_anonymous_policy_from_cache_too(tmp_path: Path, origin: tuple[
         assert anonymous.json()["error"] == "This server's mirror is for authenticated users only"
         path = hf_hub_download("team/tts-voice", "w.bin", endpoint=mirror.url, token=eve, cache_dir=str(tmp_path / "c"))
         assert Path(path).read_bytes() == b"weights"
+        again = http.get(f"{mirror.url}/team/tts-voice/resolve/main/w.bin", headers={"Authorization": f"Bearer {eve}"})
+        assert again.content == b"weights"
+        audit = subprocess.run(
+            [sys.executable, "-m", "hubgate", "audit", "--json", "--kind", "download", "--data", str(mirror.data),
+             "--config", str(rules)], capture_output=True, text=True, env=mirror.env, timeout=120, check=True)
+        downloads = [json.loads(line) for line in audit.stdout.splitlines()]
+        assert [(d["repo"], d["cache"], d["user"], d["status"]) for d in downloads] == [
+            ("team/tts-voice", "upstream:origin", "eve", 200), ("team/tts-voice", "hit", "eve", 200)]
         before = sum("banned-model" in line for line in upstream.log)
         for headers in ({}, {"Authorization": f"Bearer {eve}"}):
             refused = http.get(f"{mirror.url}/team/banned-model/resolve/main/w.bin", headers=headers)

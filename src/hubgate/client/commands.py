@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hubgate.client import bundle as bundles
 from hubgate.client.layout import Target, is_present, show, target
 from hubgate.client.lockfile import Lock, Request, diff, read_lock, read_spec, write_lock
 from hubgate.errors import HubError
@@ -153,6 +152,8 @@ def verify(opts: argparse.Namespace) -> int:
 
 # -- bundles ---------------------------------------------------------------------------------
 def bundle_export(opts: argparse.Namespace) -> int:
+    from hubgate.client import bundle as bundles
+
     the_lock = read_lock(opts.lock)
     if opts.endpoint:
         with tempfile.TemporaryDirectory(prefix="hubgate-bundle-") as tmp:
@@ -172,6 +173,8 @@ def bundle_export(opts: argparse.Namespace) -> int:
 
 
 def bundle_import(opts: argparse.Namespace) -> int:
+    from hubgate.client import bundle as bundles
+
     if opts.data is not None or opts.config is not None:
         os.umask(0o077)  # the server's data folder is its owner's alone, as every server command keeps it
         from hubgate.config import Settings

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 from huggingface_hub import HfApi
@@ -41,3 +43,25 @@ def test_everything_created_is_owner_only(tmp_path: Path) -> None:
         assert loose(data) == []
     finally:
         server.stop()
+
+
+def test_owner_only_when_started_by_uvicorn_itself(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    env = {**os.environ, "HUBGATE_DATA": str(data)}
+    old = os.umask(0o022)
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--factory", "hubgate.server:app_from_env", "--host", "127.0.0.1",
+             "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    finally:
+        os.umask(old)
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if "Application startup complete" in line:
+                break
+        assert (data / "hubgate.db").exists()
+        assert loose(data) == []
+    finally:
+        process.terminate()
+        process.wait(timeout=20)

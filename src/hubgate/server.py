@@ -37,6 +37,7 @@ _M_MMAP_THRESHOLD = -3  # glibc's mallopt() parameter number
 
 def app_from_env() -> HubgateApp:
     """Factory used by uvicorn in each worker process."""
+    os.umask(0o077)  # as `hubgate` itself sets it, for servers started as `uvicorn --factory ...`
     steady_memory()
     scrub.install("uvicorn.access", "uvicorn.error")  # no signed URL in this process's logs
     return create_app(Hub(Settings.load()))

@@ -27,6 +27,7 @@ from hubgate.errors import BadRequest
 
 LOCK_NAME = "hubgate.lock"
 READ_SIZE = 1024 * 1024
+MAX_LOCK_SIZE = 64 * 1024 * 1024
 
 
 class BundleError(BadRequest):
@@ -108,6 +109,8 @@ def _members(bundle: Path, tar: tarfile.TarFile, staging: Path) -> tuple[Lock, d
         if source is None:
             raise BundleError(f"{bundle}: unexpected entry {member.name!r}; nothing was imported")
         if member.name == LOCK_NAME and lock is None:
+            if member.size > MAX_LOCK_SIZE:
+                raise BundleError(f"{bundle}: its {LOCK_NAME} is larger than {MAX_LOCK_SIZE} bytes")
             (staging / LOCK_NAME).write_bytes(source.read())
             try:
                 lock = read_lock(staging / LOCK_NAME)

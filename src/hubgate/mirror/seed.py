@@ -60,8 +60,10 @@ def seed(hub: Any, seeds: list[Seed], staged: Mapping[str, Path], *, private: bo
         key = (s.ref.type, s.ref.repo_id)
         info = {"id": s.ref.repo_id, "sha": s.commit, "private": private, "gated": False, "lastModified": now,
                 SOURCE_KEY: SOURCE, VIA_KEY: "server"}
-        cache.remember_commit(*key, s.commit, info)
-        cache.remember_tree(*key, s.commit, _tree(s.files))
+        known = cache.commit(*key, s.commit)
+        if known is None or known[1] is None:  # a listing fetched upstream stays: a lock may name only some files
+            cache.remember_commit(*key, s.commit, info)
+            cache.remember_tree(*key, s.commit, _tree(s.files))
         if s.revision != s.commit:
             cache.remember_revision(*key, s.revision, s.commit, SOURCE)
         for _path, size, sha256, blob, lfs in s.files:

@@ -7,6 +7,7 @@ import base64
 import hashlib
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -88,3 +89,16 @@ def test_forwarded_headers_from_a_trusted_proxy_are_used(tmp_path: Path) -> None
         assert href.startswith("https://hub.example.com/_hubgate/lfs/download/"), href
     finally:
         server.stop()
+
+
+def test_presigned_download_links_are_short_lived(lfs_server: tuple[Server, str, str]) -> None:
+    server, token, oid = lfs_server
+    answer = httpx.post(
+        f"{server.url}/alice/secret.git/info/lfs/objects/batch",
+        json={"operation": "download", "objects": [{"oid": oid, "size": len(DATA)}]},
+        headers={"Authorization": f"Bearer {token}", "Accept": "application/vnd.git-lfs+json"},
+    ).json()
+    action = answer["objects"][0]["actions"]["download"]
+    expires = int(re.search(r"[?&]exp=(\d+)", action["href"]).group(1))  # type: ignore[union-attr]
+    assert action["expires_in"] <= 600
+    assert expires - time.time() <= 600 + 5

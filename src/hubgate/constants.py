@@ -34,6 +34,8 @@ COMMITS_PAGE_SIZE = 50
 LFS_BATCH_MAX_OBJECTS = 1000
 # Lifetime of a presigned LFS upload URL.
 LFS_UPLOAD_URL_TTL = 3600
+# A download link is fetched right away (git-lfs asks again for expired ones): a leaked one is short-lived.
+LFS_DOWNLOAD_URL_TTL = 600
 
 # Chunk size used when streaming blobs to clients.
 STREAM_CHUNK = 1024 * 1024

@@ -79,9 +79,9 @@ def batch(call: Call) -> Response:
         else:
             assert repo is not None
             pk = str(repo.pk)
-            expires, sig = call.hub.signer.sign("download", oid, pk, ttl=ttl)
+            expires, sig = call.hub.signer.sign("download", oid, pk, ttl=constants.LFS_DOWNLOAD_URL_TTL)
             href = f"{base}/_hubgate/lfs/download/{oid}?repo={pk}&exp={expires}&sig={sig}"
-            answer["actions"] = {"download": {"href": href, "expires_in": ttl}}
+            answer["actions"] = {"download": {"href": href, "expires_in": constants.LFS_DOWNLOAD_URL_TTL}}
         answers.append(answer)
     return _lfs_json({"transfer": "basic", "objects": answers, "hash_algo": "sha256"})
 

@@ -12,6 +12,7 @@ import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from client_env import clean_env, run_python
 from conftest import Server, start_server
@@ -263,3 +264,14 @@ def test_client_commands_load_none_of_the_server(mirror: Server, tmp_path: Path)
                           cwd=tmp_path, capture_output=True, text=True, timeout=60, env=clean_env())
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_partial_bundle_keeps_the_listing_a_mirror_holds(mirror: Server, origin, tmp_path: Path) -> None:
+    commit = origin[2]["v23"]
+    tree = f"{mirror.url}/api/models/team/voice/tree/{commit}"
+    full = {e["path"] for e in httpx.get(tree, params={"recursive": "true"}).json()}
+    assert hubgate("lock", "team/voice@v23", "--include", "*.json", "--endpoint", mirror.url, cwd=tmp_path).returncode == 0
+    assert hubgate("bundle", "export", "-o", "json.tar", "--endpoint", mirror.url, cwd=tmp_path).returncode == 0
+    imported = hubgate("bundle", "import", "json.tar", "--data", mirror.data, cwd=tmp_path)
+    assert imported.returncode == 0, imported.stderr
+    assert {e["path"] for e in httpx.get(tree, params={"recursive": "true"}).json()} == full

@@ -221,13 +221,13 @@ def _shown(key: str, value: Any) -> str:
     if value is None:
         return "(none)"
     if key in SECRET_KEYS or (key == "url" and isinstance(value, str)):
-        return _masked_url(str(value))
+        return masked_url(str(value))
     if key == "token_env":
         return f"{value} ({'set' if os.environ.get(value) else 'NOT SET'}; value hidden)"
     return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
 
 
-def _masked_url(url: str) -> str:
+def masked_url(url: str) -> str:
     """`scheme://user:***@host/...`: the password never shown."""
     parts = urlsplit(url)
     if parts.password is None:

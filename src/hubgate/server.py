@@ -5,12 +5,11 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import json
-import logging
 import os
 
 import uvicorn
 
-from hubgate import __version__, runstate
+from hubgate import __version__, logs, runstate
 from hubgate.config import Settings
 from hubgate.http import scrub
 from hubgate.http.app import HubgateApp, create_app
@@ -40,7 +39,9 @@ def app_from_env() -> HubgateApp:
     os.umask(0o077)  # as `hubgate` itself sets it, for servers started as `uvicorn --factory ...`
     steady_memory()
     scrub.install("uvicorn.access", "uvicorn.error")  # no signed URL in this process's logs
-    return create_app(Hub(Settings.load()))
+    settings = Settings.load()
+    logs.configure(settings)  # a worker process starts with no logging of its own
+    return create_app(Hub(settings))
 
 
 def serve(settings: Settings) -> None:
@@ -53,9 +54,8 @@ def serve(settings: Settings) -> None:
     hub.blobs.remove_partial_writes()  # uploads cut off by a crash: never visible, now gone
     hub.blobs.recover_deletes()  # a garbage collection cut off by a crash: its blob put back
     hub.close()
-    level = "DEBUG" if settings.log_level.lower() == "trace" else settings.log_level.upper()  # uvicorn's extra level
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream request is noise
+    logs.configure(settings)
+    logs.log_start(settings)
     runstate.publish(settings.data, {
         "version": __version__, "listen": f"{settings.host}:{settings.port}", "offline": settings.offline,
         "workers": settings.workers, "config": str(settings.config.absolute()) if settings.config else None,
@@ -68,6 +68,8 @@ def serve(settings: Settings) -> None:
             port=settings.port,
             workers=settings.workers,
             log_level=settings.log_level,
+            log_config=logs.config_dict(settings),
+            access_log=False,  # hubgate writes its own access lines (http/access.py)
             http="hubgate.http.protocol:GuardedH11Protocol",
             proxy_headers=bool(settings.http.trusted_proxies),
             forwarded_allow_ips=settings.http.trusted_proxies or None,

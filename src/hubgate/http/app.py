@@ -26,6 +26,7 @@ from hubgate.errors import (
     RepoMoved,
     ServiceUnavailable,
 )
+from hubgate.http.access import AccessLine, request_id
 from hubgate.http.auditing import RequestTrail
 from hubgate.http.call import Call
 from hubgate.http.headers import make_safe
@@ -52,9 +53,11 @@ class HubgateApp:
             return
         request = Request(scope, receive)
         trail = RequestTrail(request)
+        access = AccessLine(request, request_id(request))
         try:
             response = await self._handle(request, trail)
         except HubError as error:
+            access.refusal = error.message
             trail.auth_failed = isinstance(error, InvalidCredentials)
             if isinstance(error, RepoMoved):
                 raw = request.scope.get("raw_path") or request.scope["path"].encode()
@@ -62,6 +65,8 @@ class HubgateApp:
             response = error_response(error)
         except ClientDisconnect:  # the client left mid-upload: nothing was applied, nobody to answer
             log.info("client left during %s %s", request.method, request.url.path)
+            access.user = trail.principal.name if trail.principal else None
+            access.emit(499, 0)  # nginx's "client closed request"
             return
         except Exception as exc:  # the one place that turns a bug into a 500
             if out_of_resources(exc):  # not a bug: this request may succeed in a moment
@@ -71,8 +76,7 @@ class HubgateApp:
                 log.exception("Unhandled error on %s %s", request.method, request.url.path)
                 response = error_response(HubError("Internal server error", status=500))
         trace = request.headers.get("x-amzn-trace-id") or request.headers.get("x-request-id")
-        if trace:
-            response.headers["X-Request-Id"] = trace[:200]
+        response.headers["X-Request-Id"] = trace[:200] if trace else access.request_id
         response.raw_headers = make_safe(response.raw_headers)  # values built from input: never refused
         try:
             await response(scope, receive, trail.counting(send))
@@ -85,6 +89,8 @@ class HubgateApp:
                 trail.record(self.hub.audit)
             except OSError as exc:  # out of files or disk: the answer went out, the connection must not break
                 log.error("audit record of %s %s lost: %s", request.method, request.url.path, exc)
+            access.user = trail.principal.name if trail.principal else None
+            access.emit(trail.status, max(trail.sent, trail.declared_length or 0) if trail.complete else trail.sent)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         while True:

@@ -1,16 +1,34 @@
-"""Health, identity (`whoami-v2`), YAML validation and the client's daily probes."""
+"""The front page, health, identity (`whoami-v2`), YAML validation and the client's daily probes."""
 
 from __future__ import annotations
 
 import yaml
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 
+from hubgate import __version__
 from hubgate.auth.gate import Action
 from hubgate.http.call import Call
 from hubgate.http.responses import json_response
 from hubgate.http.routing import RouteTable
 
 table = RouteTable()
+
+
+HOME = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>hubgate {__version__}</title></head>
+<body><h1>hubgate {__version__}</h1>
+<p>A self-hosted gateway to the Hugging Face Hub. Point clients at it with <code>HF_ENDPOINT</code> set to this address.</p>
+<ul>
+<li><a href="/healthz">Health</a></li>
+<li><a href="/api/mirror/status">Mirror status</a> (server administrators)</li>
+<li><a href="https://huggingface.co/docs/huggingface_hub">huggingface_hub documentation</a></li>
+</ul></body></html>
+"""
+
+
+@table.add("GET", r"/", action=Action.PUBLIC)
+def home(call: Call) -> Response:
+    return HTMLResponse(HOME)
 
 
 @table.add("GET", r"/healthz", action=Action.PUBLIC)

@@ -145,12 +145,14 @@ class GuardedH11Protocol(H11Protocol):
 
     def _check(self) -> None:
         self._watchdog = None
-        if self.transport.is_closing():
-            return
         now = time.monotonic()
         limits = self.limits
         if self._write_paused_at is not None and now - self._write_paused_at > limits.send_timeout:
             reset(self.transport)  # a client that reads nothing: what is buffered for it is dropped
+            return
+        if self.transport.is_closing():
+            if self._write_paused_at is not None:  # closed after its answer, which it still owes
+                self._schedule()
             return
         if self.conn.their_state is h11.IDLE and now - self._waiting_since > limits.header_timeout:
             if self.conn.trailing_data[0]:

@@ -302,20 +302,27 @@ async def _send_file_zero_copy(
 
 async def break_connection(send: Send, receive: Receive) -> bool:
     """End an answer whose headers are out but whose body cannot be completed: the connection is
-    reset (the client sees a broken transfer) and uvicorn sees a disconnect, not an app error.
+    closed once what is queued has gone out, so the client sees a body shorter than announced (a
+    protocol error every client version retries or resumes on; a reset would make huggingface_hub
+    1.x give up), and uvicorn sees a disconnect, not an app error.
     False when `send` is not uvicorn's (the caller must raise instead)."""
     transport = getattr(getattr(send, "__self__", None), "transport", None)
-    if transport is None or not hasattr(transport, "abort"):
+    if transport is None or not hasattr(transport, "close"):
         return False
-    await _drop(transport, receive)
+    transport.close()  # a client that never reads is reset by the protocol's own write timeout
+    await _await_disconnect(receive)
     return True
+
+
+async def _await_disconnect(receive: Receive) -> None:
+    with anyio.move_on_after(5):
+        while (await receive())["type"] != "http.disconnect":
+            pass
 
 
 async def _drop(transport: Any, receive: Receive) -> None:
     reset(transport)
-    with anyio.move_on_after(5):
-        while (await receive())["type"] != "http.disconnect":
-            pass
+    await _await_disconnect(receive)
 
 
 def _is_httptools(cycle: Any) -> bool:

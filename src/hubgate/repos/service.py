@@ -18,11 +18,12 @@ from hubgate.crashpoints import NO_CRASH, CrashPoints
 from hubgate.errors import BadRequest, Conflict, Forbidden, HubError, PreconditionFailed, RevisionNotFound
 from hubgate.git import objects as git
 from hubgate.memcache import ByteCache
-from hubgate.repos import lfs_links
+from hubgate.repos import lfs_links, modelcard
 from hubgate.repos.base import RepoMeta
 from hubgate.repos.commits import AddBytes, AddLfs, LfsPolicy, Operation, TreeEdit, lfs_patterns, new_commit_objects
 from hubgate.repos.hosted import HostedRepository
 from hubgate.repos.ids import RepoRef, check_branch_name, check_new_namespace, is_commit_id
+from hubgate.repos.preupload import ContentOids
 from hubgate.storage.blobs import BlobStore
 from hubgate.storage.gcguard import hold_off_gc
 from hubgate.storage.gitstore import GitStore
@@ -54,6 +55,7 @@ class RepoService:
         self.crash = crash
         self.git = GitStore(metadata)
         self.lfs_threshold = lfs_threshold
+        self.content_oids = ContentOids(blobs)  # for preupload (see repos/preupload.py)
         # One lock per (repo, branch): commits to a branch from this process queue up instead of
         # racing (and retrying) on the ref; the compare-and-swap still guards other processes.
         self._branch_locks: weakref.WeakValueDictionary[tuple[str, ...], threading.Lock] = weakref.WeakValueDictionary()
@@ -221,6 +223,9 @@ class RepoService:
     ) -> str:
         """Apply `ops` on top of `branch` (or a pull request's `refs/pr/N`); returns the new commit id.
         All or nothing."""
+        for op in ops:
+            if isinstance(op, AddBytes) and op.path == modelcard.CARD:
+                modelcard.check_card(op.data)
         if branch.startswith("refs/heads/"):
             branch = branch.removeprefix("refs/heads/")
         if is_commit_id(branch) or (branch.startswith("refs/") and not PR_REF.fullmatch(branch)):

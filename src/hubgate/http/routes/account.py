@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import yaml
 from starlette.responses import HTMLResponse, Response
 
 from hubgate import __version__
@@ -10,6 +9,7 @@ from hubgate.auth.gate import Action
 from hubgate.http.call import Call
 from hubgate.http.responses import json_response
 from hubgate.http.routing import RouteTable
+from hubgate.repos.modelcard import metadata_errors
 
 table = RouteTable()
 
@@ -67,12 +67,9 @@ def validate_yaml(call: Call) -> Response:
     content = (call.body or {}).get("content", "") if isinstance(call.body, dict) else ""
     if not isinstance(content, str):
         return json_response({"errors": [{"message": "content must be a string"}]}, status=400)
-    if content.startswith("---"):
-        header = content[3:].split("\n---", 1)[0]
-        try:
-            yaml.safe_load(header)
-        except yaml.YAMLError as exc:
-            return json_response({"errors": [{"message": f"Invalid YAML in the card metadata: {exc}"}]}, status=400)
+    errors = metadata_errors(content)
+    if errors:
+        return json_response({"errors": [{"message": e} for e in errors]}, status=400)
     return json_response({"errors": [], "warnings": []})
 
 

@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from hubgate.auth.gate import Action
-from hubgate.errors import BadRequest, EntryNotFound, PayloadTooLarge
+from hubgate.errors import BadRequest, PayloadTooLarge
 from hubgate.http.call import Call
 from hubgate.http.responses import json_response
 from hubgate.http.routes.discussions import hosted
@@ -18,6 +18,7 @@ from hubgate.http.routing import API_TYPE, REPO_ID, REV, RouteTable
 from hubgate.repos import commit_payload
 from hubgate.repos.discussions import may_change
 from hubgate.repos.ids import check_path, check_revision
+from hubgate.repos.preupload import Wanted, plan
 from hubgate.repos.service import PR_REF
 
 table = RouteTable()
@@ -46,32 +47,25 @@ def _proposing(call: Call) -> Action:
 @table.add("POST", rf"/api/{API_TYPE}/{REPO_ID}/preupload/{REV}", action=_proposing, body="json")
 def preupload(call: Call) -> Response:
     repo = hosted(call)
-    files = call.body.get("files") if isinstance(call.body, dict) else None
+    body = call.body if isinstance(call.body, dict) else {}
+    files = body.get("files")
     if not isinstance(files, list):
         raise BadRequest("Expected {'files': [...]}")
+    gitignore = body.get("gitIgnore")
+    if gitignore is not None and not isinstance(gitignore, str):
+        raise BadRequest("gitIgnore must be the text of a .gitignore file")
     commit = repo.resolve(check_revision(call.params["rev"]))
-    policy = call.hub.repos.policy_for(repo, commit)
-    lfs_ok = _client_takes_lfs(call)
-    answers: list[dict[str, Any]] = []
+    wanted = []
     for item in files:
         if not isinstance(item, dict):
             raise BadRequest("Each file must be an object with a 'path' and a 'size'")
         path, size = item.get("path"), item.get("size")
         if not isinstance(path, str) or not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise BadRequest("Each file needs a 'path' and a non-negative integer 'size'")
-        path = check_path(path)
-        mode = "lfs" if lfs_ok and policy.wants_lfs(path, size) else "regular"
-        answer: dict[str, Any] = {"path": path, "uploadMode": mode, "shouldIgnore": False}
-        try:
-            existing = repo.describe(commit, path)
-        except EntryNotFound:
-            existing = None
-        if existing is not None:
-            if mode == "lfs" and existing.lfs:
-                answer["oid"] = existing.lfs.sha256
-            elif mode == "regular" and not existing.lfs:
-                answer["oid"] = existing.oid
-        answers.append(answer)
+        wanted.append(Wanted(check_path(path), size))
+    hub = call.hub
+    answers = plan(repo, commit, wanted, hub.repos.policy_for(repo, commit), _client_takes_lfs(call), gitignore,
+                   hub.repos.content_oids)
     return json_response({"files": answers, "commitOid": commit})
 
 

@@ -47,6 +47,6 @@ def test_slow_and_never_reading_clients(mix: dict) -> None:
     assert set(figures.checks) <= {200, 503} and figures.checks[200] > 0, figures.checks
     assert figures.check_errors == 0 and figures.slowest_check < 5, figures
     assert figures.files_peak <= mix["nofile"], figures
-    assert figures.files_after <= figures.files_idle + 12, figures  # (the database pool may have grown)
+    assert figures.files_after <= figures.files_idle + 32, figures  # (the database pool: <= 15 connections x 2 files)
     assert figures.rss_rounds[-1] - figures.rss_rounds[0] < 16 * MIB, figures.rss_rounds  # flat across waves
     assert figures.rss_peak - figures.rss_idle < 128 * MIB, figures

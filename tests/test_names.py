@@ -88,3 +88,15 @@ def test_renamed_upstream_repos_follow_the_redirect(mirror: Server, tmp_path: Pa
     path = hf_hub_download("old-org/renamed", "config.json", endpoint=mirror.url, cache_dir=tmp_path)
     assert Path(path).read_text() == '{"renamed": true}'
     assert HfApi(endpoint=mirror.url).model_info("old-org/renamed").id == "new-org/renamed"
+
+
+def test_a_name_upstream_resolves_into_a_local_namespace_is_not_served(hub: FakeHub, tmp_path: Path) -> None:
+    hub.add_repo("team/model", {"config.json": '{"upstream": true}'}, xet=False)
+    hub.add_alias("elsewhere/model", "team/model")
+    srv = mirror_of(tmp_path, hub, token=None)
+    try:
+        srv.add_user("team")  # `team` is a local namespace here: upstream's team/... must not show through
+        assert httpx.get(f"{srv.url}/api/models/elsewhere/model").status_code in (401, 404)
+        assert httpx.get(f"{srv.url}/elsewhere/model/resolve/main/config.json").status_code in (401, 404)
+    finally:
+        srv.stop()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from huggingface_hub import CommitOperationAdd, HfApi, HfFileSystem, hf_hub_download
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, HfFileSystem, hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError
 
 from conftest import Server
@@ -133,3 +133,12 @@ def test_mirrored_repos_serve_upstream_pull_requests_read_only(tmp_path: Path) -
             mirror.stop()
     finally:
         fake.stop()
+
+
+def test_a_pull_request_whose_commit_fails_is_not_left_behind(server: Server, alice_token: str) -> None:
+    repo = new_repo(server, alice_token)
+    api = HfApi(endpoint=server.url, token=alice_token)
+    with pytest.raises(HfHubHTTPError):
+        api.create_commit(repo, [CommitOperationDelete("missing.txt")], commit_message="oops", create_pr=True)
+    assert list(api.get_repo_discussions(repo)) == []
+    assert not api.list_repo_refs(repo, include_pull_requests=True).pull_requests

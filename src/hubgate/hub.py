@@ -77,7 +77,14 @@ class Hub:
             vet(ref)
         if upstream_token is None and user is not None:
             upstream_token = self.upstream_tokens.identity(user)
-        return self.mirror.open(ref, upstream_token)
+        mirrored = self.mirror.open(ref, upstream_token)
+        canonical = mirrored.meta.ref if mirrored is not None else ref
+        if canonical != ref:  # a legacy, former or differently spelled name: the same rules for the real one
+            if self.accounts.namespace_kind(canonical.namespace) is not None:
+                return None
+            if vet is not None:
+                vet(canonical)
+        return mirrored
 
     def pull(
         self, ref: RepoRef, revision: str | None, *, on_plan: Callable[[int, int], None] | None = None,

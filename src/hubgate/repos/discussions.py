@@ -114,6 +114,12 @@ class Discussions:
                 continue
         raise HubError("Too many discussions opened at once, please retry", status=409)
 
+    def discard(self, repo: HostedRepository, num: int) -> None:
+        """Undo `create` of a pull request whose first commit failed."""
+        with self.metadata.session() as session:
+            session.delete(self._row(session, repo, num))
+            self.repos.git.delete_ref(session, repo.pk, f"refs/pr/{num}")
+
     def comment(self, repo: HostedRepository, num: int, author: str, text: str) -> dict[str, Any]:
         return self._event(repo, num, "comment", author, _checked_text(text, MAX_COMMENT, "comment"))
 

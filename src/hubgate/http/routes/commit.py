@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from hubgate.auth.gate import Action
-from hubgate.errors import BadRequest, PayloadTooLarge
+from hubgate.errors import BadRequest, HubError, PayloadTooLarge
 from hubgate.http.call import Call
 from hubgate.http.responses import json_response
 from hubgate.http.routes.discussions import hosted
@@ -112,15 +112,20 @@ def _apply(call: Call, spool: Any) -> str:
                                      True, target=revision.removeprefix("refs/heads/"))
         call.extras["pr"], revision = num, f"refs/pr/{num}"
         repo = hub.repos.open(repo.meta.ref) or repo
-    sha = hub.repos.commit(
-        repo.meta.ref,
-        revision,
-        payload.operations,
-        author=author_of(call),
-        summary=payload.summary,
-        description=payload.description,
-        parent_commit=None if call.flag("create_pr") else payload.parent_commit,
-    )
+    try:
+        sha = hub.repos.commit(
+            repo.meta.ref,
+            revision,
+            payload.operations,
+            author=author_of(call),
+            summary=payload.summary,
+            description=payload.description,
+            parent_commit=None if call.flag("create_pr") else payload.parent_commit,
+        )
+    except HubError:
+        if "pr" in call.extras:  # no pull request without its commit
+            hub.discussions.discard(repo, call.extras.pop("pr"))
+        raise
     if PR_REF.fullmatch(revision):
         hub.discussions.record_commit(repo, int(revision.rsplit("/", 1)[1]), call.principal.name, sha,
                                       payload.summary or "Upload files")

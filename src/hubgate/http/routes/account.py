@@ -1,6 +1,9 @@
-"""The front page, health, identity (`whoami-v2`), YAML validation and the client's daily probes."""
+"""The front page, health, the OpenAPI description, identity (`whoami-v2`), YAML validation and the client's
+daily probes."""
 
 from __future__ import annotations
+
+from importlib.resources import files
 
 from starlette.responses import HTMLResponse, Response
 
@@ -34,6 +37,12 @@ def home(call: Call) -> Response:
 @table.add("GET", r"/healthz", action=Action.PUBLIC)
 def healthz(call: Call) -> Response:
     return json_response({"status": "ok"})
+
+
+@table.add("GET", r"/openapi.json", action=Action.PUBLIC)
+def openapi(call: Call) -> Response:
+    """The OpenAPI description of what this server serves (`hubgate/http/openapi.json`)."""
+    return Response((files("hubgate.http") / "openapi.json").read_bytes(), media_type="application/json")
 
 
 @table.add("GET", r"/api/whoami-v2", action=Action.AUTHENTICATED)

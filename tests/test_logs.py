@@ -132,3 +132,13 @@ def test_front_page(server: Server) -> None:
     page = httpx.get(server.url + "/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert f"hubgate {__version__}" in page.text and 'href="/healthz"' in page.text
+
+
+def test_upstream_failures_are_for_the_log_not_the_client(server: Server) -> None:
+    answer = httpx.get(f"{server.url}/api/models/some-org/some-model")  # the only upstream refuses connections
+    assert answer.status_code == 503
+    assert answer.json() == {"error": "Upstream unavailable: cannot get some-org/some-model"}
+    for detail in ("127.0.0.1:9", "mirror", "Connect", "refused", "hub:"):
+        assert detail not in answer.text and detail not in answer.headers.get("X-Error-Message", "")
+    log = "".join(synced_log(server)) + "".join(synced_log(server))
+    assert re.search(r"WARNING hubgate.mirror: upstream unavailable for some-org/some-model: hub", log)

@@ -175,6 +175,12 @@ def test_mirror_pull_then_offline(tmp_path: Path, origin) -> None:
         snap = snapshot_download("team/public-model", revision="v1", endpoint=offline.url, token=False,
                                  cache_dir=tmp_path / "c")
         assert (Path(snap) / "model.safetensors").read_bytes() == BIG
+        # what was not pulled is "not cached", said the same way for a revision and for history
+        later = httpx.get(f"{offline.url}/api/models/team/public-model/revision/main")
+        assert later.status_code == 503
+        assert later.json()["error"] == "Revision main of team/public-model is not cached (hubgate runs offline)"
+        history = httpx.get(f"{offline.url}/api/models/team/public-model/commits/v1")
+        assert history.json()["error"] == "The commit history of team/public-model is not cached (hubgate runs offline)"
 
 
 def test_lru_eviction_keeps_the_cache_under_its_limit(tmp_path: Path, origin) -> None:

@@ -8,6 +8,7 @@ known mapping is served with an `X-Hubgate-Stale` header.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 import time
 from collections.abc import AsyncGenerator, Callable, Iterator
@@ -24,6 +25,8 @@ from hubgate.repos.ids import RepoRef, check_path, is_commit_id
 if TYPE_CHECKING:
     from hubgate.mirror.service import Mirror
 
+log = logging.getLogger("hubgate.mirror")
+
 _SHA1 = re.compile(r"[0-9a-f]{40}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 # Kept inside a cached repo info: whose credential fetched it ("server" or "client").
@@ -35,9 +38,22 @@ FIRST_ANSWER_TIMEOUT = 60.0
 
 
 class UpstreamUnavailable(HubError):
-    """No upstream answered and nothing usable is cached."""
+    """No upstream answered and nothing usable is cached. Clients learn only that; which upstream
+    failed and how (names, addresses, errors) goes to the log and the admin status."""
 
     status = 503
+
+    def __init__(self, what: str, detail: object = None) -> None:
+        super().__init__(f"Upstream unavailable: cannot get {what}")
+        if detail is not None:
+            log.warning("upstream unavailable for %s: %s", what, detail)
+
+
+class NotCached(UpstreamUnavailable):
+    """Offline, and not in the cache: said the same way for repos' revisions, trees, files, history."""
+
+    def __init__(self, what: str) -> None:
+        HubError.__init__(self, f"{what} is not cached (hubgate runs offline)")
 
 
 def parse_date(text: str | None) -> dt.datetime:
@@ -98,7 +114,7 @@ class MirroredRepository:
         if known and (self.mirror.offline or time.time() - known.fetched_at < self.mirror.settings.revision_ttl):
             return known.commit
         if self.mirror.offline:
-            raise UpstreamUnavailable(f"hubgate runs offline and revision {revision} of {self.ref} is not cached")
+            raise NotCached(f"Revision {revision} of {self.ref}")
         try:
             info, upstream = self.mirror.fetch_info(self.ref, revision, self.token_for)
         except UpstreamMissing as exc:
@@ -107,7 +123,7 @@ class MirroredRepository:
             raise missing_to_error(self.ref, exc, revision) from exc
         except UpstreamError as exc:
             if known is None:
-                raise UpstreamUnavailable(f"No upstream could resolve {revision}: {exc}") from exc
+                raise UpstreamUnavailable(f"revision {revision} of {self.ref}", exc) from exc
             self._stale = True
             return known.commit
         sha: str = info["sha"]
@@ -136,7 +152,7 @@ class MirroredRepository:
 
     def history(self, sha1: str) -> Iterator[CommitData]:
         if self.mirror.offline:
-            raise UpstreamUnavailable("hubgate runs offline: commit history is not cached")
+            raise NotCached(f"The commit history of {self.ref}")
         url: str | None = self._api(f"/commits/{sha1}")
         while url:
             def attempt(upstream: Upstream, url: str = url) -> tuple[list[dict[str, Any]], str | None]:
@@ -149,7 +165,7 @@ class MirroredRepository:
             except UpstreamMissing as exc:
                 raise missing_to_error(self.ref, exc, sha1) from exc
             except UpstreamError as exc:
-                raise UpstreamUnavailable(str(exc)) from exc
+                raise UpstreamUnavailable(f"the commit history of {self.ref}", exc) from exc
             for item in items:
                 stamp = int(parse_date(item.get("date")).replace(tzinfo=dt.UTC).timestamp())
                 authors = item.get("authors") or [{}]
@@ -202,13 +218,13 @@ class MirroredRepository:
         if tree is not None:
             return tree
         if self.mirror.offline:
-            raise UpstreamUnavailable("hubgate runs offline and this tree is not cached")
+            raise NotCached(f"The file list of {self.ref} at {commit}")
         try:
             fetched, _ = self.mirror.upstreams.first(lambda upstream: self._fetch_tree(upstream, commit))
         except UpstreamMissing as exc:
             raise missing_to_error(self.ref, exc, commit) from exc
         except UpstreamError as exc:
-            raise UpstreamUnavailable(f"No upstream could list {commit}: {exc}") from exc
+            raise UpstreamUnavailable(f"the file list of {self.ref} at {commit}", exc) from exc
         self.mirror.cache.remember_tree(self.ref.type, self.ref.repo_id, commit, fetched)
         return fetched
 
@@ -259,7 +275,7 @@ class MirroredRepository:
         if cached is not None:
             return Content(src.size, path=cached, resumable=resumable)
         if self.mirror.offline:
-            raise UpstreamUnavailable(f"hubgate runs offline and {entry.path} is not cached")
+            raise NotCached(f"File {entry.path} of {self.ref}")
         started = self._fetcher.start(src, self.token_for)
         if started is not None:
             # The upstream's first answer decides ours: its refusal, not a 200 that breaks.
@@ -269,7 +285,7 @@ class MirroredRepository:
                 raise refused_file(exc, entry.path, commit) from exc
             except UpstreamError as exc:
                 why = f"HTTP {exc.status}" if exc.status else "no answer"  # never the URL: it may be presigned
-                raise UpstreamUnavailable(f"No upstream could send {entry.path} ({why})") from exc
+                raise UpstreamUnavailable(f"{entry.path} of {self.ref}", why) from exc
 
         def stream(start: int, end: int) -> AsyncGenerator[bytes, None]:
             # Tail the shared download, unless the range lies well past what has arrived.

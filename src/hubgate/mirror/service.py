@@ -144,7 +144,7 @@ class Mirror:
                 self.cache.remember_missing(negative, self.settings.negative_ttl)
             return None
         except UpstreamError as exc:
-            raise UpstreamUnavailable(f"No upstream answered for {ref}: {exc}") from exc
+            raise UpstreamUnavailable(str(ref), exc) from exc
         ref = canonical_ref(ref, info)
         repo = MirroredRepository(self, ref, info, upstream, token)
         if token is not None and repo.meta.readers != "anyone":
@@ -164,7 +164,7 @@ class Mirror:
         except UpstreamMissing as exc:
             raise missing_to_error(ref, exc, ref.repo_id) from exc
         except UpstreamError as exc:
-            raise UpstreamUnavailable(f"No upstream could check access to {ref}: {exc}") from exc
+            raise UpstreamUnavailable(f"access to {ref}", exc) from exc
 
     # -- warming the cache -----------------------------------------------------------------
     def pull(
@@ -174,7 +174,7 @@ class Mirror:
         """Fetch every file of `ref` at `revision` into the cache; returns (commit, files, bytes)."""
         repo = self.open(ref)
         if repo is None:
-            raise UpstreamUnavailable(f"No upstream has {ref}")
+            raise UpstreamUnavailable(str(ref), "no upstream has it")
         commit = repo.resolve(revision or "main")
         entries = [e for e in repo.list_tree(commit, recursive=True) if e.type == "file"]
         total = sum(e.content_size for e in entries)

@@ -138,3 +138,18 @@ def test_the_owner_still_commits_by_oid(server: Server, alice_token: str, secret
     refused = _commit(server, alice_token, holder, wrong)
     assert refused.status_code == 400 and str(secret["size"]) in refused.json()["error"]
     assert _commit(server, alice_token, holder, line).status_code == 200
+
+
+def test_a_renamed_private_repo_redirects_only_its_readers(server: Server, alice_token: str, bob_token: str) -> None:
+    old, new = f"alice/old-{uuid.uuid4().hex[:8]}", f"alice/new-{uuid.uuid4().hex[:8]}"
+    api = HfApi(endpoint=server.url, token=alice_token)
+    api.create_repo(old, private=True)
+    api.move_repo(old, new)
+    missing = f"alice/gone-{uuid.uuid4().hex[:6]}"
+    for headers in ({}, auth(bob_token)):
+        moved = http.get(f"{server.url}/api/models/{old}", headers=headers, follow_redirects=False)
+        absent = http.get(f"{server.url}/api/models/{missing}", headers=headers, follow_redirects=False)
+        assert _answer(moved, old) == _answer(absent, missing)
+        assert "location" not in moved.headers and new not in moved.text
+    owner = http.get(f"{server.url}/api/models/{old}", headers=auth(alice_token), follow_redirects=False)
+    assert owner.status_code == 307 and new in owner.headers["location"]

@@ -16,7 +16,7 @@ from hubgate.auth.throttle import FailureThrottle
 from hubgate.auth.upstream_tokens import UpstreamTokens
 from hubgate.config import Settings
 from hubgate.crashpoints import CrashPoints
-from hubgate.errors import BadRequest, RepoMoved
+from hubgate.errors import BadRequest
 from hubgate.maintenance.fsck import Fsck
 from hubgate.maintenance.gc import Collector, PeriodicCollector
 from hubgate.mirror.service import Mirror
@@ -25,7 +25,7 @@ from hubgate.repos.base import Repository
 from hubgate.repos.discussions import Discussions
 from hubgate.repos.hosted import HostedRepository
 from hubgate.repos.ids import RepoRef
-from hubgate.repos.service import RepoService
+from hubgate.repos.service import MovedRepo, RepoService
 from hubgate.signing import Signer
 from hubgate.storage.blobs import LocalBlobStore
 from hubgate.storage.metadata import MetadataStore
@@ -100,10 +100,10 @@ class Hub:
         return self.mirror.pull(ref, revision, on_plan=on_plan, progress=progress)
 
     def open_hosted(self, ref: RepoRef) -> HostedRepository | None:
-        """A hosted repo by name in any letter case; RepoMoved for a name it had before a move."""
+        """A hosted repo by name in any letter case; MovedRepo (a RepoMoved) for a name it had before a move."""
         repo, moved = self.repos.find(ref)
         if moved is not None:
-            raise RepoMoved(ref.repo_id, moved.repo_id)
+            raise MovedRepo(ref.repo_id, moved)
         return repo
 
     @cached_property

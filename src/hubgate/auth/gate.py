@@ -10,6 +10,7 @@ import enum
 import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from hubgate.auth import policy
 from hubgate.auth.accounts import Principal
@@ -18,6 +19,7 @@ from hubgate.repos.access import RepoAccess, Standing
 from hubgate.repos.base import RepoMeta, Repository
 from hubgate.repos.hosted import HostedRepository
 from hubgate.repos.ids import RepoRef
+from hubgate.repos.service import MovedRepo
 
 
 class Action(enum.Enum):
@@ -53,6 +55,7 @@ class Subject:
 
 OpenRepo = Callable[[RepoRef, "str | None", Callable[[RepoRef], None], "str | None"], "Repository | None"]
 OpenHosted = Callable[[RepoRef], "HostedRepository | None"]
+_Opened = TypeVar("_Opened", bound="Repository")
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,18 @@ class Gate:
 
         return check
 
+    def _unless_hidden_move(
+        self, principal: Principal | None, open_repo: Callable[[], _Opened | None]
+    ) -> _Opened | None:
+        """`open_repo()`; None (a missing repo) instead of the redirect of a renamed repo the caller may
+        not read: its new name, even its existence, are for its readers only."""
+        try:
+            return open_repo()
+        except MovedRepo as moved:
+            if policy.can_read(principal, moved.meta, self._standing(principal, moved.meta)):
+                raise
+            return None
+
     def _standing(self, principal: Principal | None, meta: RepoMeta | None) -> Standing:
         if principal is None or (meta is not None and meta.pk is None):
             return Standing()
@@ -123,7 +138,8 @@ class Gate:
         assert ref is not None and action in REPO_ACTIONS
         if action in (Action.READ_REPO, Action.DOWNLOAD, Action.REQUEST_ACCESS, Action.DISCUSS):
             user = principal.name if principal else None
-            repo = self._open_repo(ref, upstream_token, lambda mirrored: self._mirror.check(principal, mirrored), user)
+            repo = self._unless_hidden_move(principal, lambda: self._open_repo(
+                ref, upstream_token, lambda mirrored: self._mirror.check(principal, mirrored), user))
             standing = self._standing(principal, repo.meta if repo else None)
             meta = policy.check_read(principal, ref, repo.meta if repo else None, standing)
             if action is Action.DOWNLOAD:
@@ -136,7 +152,7 @@ class Gate:
                 download = (subject.revision, subject.path) if action is Action.DOWNLOAD else None
                 policy.check_locked(principal, repo, download)
             return repo
-        hosted = self._open_hosted(ref)
+        hosted = self._unless_hidden_move(principal, lambda: self._open_hosted(ref))
         found = hosted.meta if hosted else None
         policy.check_write(principal, ref, found, self._standing(principal, found), manage=action is Action.MANAGE_REPO)
         if subject.namespace is not None:  # a move: the target namespace too

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from hubgate import constants
 from hubgate.crashpoints import NO_CRASH, CrashPoints
-from hubgate.errors import BadRequest, Conflict, Forbidden, HubError, PreconditionFailed, RevisionNotFound
+from hubgate.errors import BadRequest, Conflict, Forbidden, HubError, PreconditionFailed, RepoMoved, RevisionNotFound
 from hubgate.git import objects as git
 from hubgate.memcache import ByteCache
 from hubgate.repos import lfs_links, modelcard
@@ -45,6 +45,19 @@ class RepoNotHosted(HubError):
     """Internal: the repo does not exist here (the caller turns it into RepoNotFound)."""
 
     status = 404
+
+
+class MovedRepo(RepoMoved):
+    """A repo asked for by a former name, with the repo it now is (whose readers alone may learn that)."""
+
+    def __init__(self, old_id: str, meta: RepoMeta) -> None:
+        super().__init__(old_id, meta.ref.repo_id)
+        self.meta = meta
+
+
+def _meta(row: Repo) -> RepoMeta:
+    canonical = RepoRef(row.type, row.namespace, row.name)  # the spelling it was created with
+    return RepoMeta(canonical, row.private, row.gated, row.created_at, row.sdk, pk=row.id)
 
 
 class RepoService:
@@ -90,7 +103,7 @@ class RepoService:
         )
         return session.scalars(query).first()
 
-    def find(self, ref: RepoRef) -> tuple[HostedRepository | None, RepoRef | None]:
+    def find(self, ref: RepoRef) -> tuple[HostedRepository | None, RepoMeta | None]:
         """The repo called `ref`, and where a repo that used to be called so lives now (after `move`).
 
         Every lookup is made whether the repo exists or not, so that a private repo costs what a
@@ -102,10 +115,8 @@ class RepoService:
             redirect = session.get(RepoRedirect, (ref.type, ref.repo_id.lower()))
             target = session.get(Repo, redirect.repo_pk if redirect is not None else -1)
             if row is None:
-                return None, RepoRef(target.type, target.namespace, target.name) if target is not None else None
-            canonical = RepoRef(row.type, row.namespace, row.name)  # the spelling it was created with
-            meta = RepoMeta(canonical, row.private, row.gated, row.created_at, row.sdk, pk=row.id)
-            return HostedRepository(meta, row.id, refs, self.git, self.blobs), None
+                return None, _meta(target) if target is not None else None
+            return HostedRepository(_meta(row), row.id, refs, self.git, self.blobs), None
 
     def open(self, ref: RepoRef) -> HostedRepository | None:
         return self.find(ref)[0]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from huggingface_hub import CommitOperationAdd, HfApi, hf_hub_download
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError
 from typer.testing import CliRunner
 
@@ -310,3 +310,22 @@ def test_collaborators_cli_and_api(world: tuple[Server, dict[str, str | None]]) 
     assert (gone.status_code, gone.headers["X-Error-Code"]) == (404, "RepoNotFound")
     bad = http.put(f"{server.url}/api/models/{private}/collaborators/otto", headers=owner, json={"role": "admin"})
     assert bad.status_code == 400
+
+
+def test_pull_request_diffs_of_a_gated_repo_are_downloads(world: tuple[Server, dict[str, str | None]]) -> None:
+    """A diff shows the files' contents: reading it needs what downloading them needs; the
+    discussion itself (no diff) stays as visible as the repo."""
+    server, tokens = world
+    gated = REPOS["gated"][0]
+    owner = HfApi(endpoint=server.url, token=tokens["owner-write"])
+    num = owner.create_commit(gated, [CommitOperationDelete("a.txt")], commit_message="drop a", create_pr=True).pr_num
+    url = f"{server.url}/api/models/{gated}/discussions/{num}"
+    cells = {"anonymous": (401, "GatedRepo"), "outsider": (403, "GatedRepo"), "gated-pending": (403, "GatedRepo"),
+             "gated-granted": (200, None), "member-read": (200, None), "collaborator-read": (200, None)}
+    for name, want in cells.items():
+        headers = {"Authorization": f"Bearer {tokens[name]}"} if tokens[name] else {}
+        answer = http.get(url, params={"diff": "1"}, headers=headers)
+        assert (answer.status_code, answer.headers.get("X-Error-Code")) == want, name
+        assert ("-a" in answer.text) == (want[0] == 200), name
+        plain = http.get(url, headers=headers)
+        assert plain.status_code == 200 and "diff" not in plain.json(), name

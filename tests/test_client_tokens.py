@@ -51,6 +51,10 @@ def test_a_lock_bound_token_downloads_only_the_locked_files(server: Server, alic
     batch = httpx.post(f"{server.url}/alice/fleet-model.git/info/lfs/objects/batch", headers=headers,
                        json={"operation": "download", "objects": [{"oid": "0" * 64, "size": 1}]})
     assert batch.status_code == 403 and "bound to a lock" in batch.text
+    num = api.create_commit("alice/fleet-model", [CommitOperationAdd("draft.txt", b"v3")], commit_message="v3",
+                            create_pr=True).pr_num
+    diff = httpx.get(f"{server.url}/api/models/alice/fleet-model/discussions/{num}?diff=1", headers=headers)
+    assert diff.status_code == 403 and "bound to a lock" in diff.json()["error"]  # files by commit and path only
     writer = HfApi(endpoint=server.url, token=deploy)
     upload = httpx.post(f"{server.url}/api/models/alice/fleet-model/preupload/main", headers=headers, json={"files": []})
     assert upload.status_code == 403 and "bound to a lock" in upload.json()["error"]

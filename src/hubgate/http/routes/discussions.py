@@ -77,9 +77,17 @@ def create_discussion(call: Call) -> Response:
                           "pullRequest": bool(body.get("pullRequest"))})
 
 
-@table.add("GET", rf"{BASE}/{NUM}", action=Action.READ_REPO)
+def _reading(call: Call) -> Action:
+    """Details are metadata; with `diff=1` they show the files' contents: downloading them (a gated
+    repo's gate applies, and a lock-bound token, which downloads files by commit and path, is refused)."""
+    return Action.DOWNLOAD if call.flag("diff") else Action.READ_REPO
+
+
+@table.add("GET", rf"{BASE}/{NUM}", action=_reading)
 def discussion_details(call: Call) -> Response:
     repo = hosted(call)
+    if call.flag("diff"):
+        call.audit.update(kind="diff", num=int(call.params["num"]))
     return json_response(call.hub.discussions.details(repo, int(call.params["num"]), call.flag("diff")))
 
 

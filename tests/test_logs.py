@@ -9,6 +9,8 @@ import hashlib
 import json
 import re
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -142,3 +144,28 @@ def test_upstream_failures_are_for_the_log_not_the_client(server: Server) -> Non
         assert detail not in answer.text and detail not in answer.headers.get("X-Error-Message", "")
     log = "".join(synced_log(server)) + "".join(synced_log(server))
     assert re.search(r"WARNING hubgate.mirror: upstream unavailable for some-org/some-model: hub", log)
+
+
+SIGNED = "https://cdn.example/blob?X-Amz-Credential=AKIAEXAMPLE&X-Amz-Signature=0123abcdSecretSig&sig=ffeeSecret"
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_every_logger_is_scrubbed_even_of_exception_objects(tmp_path: Path, log_format: str) -> None:
+    """Any logger (not only uvicorn's), exception objects as arguments, tracebacks and extra fields."""
+    script = f"""
+import logging
+from hubgate import logs
+from hubgate.config import Settings
+logs.configure(Settings.load(data={str(tmp_path / "data")!r}, log_format={log_format!r}))
+failure = OSError("fetch of {SIGNED} failed")
+logging.getLogger("hubgate.mirror").warning("fetch broke: %s", failure)
+logging.getLogger("hubgate.http").warning("upstream %s failed: %r", "up0", failure, extra={{"url": {SIGNED!r}}})
+try:
+    raise failure
+except OSError:
+    logging.getLogger("somewhere.else").exception("unexpected")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stderr.count("X-Amz-Signature=REDACTED") >= 3, done.stderr  # logged, and scrubbed
+    for secret in ("0123abcdSecretSig", "AKIAEXAMPLE", "ffeeSecret"):
+        assert secret not in done.stderr, done.stderr

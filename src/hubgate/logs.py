@@ -1,11 +1,19 @@
 """How hubgate logs: one configuration for the server process and every worker (text or JSON lines,
-UTC timestamps, a configurable level), and the start-up summary an operator reads first."""
+UTC timestamps, a configurable level), the start-up summary an operator reads first, and no
+credential in any line.
+
+A presigned URL copied from a log would download a private file without authentication until it
+expires. `scrub_url` blanks the credential parameters of a URL; `ScrubSecrets`, on the one handler
+every logger writes through, applies it to each record's formatted message, exception text and
+extra fields, whichever logger wrote it and whatever objects it was given.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import logging.config
+import re
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +26,40 @@ if TYPE_CHECKING:
 TRACE = 5  # uvicorn's level below DEBUG
 # Attributes every LogRecord has; anything else was passed as `extra=` and goes into JSON lines.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "color_message"}
+
+
+# Query parameters that carry a credential: hubgate's own `sig`, and the usual suspects.
+SECRET_PARAMS = ("sig", "signature", "token", "access_token", "x-amz-signature", "x-amz-credential",
+                 "x-amz-security-token")
+_SECRET_VALUE = re.compile(r"(?i)([?&](?:" + "|".join(re.escape(p) for p in SECRET_PARAMS) + r")=)[^&#\s\"'<>]*")
+REDACTED = "REDACTED"
+
+
+def scrub_url(text: str) -> str:
+    """`text` (a URL, or any text holding URLs) with the value of every credential parameter redacted."""
+    return _SECRET_VALUE.sub(lambda found: found.group(1) + REDACTED, text)
+
+
+class ScrubSecrets(logging.Filter):
+    """Formats each record's message, redacts credentials in it, in its exception and stack text and
+    in its extra string fields, and leaves the record with no arguments left to format."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad format string must not raise in the caller
+            message = f"{record.msg} {record.args!r}"
+        record.msg, record.args = scrub_url(message), ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = scrub_url(record.exc_text)
+        if record.stack_info:
+            record.stack_info = scrub_url(record.stack_info)
+        for key, value in list(vars(record).items()):
+            if key not in _STANDARD and isinstance(value, str):
+                setattr(record, key, scrub_url(value))
+        return True
 
 
 class UtcFormatter(logging.Formatter):
@@ -39,8 +81,8 @@ class JsonFormatter(UtcFormatter):
             "message": record.getMessage(),
         }
         line.update({k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")})
-        if record.exc_info:
-            line["exception"] = self.formatException(record.exc_info)
+        if record.exc_info or record.exc_text:
+            line["exception"] = record.exc_text or self.formatException(record.exc_info)  # type: ignore[arg-type]
         return json.dumps(line, default=str)
 
 
@@ -53,7 +95,10 @@ def config_dict(settings: Settings) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"hubgate": {"()": f"{formatter.__module__}.{formatter.__qualname__}"}},
-        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "hubgate", "stream": "ext://sys.stderr"}},
+        "filters": {"scrub": {"()": f"{ScrubSecrets.__module__}.{ScrubSecrets.__qualname__}"}},
+        # Every logger writes through this handler (none has its own), so every line is scrubbed.
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "hubgate", "filters": ["scrub"],
+                                "stream": "ext://sys.stderr"}},
         "root": {"level": level, "handlers": ["stderr"]},
         "loggers": {
             # uvicorn's own handlers are replaced by the root's; its access log by `http.access`.
@@ -71,7 +116,11 @@ def _word(value: object) -> str:
     return ("yes" if value else "no") if isinstance(value, bool) else str(value)
 
 
-def configure(settings: Settings) -> None:
+def configure(settings: Settings, *, command: bool = False) -> None:
+    """Log as `settings` say; a command other than `serve` logs at most its warnings and errors
+    (as Python does unconfigured), but through the same scrubbing handler."""
+    if command and settings.log_level in ("info", "debug", "trace"):
+        settings = settings.model_copy(update={"log_level": "warning"})
     logging.config.dictConfig(config_dict(settings))
 
 

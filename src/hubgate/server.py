@@ -11,7 +11,6 @@ import uvicorn
 
 from hubgate import __version__, logs, runstate
 from hubgate.config import Settings
-from hubgate.http import scrub
 from hubgate.http.app import HubgateApp, create_app
 from hubgate.hub import Hub
 
@@ -38,7 +37,6 @@ def app_from_env() -> HubgateApp:
     """Factory used by uvicorn in each worker process."""
     os.umask(0o077)  # as `hubgate` itself sets it, for servers started as `uvicorn --factory ...`
     steady_memory()
-    scrub.install("uvicorn.access", "uvicorn.error")  # no signed URL in this process's logs
     settings = Settings.load()
     logs.configure(settings)  # a worker process starts with no logging of its own
     return create_app(Hub(settings))

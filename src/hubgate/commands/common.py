@@ -50,9 +50,11 @@ def load(*, runtime: bool = False, **flags: Any) -> tuple[Settings, Layers]:
 def open_hub(data: Path | None, config: Path | None, *, existing: bool = False, runtime: bool = False) -> Hub:
     """The Hub of `--data`; with `existing`, refuse a folder that holds no hubgate instance
     (a read-only command must not create one where a path was mistyped)."""
+    from hubgate import logs
     from hubgate.hub import Hub
 
     settings, _ = load(data=data, config=config, runtime=runtime)
+    logs.configure(settings, command=True)  # a mirror pull's warnings hold upstream URLs: scrubbed
     if existing and settings.database_url is None and not (settings.data / "hubgate.db").is_file():
         fail([f"{settings.data} holds no hubgate instance (no hubgate.db); expected the data folder of a server"],
              USAGE_ERROR)

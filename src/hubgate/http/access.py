@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from starlette.requests import Request
 
-from hubgate.http.scrub import scrub_url
+from hubgate.logs import scrub_url
 
 log = logging.getLogger("hubgate.access")
 REFUSALS = frozenset({401, 403, 429})

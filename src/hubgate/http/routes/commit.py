@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from hubgate.auth.gate import Action
-from hubgate.errors import BadRequest, HubError, PayloadTooLarge
+from hubgate.errors import BadRequest, PayloadTooLarge
 from hubgate.http.call import Call
 from hubgate.http.responses import json_response
 from hubgate.http.routes.discussions import hosted
@@ -122,7 +122,7 @@ def _apply(call: Call, spool: Any) -> str:
             description=payload.description,
             parent_commit=None if call.flag("create_pr") else payload.parent_commit,
         )
-    except HubError:
+    except BaseException:  # whatever broke the commit (a refusal, a full disk, a bug)
         if "pr" in call.extras:  # no pull request without its commit
             hub.discussions.discard(repo, call.extras.pop("pr"))
         raise

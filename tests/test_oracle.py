@@ -153,3 +153,29 @@ def test_a_renamed_private_repo_redirects_only_its_readers(server: Server, alice
         assert "location" not in moved.headers and new not in moved.text
     owner = http.get(f"{server.url}/api/models/{old}", headers=auth(alice_token), follow_redirects=False)
     assert owner.status_code == 307 and new in owner.headers["location"]
+
+
+@pytest.mark.parametrize("route", ["status", "title", "commit", "preupload"])
+@pytest.mark.parametrize("num", [1, 77])
+def test_discussion_routes_of_a_private_repo(server: Server, alice_token: str, bob_token: str, secret: dict,
+                                             route: str, num: int) -> None:
+    """Changing a discussion or committing to `refs/pr/N` of a private repo one may not see answers
+    like a missing repo, whether the discussion exists or not."""
+    repo = str(secret["repo"])
+    if not HfApi(endpoint=server.url, token=alice_token).get_repo_discussions(repo):
+        HfApi(endpoint=server.url, token=alice_token).create_discussion(repo, title="internal")
+
+    def attempt(repo_id: str) -> tuple[int, str | None, str]:
+        base = f"{server.url}/api/models/{repo_id}"
+        requests = {
+            "status": (f"{base}/discussions/{num}/status", {"json": {"status": "closed"}}),
+            "title": (f"{base}/discussions/{num}/title", {"json": {"title": "mine"}}),
+            "commit": (f"{base}/commit/refs%2Fpr%2F{num}", {"content": b""}),
+            "preupload": (f"{base}/preupload/refs%2Fpr%2F{num}", {"json": {"files": []}}),
+        }
+        url, body = requests[route]
+        return _answer(http.post(url, headers=auth(bob_token), **body), repo_id)
+
+    hidden = attempt(repo)
+    assert hidden == attempt(f"alice/missing-{uuid.uuid4().hex[:8]}")
+    assert hidden[:2] == (404, "RepoNotFound")

@@ -52,7 +52,8 @@ class Hub:
         self.audit = AuditLog(settings.data / "audit", settings.audit_retention_days)
         rules = settings.mirror
         self.mirror_policy = MirrorPolicy(rules.anonymous_read, tuple(rules.allow), tuple(rules.deny))
-        self.gate = Gate(self.open_repo, self.open_hosted, self.access, self.mirror_policy)
+        self.gate = Gate(self.open_repo, self.open_hosted, self.access, self.mirror_policy,
+                         lambda repo, num: self.discussions.find(repo, num).author)
         self._periodic_gc: PeriodicCollector | None = None
 
     def open_repo(

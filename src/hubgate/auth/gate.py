@@ -32,13 +32,15 @@ class Action(enum.Enum):
     MANAGE_REPO = "manage repo"  # settings, delete, move, collaborators, access requests
     REQUEST_ACCESS = "request access"  # a gated repo's files: reading it, authenticated
     DISCUSS = "discuss"  # open discussions and pull requests, comment: reading it, authenticated
+    AUTHOR = "author or write"  # change a discussion or pull request (`Subject.discussion`): its author, else writers
     CREATE_REPO = "create repo"  # in a namespace
     MANAGE_TOKENS = "manage tokens"  # one's own tokens; admins everybody's
     ADMIN = "admin"  # server operators only
 
 
 REPO_ACTIONS = frozenset(
-    {Action.READ_REPO, Action.DOWNLOAD, Action.REQUEST_ACCESS, Action.DISCUSS, Action.WRITE_REPO, Action.MANAGE_REPO}
+    {Action.READ_REPO, Action.DOWNLOAD, Action.REQUEST_ACCESS, Action.DISCUSS, Action.AUTHOR, Action.WRITE_REPO,
+     Action.MANAGE_REPO}
 )
 
 
@@ -51,10 +53,13 @@ class Subject:
     user: str | None = None  # whose tokens (MANAGE_TOKENS); None: nobody's (an unknown token)
     revision: str | None = None  # the revision and path of a file download (for lock-bound tokens)
     path: str | None = None
+    discussion: int | None = None  # the discussion or pull request number (AUTHOR)
 
 
 OpenRepo = Callable[[RepoRef, "str | None", Callable[[RepoRef], None], "str | None"], "Repository | None"]
 OpenHosted = Callable[[RepoRef], "HostedRepository | None"]
+# Who opened discussion `num` of a hosted repo; DiscussionNotFound if there is none.
+AuthorOf = Callable[[HostedRepository, int], str]
 _Opened = TypeVar("_Opened", bound="Repository")
 
 
@@ -80,8 +85,11 @@ class MirrorPolicy:
 
 
 class Gate:
-    def __init__(self, open_repo: OpenRepo, open_hosted: OpenHosted, access: RepoAccess, mirror: MirrorPolicy) -> None:
+    def __init__(
+        self, open_repo: OpenRepo, open_hosted: OpenHosted, access: RepoAccess, mirror: MirrorPolicy, author_of: AuthorOf
+    ) -> None:
         self._open_repo = open_repo
+        self._author_of = author_of
         self._open_hosted = open_hosted
         self._access = access
         self._mirror = mirror
@@ -154,7 +162,27 @@ class Gate:
             return repo
         hosted = self._unless_hidden_move(principal, lambda: self._open_hosted(ref))
         found = hosted.meta if hosted else None
+        if action is Action.AUTHOR:
+            assert subject.discussion is not None
+            return self._authors_own(principal, ref, hosted, subject.discussion)
         policy.check_write(principal, ref, found, self._standing(principal, found), manage=action is Action.MANAGE_REPO)
         if subject.namespace is not None:  # a move: the target namespace too
             policy.check_namespace_write(principal, subject.namespace)
+        return hosted
+
+    def _authors_own(self, principal: Principal | None, ref: RepoRef, hosted: HostedRepository | None, num: int) -> Repository:
+        """A discussion's author changes it with a token that may write; anybody else needs write access.
+
+        Reading comes first: whoever may not see the repo gets the answer of a missing repo, before
+        anything about its discussions is looked up."""
+        found = hosted.meta if hosted else None
+        standing = self._standing(principal, found)
+        policy.check_read(principal, ref, found, standing)
+        assert hosted is not None
+        if principal is None:
+            raise Unauthorized("You must be authenticated to change a discussion")
+        if self._author_of(hosted, num) == principal.name:
+            policy.check_discuss(principal, ref)
+        else:
+            policy.check_write(principal, ref, found, standing)
         return hosted

@@ -222,11 +222,6 @@ class Discussions:
             return None
 
 
-def may_change(found: Found, user: str | None) -> bool:
-    """Whether `user` opened this discussion (authors may comment on, close and reopen their own)."""
-    return user is not None and user == found.author
-
-
 def refuse_mirrored() -> HubError:
     return Forbidden("This repo is mirrored from an upstream: its discussions and pull requests are read-only here")
 

@@ -8,15 +8,14 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from hubgate.auth.gate import Action
+from hubgate.auth.gate import Action, Subject
 from hubgate.errors import BadRequest, PayloadTooLarge
 from hubgate.http.call import Call
 from hubgate.http.responses import json_response
-from hubgate.http.routes.discussions import hosted
+from hubgate.http.routes.discussions import hosted, proposal, proposal_subject
 from hubgate.http.routes.manage import author_of
 from hubgate.http.routing import API_TYPE, REPO_ID, REV, RouteTable
 from hubgate.repos import commit_payload
-from hubgate.repos.discussions import may_change
 from hubgate.repos.ids import check_path, check_revision
 from hubgate.repos.preupload import Wanted, plan
 from hubgate.repos.service import PR_REF
@@ -33,18 +32,15 @@ def _client_takes_lfs(call: Call) -> bool:
 
 def _proposing(call: Call) -> Action:
     """Writers commit anywhere; any reader may open a pull request (`create_pr`), and its author
-    may go on committing to its `refs/pr/N`."""
-    if call.flag("create_pr"):
-        return Action.DISCUSS
-    rev = call.params["rev"]
-    repo = call.hub.repos.open(call.repo_ref) if PR_REF.fullmatch(rev) else None
-    if repo is None or call.principal is None:
-        return Action.WRITE_REPO
-    found = call.hub.discussions.find(repo, int(rev.rsplit("/", 1)[1]))
-    return Action.DISCUSS if may_change(found, call.principal.name) else Action.WRITE_REPO
+    may go on committing to its `refs/pr/N` (decided by the gate)."""
+    return proposal(call.params["rev"], call.flag("create_pr"))
 
 
-@table.add("POST", rf"/api/{API_TYPE}/{REPO_ID}/preupload/{REV}", action=_proposing, body="json")
+def _proposed(call: Call) -> Subject:
+    return proposal_subject(call, call.params["rev"])
+
+
+@table.add("POST", rf"/api/{API_TYPE}/{REPO_ID}/preupload/{REV}", action=_proposing, subject=_proposed, body="json")
 def preupload(call: Call) -> Response:
     repo = hosted(call)
     body = call.body if isinstance(call.body, dict) else {}
@@ -69,7 +65,7 @@ def preupload(call: Call) -> Response:
     return json_response({"files": answers, "commitOid": commit})
 
 
-@table.add("POST", rf"/api/{API_TYPE}/{REPO_ID}/commit/{REV}", action=_proposing, body="stream")
+@table.add("POST", rf"/api/{API_TYPE}/{REPO_ID}/commit/{REV}", action=_proposing, subject=_proposed, body="stream")
 async def commit(call: Call) -> Response:
     hosted(call)
     limit = call.hub.settings.max_commit_bytes

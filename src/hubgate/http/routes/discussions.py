@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from hubgate.auth.gate import Action
+from hubgate.auth.gate import Action, Subject
 from hubgate.errors import BadRequest
 from hubgate.http.call import Call
 from hubgate.http.responses import json_response
 from hubgate.http.routes.manage import author_of
 from hubgate.http.routing import API_TYPE, REPO_ID, RouteTable
-from hubgate.repos.discussions import may_change, refuse_mirrored
+from hubgate.repos.discussions import refuse_mirrored
 from hubgate.repos.hosted import HostedRepository
+from hubgate.repos.service import PR_REF
 
 table = RouteTable()
 
@@ -31,13 +32,23 @@ def hosted(call: Call) -> HostedRepository:
     return call.authorized
 
 
-def _authors_own(call: Call) -> Action:
-    """Closing, reopening, renaming: the discussion's author, or else the repo's writers."""
-    repo = call.hub.repos.open(call.repo_ref)
-    if repo is None or call.principal is None:
-        return Action.WRITE_REPO
-    found = call.hub.discussions.find(repo, int(call.params["num"]))
-    return Action.DISCUSS if may_change(found, call.principal.name) else Action.WRITE_REPO
+def proposal(revision: str | None, create_pr: bool) -> Action:
+    """What changing `revision` asks for: opening a pull request (`create_pr`, or an LFS upload naming
+    no ref, as huggingface_hub sends for one) any reader may; committing to `refs/pr/N` its author
+    may (else writers, the gate decides); any other revision needs write access."""
+    if create_pr or revision is None:
+        return Action.DISCUSS
+    return Action.AUTHOR if PR_REF.fullmatch(revision) else Action.WRITE_REPO
+
+
+def proposal_subject(call: Call, revision: str | None) -> Subject:
+    """The repo of the path, and the pull request `revision` names (`refs/pr/N`), if it does."""
+    num = int(revision.rsplit("/", 1)[1]) if revision is not None and PR_REF.fullmatch(revision) else None
+    return Subject(ref=call.repo_ref, revision=revision, discussion=num)
+
+
+def _numbered(call: Call) -> Subject:
+    return Subject(ref=call.repo_ref, discussion=int(call.params["num"]))
 
 
 def _text(call: Call, key: str) -> str:
@@ -99,7 +110,7 @@ def comment(call: Call) -> Response:
     return json_response({"newMessage": event})
 
 
-@table.add("POST", rf"{BASE}/{NUM}/status", action=_authors_own, body="json")
+@table.add("POST", rf"{BASE}/{NUM}/status", action=Action.AUTHOR, subject=_numbered, body="json")
 def change_status(call: Call) -> Response:
     repo = hosted(call)
     assert call.principal is not None
@@ -110,7 +121,7 @@ def change_status(call: Call) -> Response:
     return json_response({"newStatus": event})
 
 
-@table.add("POST", rf"{BASE}/{NUM}/title", action=_authors_own, body="json")
+@table.add("POST", rf"{BASE}/{NUM}/title", action=Action.AUTHOR, subject=_numbered, body="json")
 def rename(call: Call) -> Response:
     repo = hosted(call)
     assert call.principal is not None

@@ -88,6 +88,9 @@ def test_no_secret_in_the_log_after_uploads_downloads_and_failed_logins(server: 
     assert all(re.search(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z INFO hubgate.access: \S+ req=\w+ user=", line)
                for line in access), access[:3]
     assert "refused a token: unknown" in log
+    # a line logged on a request's behalf carries its id, so it can be matched with the access line
+    traced = re.search(r"hubgate.auth: refused a token: unknown req=(\w+)", log)
+    assert traced and re.search(rf'req={traced[1]} user=- "GET /api/whoami-v2 HTTP/1.1" 401', log)
     assert re.search(r"refused token \d+: revoked", log) and re.search(r"refused token \d+: expired", log)
     assert re.search(r'user=alice "POST /api/repos/create HTTP/1.1" 403 .* refused="This token is read-only', log)
     assert 'refused="Invalid credentials in Authorization header"' in log
@@ -118,6 +121,8 @@ def test_json_logs_and_level(tmp_path: Path) -> None:
     startup = next(r for r in records if r["logger"] == "hubgate.server")
     assert startup["startup"]["version"] == __version__ and startup["startup"]["workers"] == 1
     refused = next(r for r in records if r["logger"] == "hubgate.access" and r.get("status") == 401)
+    reason = next(r for r in records if r["message"] == "refused a token: unknown")
+    assert reason["request_id"] == refused["request_id"]
     assert refused["refused"] == "Invalid credentials in Authorization header"
     assert refused["time"].endswith("Z") and refused["request_id"] and refused["user"] is None
 

@@ -15,6 +15,7 @@ import logging
 import logging.config
 import re
 import time
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from hubgate import __version__
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
     from hubgate.config import Settings
 
 TRACE = 5  # uvicorn's level below DEBUG
+# The id of the request being answered (set by the access log), so that every line logged on its
+# behalf - a refused token, an upstream failure - can be traced back to it.
+REQUEST_ID: ContextVar[str | None] = ContextVar("hubgate_request_id", default=None)
 # Attributes every LogRecord has; anything else was passed as `extra=` and goes into JSON lines.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "color_message"}
 
@@ -62,6 +66,18 @@ class ScrubSecrets(logging.Filter):
         return True
 
 
+class RequestContext(logging.Filter):
+    """Gives hubgate's own records the id of the request they were logged for, if any."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id") and record.name.startswith("hubgate."):
+            current = REQUEST_ID.get()
+            if current is not None:
+                record.request_id = current
+                record.in_request = True
+        return True
+
+
 class UtcFormatter(logging.Formatter):
     """`2026-12-01T21:40:00.123Z LEVEL logger: message`."""
 
@@ -70,6 +86,10 @@ class UtcFormatter(logging.Formatter):
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 - logging's name
         return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return f"{text} req={getattr(record, 'request_id', '-')}" if getattr(record, "in_request", False) else text
 
 
 class JsonFormatter(UtcFormatter):
@@ -80,7 +100,7 @@ class JsonFormatter(UtcFormatter):
             "time": self.formatTime(record), "level": record.levelname, "logger": record.name,
             "message": record.getMessage(),
         }
-        line.update({k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")})
+        line.update({k: v for k, v in vars(record).items() if k not in _STANDARD | {"in_request"} and not k.startswith("_")})
         if record.exc_info or record.exc_text:
             line["exception"] = record.exc_text or self.formatException(record.exc_info)  # type: ignore[arg-type]
         return json.dumps(line, default=str)
@@ -95,9 +115,12 @@ def config_dict(settings: Settings) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"hubgate": {"()": f"{formatter.__module__}.{formatter.__qualname__}"}},
-        "filters": {"scrub": {"()": f"{ScrubSecrets.__module__}.{ScrubSecrets.__qualname__}"}},
+        "filters": {
+            "request": {"()": f"{RequestContext.__module__}.{RequestContext.__qualname__}"},
+            "scrub": {"()": f"{ScrubSecrets.__module__}.{ScrubSecrets.__qualname__}"},
+        },
         # Every logger writes through this handler (none has its own), so every line is scrubbed.
-        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "hubgate", "filters": ["scrub"],
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "hubgate", "filters": ["request", "scrub"],
                                 "stream": "ext://sys.stderr"}},
         "root": {"level": level, "handlers": ["stderr"]},
         "loggers": {

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from starlette.requests import Request
 
-from hubgate.logs import scrub_url
+from hubgate.logs import REQUEST_ID, scrub_url
 
 log = logging.getLogger("hubgate.access")
 REFUSALS = frozenset({401, 403, 429})
@@ -32,6 +32,9 @@ class AccessLine:
     started: float = field(default_factory=time.monotonic)
     user: str | None = None
     refusal: str | None = None
+
+    def __post_init__(self) -> None:
+        REQUEST_ID.set(self.request_id)  # for every line logged while this request is answered
 
     def emit(self, status: int, sent: int) -> None:
         scope = self.request.scope

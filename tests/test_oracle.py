@@ -179,3 +179,39 @@ def test_discussion_routes_of_a_private_repo(server: Server, alice_token: str, b
     hidden = attempt(repo)
     assert hidden == attempt(f"alice/missing-{uuid.uuid4().hex[:8]}")
     assert hidden[:2] == (404, "RepoNotFound")
+
+
+def test_lfs_uploads_for_a_pull_request(server: Server, alice_token: str, bob_token: str, carol_token: str,
+                                        secret: dict) -> None:
+    """A reader who may not write opens a pull request with LFS files (the batch names no ref, as
+    huggingface_hub sends for `create_pr`) and goes on uploading to its `refs/pr/N`; uploading for a
+    branch stays for writers, and other tenants' objects still answer like missing ones."""
+    repo_id = f"alice/open-{uuid.uuid4().hex[:8]}"
+    HfApi(endpoint=server.url, token=alice_token).create_repo(repo_id)
+    batch_url = f"{server.url}/{repo_id}.git/info/lfs/objects/batch"
+
+    def batch(token: str, oid: str, size: int, ref: str | None) -> httpx.Response:
+        body = {"operation": "upload", "objects": [{"oid": oid, "size": size}], **({"ref": {"name": ref}} if ref else {})}
+        return http.post(batch_url, headers=auth(token), json=body)
+
+    def shape(response: httpx.Response) -> dict:
+        assert response.status_code == 200, response.text
+        obj = response.json()["objects"][0]
+        return {k: sorted(v) if k == "actions" else v for k, v in obj.items() if k != "oid"}
+
+    assert shape(batch(bob_token, secret["oid"], secret["size"], None)) == shape(batch(bob_token, *_missing(secret["size"]), None))
+    assert batch(bob_token, *_missing(10), "main").status_code == 403  # a branch: writers only
+    data = os.urandom(2000)
+    oid = hashlib.sha256(data).hexdigest()
+    actions = batch(bob_token, oid, len(data), None).json()["objects"][0]["actions"]
+    assert http.put(actions["upload"]["href"], content=data).status_code == 200
+    assert http.post(actions["verify"]["href"], headers=auth(bob_token), json={"oid": oid, "size": len(data)}).status_code == 200
+    header = {"key": "header", "value": {"summary": "weights"}}
+    line = {"key": "lfsFile", "value": {"path": "w.bin", "algo": "sha256", "oid": oid, "size": len(data)}}
+    body = b"".join(json.dumps(item).encode() + b"\n" for item in (header, line))
+    opened = http.post(f"{server.url}/api/models/{repo_id}/commit/main", params={"create_pr": "1"}, content=body,
+                       headers=auth(bob_token))
+    assert opened.status_code == 200, opened.text
+    pr = opened.json()["pullRequestUrl"].rsplit("/", 1)[1]
+    assert batch(bob_token, *_missing(10), f"refs/pr/{pr}").status_code == 200  # its author
+    assert batch(carol_token, *_missing(10), f"refs/pr/{pr}").status_code == 403  # not hers, not a writer

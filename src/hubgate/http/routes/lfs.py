@@ -9,12 +9,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from hubgate import constants
-from hubgate.auth.gate import Action
+from hubgate.auth.gate import Action, Subject
 from hubgate.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge
 from hubgate.http.call import Call
 from hubgate.http.responses import ContentResponse, json_response, parse_range
+from hubgate.http.routes.discussions import hosted, proposal, proposal_subject
 from hubgate.http.routing import FILE_PREFIX, RouteTable
 from hubgate.repos.base import Content
+from hubgate.repos.discussions import refuse_mirrored
 from hubgate.repos.hosted import HostedRepository
 from hubgate.storage.blobs import is_sha256
 
@@ -40,11 +42,27 @@ def _batch_body(call: Call) -> dict[str, Any]:
     return body
 
 
+def _batch_ref(call: Call) -> str | None:
+    ref = _batch_body(call).get("ref")
+    name = ref.get("name") if isinstance(ref, dict) else None
+    if name is not None and not isinstance(name, str):
+        raise BadRequest("ref.name must be a string")
+    return name
+
+
 def _batch_action(call: Call) -> Action:
-    return Action.WRITE_REPO if _batch_body(call)["operation"] == "upload" else Action.DOWNLOAD
+    """Downloads as files are; uploads as commits to the batch's ref are (huggingface_hub names none
+    for a pull request it is about to open: any reader may, as on the Hub)."""
+    if _batch_body(call)["operation"] == "download":
+        return Action.DOWNLOAD
+    return proposal(_batch_ref(call), create_pr=False)
 
 
-@table.add("POST", rf"{LFS_REPO}/objects/batch", action=_batch_action, body="json")
+def _batch_subject(call: Call) -> Subject:
+    return proposal_subject(call, _batch_ref(call))
+
+
+@table.add("POST", rf"{LFS_REPO}/objects/batch", action=_batch_action, subject=_batch_subject, body="json")
 def batch(call: Call) -> Response:
     body = _batch_body(call)
     upload = body["operation"] == "upload"
@@ -56,6 +74,8 @@ def batch(call: Call) -> Response:
     # anything else must be uploaded (again) to this repo, which proves the sender has the bytes.
     usable = call.hub.repos.usable_lfs(repo, {obj["oid"] for obj in valid}) if repo is not None else set()
     answers = []
+    if upload and repo is None:
+        raise refuse_mirrored()
     for obj in body["objects"]:
         if not _valid_object(obj):
             oid, size = (obj.get("oid"), obj.get("size")) if isinstance(obj, dict) else (None, None)
@@ -93,9 +113,10 @@ def _valid_object(obj: Any) -> bool:
     return isinstance(oid, str) and is_sha256(oid) and isinstance(size, int) and not isinstance(size, bool) and size >= 0
 
 
-@table.add("POST", rf"{LFS_REPO}/objects/verify", action=Action.WRITE_REPO, body="json")
+@table.add("POST", rf"{LFS_REPO}/objects/verify", action=Action.DISCUSS, body="json")
 def verify(call: Call) -> Response:
-    repo = call.hosted_repo
+    """After an upload (which a pull request's author may make): whether this repo now has the object."""
+    repo = hosted(call)
     body = call.body if isinstance(call.body, dict) else {}
     oid, size = body.get("oid"), body.get("size")
     if not isinstance(oid, str) or not is_sha256(oid):

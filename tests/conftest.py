@@ -13,7 +13,9 @@ from typing import Self
 
 import httpx
 import pytest
+from databases import DATABASES, wanted
 from processes import Child, leftovers, reap, run_id, stop_group
+from sqlalchemy import create_engine, text
 
 run_id()  # before any child starts: every process this run starts carries it
 READY = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
@@ -50,6 +52,15 @@ class Server:
             self._tokens["admin"] = self.token("ops", "read")  # type: ignore[attr-defined]
         return {"Authorization": f"Bearer {self._tokens['admin']}"}  # type: ignore[attr-defined]
 
+    def sql(self, statement: str, **params: object) -> list[tuple]:
+        """The rows of `statement` run on this server's metadata database (SQLite or PostgreSQL)."""
+        engine = create_engine(self.env.get("HUBGATE_DATABASE_URL") or f"sqlite:///{self.data / 'hubgate.db'}")
+        try:
+            with engine.begin() as connection:
+                return [tuple(row) for row in connection.execute(text(statement), params)]
+        finally:
+            engine.dispose()
+
     def stop(self) -> None:
         """SIGTERM the server's process group (uvicorn and its workers), SIGKILL it after 20 s."""
         stop_group(self.process)
@@ -62,11 +73,15 @@ class Server:
 
 
 def start_server(data: Path, *extra: str, env: dict[str, str] | None = None, config: Path | None = None,
-                 timeout: float = 60) -> Server:
+                 timeout: float = 60, database: str | None = None) -> Server:
     """Start `hubgate serve` (a session of its own) on a free port and return once it accepts
-    requests; stop it and raise with its log if it exits or is not up within `timeout` seconds."""
+    requests; stop it and raise with its log if it exits or is not up within `timeout` seconds.
+    `database`: "sqlite" (in the data folder) or "postgresql" (a database of its own for this data
+    folder, see tests/databases.py); default: HUBGATE_TEST_DATABASE, else sqlite."""
     full_env = {**os.environ, **(env or {})}
     full_env.pop("HF_ENDPOINT", None)
+    if wanted(database) == "postgresql" and "HUBGATE_DATABASE_URL" not in full_env:
+        full_env["HUBGATE_DATABASE_URL"] = DATABASES.url_for(data)
     args = [sys.executable, "-m", "hubgate", "serve", "--host", "127.0.0.1", "--port", "0", "--data", str(data), *extra]
     if config is not None:
         args += ["--config", str(config)]
@@ -87,15 +102,26 @@ def start_server(data: Path, *extra: str, env: dict[str, str] | None = None, con
     return server
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One server for the whole session, with users alice (owner) and bob (outsider), org acme."""
-    with start_server(tmp_path_factory.mktemp("hubgate")) as srv:
+def shared_server(data: Path, database: str | None = None) -> Server:
+    """A server with users alice (owner), bob (outsider) and carol (read member of the org acme)."""
+    srv = start_server(data, database=database)
+    try:
         srv.add_user("alice")
         srv.add_user("bob")
         srv.add_user("carol")
         srv.cli("org", "add", "acme", "--owner", "alice")
         srv.cli("org", "member", "add", "acme", "carol", "--role", "read")
+    except BaseException:
+        srv.stop()
+        raise
+    return srv
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server for the whole session (see `shared_server`); tests/test_postgresql.py runs some
+    of the tests that use it again with a server on PostgreSQL."""
+    with shared_server(tmp_path_factory.mktemp("hubgate")) as srv:
         yield srv
 
 
@@ -122,10 +148,12 @@ def fresh_server(tmp_path: Path) -> Iterator[Server]:
 
 @pytest.hookimpl(trylast=True)  # after the session's fixtures are torn down
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Fail the run if any server (or other process) it started is still alive, and kill those."""
+    """Fail the run if any server (or other process) it started is still alive, and kill those;
+    drop the PostgreSQL databases the run created."""
     alive = leftovers()
     if alive:
         reap(alive)
         listing = "\n".join(f"  {pid}: {cmd[:200]}" for pid, cmd in sorted(alive.items()))
         session.config.get_terminal_writer().line(f"\nprocesses started by this run outlived it (killed now):\n{listing}", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    DATABASES.drop_all()

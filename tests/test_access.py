@@ -6,7 +6,6 @@ import base64
 import email.utils
 import hashlib
 import json
-import sqlite3
 import time
 import uuid
 from datetime import datetime, timezone
@@ -231,8 +230,7 @@ def test_basic_auth_accepted(server: Server, repos: dict[str, str], alice_token:
 
 def _token_row(server: Server, name: str) -> tuple[int, str | None, str | None]:
     """(id, expires_at, revoked_at) of the token named `name`, read from the server's database."""
-    with sqlite3.connect(server.data / "hubgate.db") as db:
-        return db.execute("SELECT id, expires_at, revoked_at FROM tokens WHERE name = ?", (name,)).fetchone()
+    return server.sql("SELECT id, expires_at, revoked_at FROM tokens WHERE name = :name", name=name)[0]
 
 
 def test_revoked_token(server: Server, repos: dict[str, str]) -> None:

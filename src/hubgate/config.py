@@ -26,10 +26,13 @@ def _http_url(value: str) -> str:
 
 
 def _database_url(value: str) -> str:
+    expected = "an SQLAlchemy URL such as postgresql+psycopg://user@host/db or sqlite:////path/hubgate.db"
     try:
-        make_url(value)
+        url = make_url(value)
     except ArgumentError:
-        raise ValueError("an SQLAlchemy URL such as postgresql+psycopg://user@host/db") from None
+        raise ValueError(expected) from None
+    if url.drivername not in ("postgresql", "postgresql+psycopg", "sqlite", "sqlite+pysqlite"):
+        raise ValueError(f"{expected} (hubgate runs on PostgreSQL through psycopg, or on SQLite)")
     return value
 
 
@@ -133,6 +136,8 @@ class Settings(BaseModel):
     config: Path | None = None
     # SQLAlchemy URL of the metadata store; default: SQLite inside the data folder.
     database_url: Annotated[str, AfterValidator(_database_url)] | None = None
+    # Database connections each process keeps open (as many more may open for a burst).
+    db_pool_size: int = Field(5, ge=1, le=100, description="a number of connections from 1 to 100")
     # Externally visible base URL (used in URLs handed to clients); default: the request's own.
     public_url: HttpUrl | None = None
     workers: int = Field(1, ge=1, le=64, description="a number of processes from 1 to 64")

@@ -37,7 +37,7 @@ class Hub:
         settings.data.mkdir(mode=0o700, parents=True, exist_ok=True)
         with contextlib.suppress(PermissionError):  # a folder from before: closed to other users now
             settings.data.chmod(0o700)
-        self.metadata = MetadataStore(settings.db_url)
+        self.metadata = MetadataStore(settings.db_url, settings.db_pool_size)
         self.crash = crash = CrashPoints.parse(settings.crash_at)
         self.blobs = LocalBlobStore(settings.blob_dir, settings.tmp_dir, crash=crash)
         limits = settings.auth

@@ -9,8 +9,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import case, delete, func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from hubgate.storage.metadata import (
     Counter,
@@ -22,6 +20,7 @@ from hubgate.storage.metadata import (
     MirrorNegative,
     MirrorRevision,
 )
+from hubgate.storage.upsert import upsert
 
 # A client keeps a partial download for as long as it likes: the mark outlives any of them.
 SERVED_BAD_TTL = 10 * 365 * 86400
@@ -46,12 +45,6 @@ class MirrorCache:
     def __init__(self, metadata: MetadataStore) -> None:
         self.metadata = metadata
 
-    def _upsert(self, session, table, values: dict[str, Any], keys: list[str]) -> None:  # type: ignore[no-untyped-def]
-        insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-        statement = insert(table).values(**values)
-        updates = {k: v for k, v in values.items() if k not in keys}
-        session.execute(statement.on_conflict_do_update(index_elements=keys, set_=updates))
-
     # -- revisions -------------------------------------------------------------------------
     def revision(self, repo_type: str, repo_id: str, revision: str) -> KnownRevision | None:
         with self.metadata.session() as session:
@@ -69,7 +62,7 @@ class MirrorCache:
 
     def remember_revision(self, repo_type: str, repo_id: str, revision: str, commit: str, upstream: str) -> None:
         with self.metadata.session() as session:
-            self._upsert(
+            upsert(
                 session,
                 MirrorRevision,
                 {"repo_type": repo_type, "repo_id": repo_id, "revision": revision, "commit": commit,
@@ -87,15 +80,11 @@ class MirrorCache:
 
     def remember_commit(self, repo_type: str, repo_id: str, commit: str, info: dict[str, Any]) -> None:
         with self.metadata.session() as session:
-            insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-            statement = insert(MirrorCommit).values(
-                repo_type=repo_type, repo_id=repo_id, commit=commit, info=_pack(info), tree=None, fetched_at=time.time()
-            )
             # The tree of a commit never changes; its info (private, gated, ...) may: keep the newest.
-            session.execute(statement.on_conflict_do_update(
-                index_elements=["repo_type", "repo_id", "commit"],
-                set_={"info": statement.excluded.info, "fetched_at": statement.excluded.fetched_at},
-            ))
+            upsert(session, MirrorCommit,
+                   {"repo_type": repo_type, "repo_id": repo_id, "commit": commit, "info": _pack(info), "tree": None,
+                    "fetched_at": time.time()},
+                   ["repo_type", "repo_id", "commit"], ["info", "fetched_at"])
 
     def remember_tree(self, repo_type: str, repo_id: str, commit: str, entries: list[dict[str, Any]]) -> None:
         with self.metadata.session() as session:
@@ -126,7 +115,7 @@ class MirrorCache:
         if ttl <= 0:
             return
         with self.metadata.session() as session:
-            self._upsert(session, MirrorNegative, {"key": key[:600], "expires_at": time.time() + ttl}, ["key"])
+            upsert(session, MirrorNegative, {"key": key[:600], "expires_at": time.time() + ttl}, ["key"])
 
     # -- names an upstream resolves to another repo -----------------------------------------
     def alias(self, repo_type: str, asked: str) -> tuple[str, float] | None:
@@ -136,7 +125,7 @@ class MirrorCache:
 
     def remember_alias(self, repo_type: str, asked: str, canonical: str) -> None:
         with self.metadata.session() as session:
-            self._upsert(session, MirrorAlias, {"repo_type": repo_type, "asked": asked.lower(), "canonical": canonical,
+            upsert(session, MirrorAlias, {"repo_type": repo_type, "asked": asked.lower(), "canonical": canonical,
                                                  "fetched_at": time.time()}, ["repo_type", "asked"])
 
     # -- files whose bytes were once served unverified and then found bad ------------------
@@ -155,7 +144,7 @@ class MirrorCache:
 
     def remember_file(self, oid: str, sha256: str, size: int, upstream: str) -> None:
         with self.metadata.session() as session:
-            self._upsert(
+            upsert(
                 session, MirrorFile,
                 {"oid": oid, "sha256": sha256, "size": size, "upstream": upstream, "last_access": time.time()},
                 ["oid"],
@@ -212,9 +201,7 @@ class MirrorCache:
 
     def _merge(self, name: str, values: dict[str, Any], updates: dict[str, Any]) -> None:
         with self.metadata.session() as session:
-            insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-            statement = insert(MirrorHealth).values(name=name, **values)
-            session.execute(statement.on_conflict_do_update(index_elements=["name"], set_=updates))
+            upsert(session, MirrorHealth, {"name": name, **values}, ["name"], updates)
 
     def health(self) -> dict[str, MirrorHealth]:
         with self.metadata.session() as session:
@@ -223,9 +210,7 @@ class MirrorCache:
     # -- counters --------------------------------------------------------------------------
     def count(self, name: str, n: int = 1) -> None:
         with self.metadata.session() as session:
-            insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-            statement = insert(Counter).values(name=name, value=n)
-            session.execute(statement.on_conflict_do_update(index_elements=["name"], set_={"value": Counter.value + n}))
+            upsert(session, Counter, {"name": name, "value": n}, ["name"], {"value": Counter.value + n})
 
     def counters(self) -> dict[str, int]:
         with self.metadata.session() as session:

@@ -11,27 +11,17 @@ import time
 from collections.abc import Iterable
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from hubgate.storage.metadata import RepoLfsObject
+from hubgate.storage.upsert import upsert
 
 
 def link(session: Session, repo_pk: int, oids: Iterable[str]) -> None:
     """Record (or renew: garbage collection keeps young links) that the repo was sent `oids`."""
     now = time.time()
     rows = [{"repo_pk": repo_pk, "oid": oid, "linked_at": now} for oid in sorted(set(oids))]
-    if not rows:
-        return
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    for start in range(0, len(rows), 500):
-        statement = insert(RepoLfsObject).values(rows[start : start + 500])
-        session.execute(
-            statement.on_conflict_do_update(
-                index_elements=["repo_pk", "oid"], set_={"linked_at": statement.excluded.linked_at}
-            )
-        )
+    upsert(session, RepoLfsObject, rows, ["repo_pk", "oid"])
 
 
 def linked(session: Session, repo_pk: int, oids: Iterable[str]) -> set[str]:

@@ -10,8 +10,6 @@ from __future__ import annotations
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, delete, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from hubgate import constants
@@ -20,6 +18,7 @@ from hubgate.git.objects import CommitData, RawObject, TreeItem, parse_commit, p
 from hubgate.memcache import ByteCache
 from hubgate.storage.blobs import BlobStore
 from hubgate.storage.metadata import GitObject, MetadataStore, Ref
+from hubgate.storage.upsert import insert_missing
 
 
 class Memo:
@@ -133,13 +132,9 @@ class GitStore:
                     "content_sha256": content[0] if content else None,
                 }
             )
-        if not rows:
-            return
-        dialect = session.get_bind().dialect.name
-        insert = pg_insert if dialect == "postgresql" else sqlite_insert
         # One statement executed for every row (executemany): compiling a multi-row VALUES per
         # chunk cost more than the inserts themselves.
-        session.connection().execute(insert(GitObject).on_conflict_do_nothing(), rows)
+        insert_missing(session, GitObject, rows)
 
     @staticmethod
     def refs(session: Session, repo_pk: int) -> dict[str, str]:

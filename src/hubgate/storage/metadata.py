@@ -1,4 +1,4 @@
-"""The metadata store: SQLAlchemy 2 tables and the engine (SQLite by default).
+"""The metadata store: SQLAlchemy 2 tables and the engine (SQLite by default, or PostgreSQL).
 
 Git objects and refs live here too, so that a commit (its new objects and the ref move) is one
 database transaction: either all of it is visible or none of it is.
@@ -27,7 +27,7 @@ from sqlalchemy import (
     event,
     func,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
 
@@ -317,16 +317,21 @@ class Counter(Base):
 class MetadataStore:
     """Owns the engine and hands out sessions; one per process."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, pool_size: int = 5) -> None:
+        """`pool_size`: connections kept open per process (as many more may open under load)."""
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.engine: Engine = create_engine(url, pool_pre_ping=True)
+        parsed = make_url(url)
+        if parsed.drivername == "postgresql":  # the driver hubgate depends on, not SQLAlchemy's default (psycopg2)
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        self.engine: Engine = create_engine(parsed, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         from hubgate.storage.schema import upgrade
 
         lock = Path(url.removeprefix("sqlite:///") + ".migrate.lock") if url.startswith("sqlite:///") else None
-        upgrade(self.engine, lock)
+        # Whether this start brought the schema to the newest revision (False: it was there already).
+        self.migrated = upgrade(self.engine, lock)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager

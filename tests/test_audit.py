@@ -136,3 +136,23 @@ def test_no_token_in_plaintext_anywhere(world: tuple[Server, dict[str, str]]) ->
         secret = token.encode()
         found = [name for name, content in blobs if secret in content or secret[3:] in content]
         assert found == [], f"token found in {found}"
+
+
+def test_pull_request_activity_and_refusals_while_choosing_recorded(world: tuple[Server, dict[str, str]]) -> None:
+    server, tokens = world
+    api = HfApi(endpoint=server.url, token=tokens["ann"])
+    api.create_repo("ann/talk")
+    api.create_commit("ann/talk", [CommitOperationAdd("a.txt", b"a")], commit_message="start")
+    num = api.create_commit("ann/talk", [CommitOperationAdd("a.txt", b"b")], commit_message="change a",
+                            create_pr=True).pr_num
+    api.comment_discussion("ann/talk", num, "see?")
+    api.change_discussion_status("ann/talk", num, "closed")
+    recorded = [(e["kind"], e["action"], e["path"].rsplit("/", 1)[-1]) for e in events(server, "--repo", "ann/talk")
+                if e["method"] == "POST" and e["kind"] != "upload"]
+    assert recorded[-3:] == [("commit", "discuss", "main"), ("discussion", "discuss", "comment"),
+                             ("discussion", "author or write", "status")]
+    malformed = http.post(f"{server.url}/ann/talk.git/info/lfs/objects/batch", json={"operation": "steal"},
+                          headers={"Authorization": f"Bearer {tokens['ann']}"})
+    assert malformed.status_code == 400
+    refused = events(server, "--kind", "refused")
+    assert refused and refused[-1]["status"] == 400 and refused[-1]["repo"] == "ann/talk" and refused[-1]["user"] == "ann"

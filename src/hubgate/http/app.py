@@ -123,7 +123,11 @@ class HubgateApp:
 
     def _authorize(self, route: Route, call: Call, trail: RequestTrail) -> None:
         """The one access check, before any handler runs."""
-        action = route.action if isinstance(route.action, Action) else route.action(call)
+        try:
+            action = route.action if isinstance(route.action, Action) else route.action(call)
+        except HubError:
+            trail.undecided = True  # audited as refused: a malformed request is no excuse to go unrecorded
+            raise
         trail.action = action
         if action in REPO_ACTIONS and route.subject is None:
             subject = Subject(ref=call.repo_ref, revision=call.params.get("rev"), path=call.params.get("path"))

@@ -16,14 +16,16 @@ from hubgate.audit import AuditLog
 from hubgate.auth.accounts import Principal
 from hubgate.auth.gate import Action, Subject
 
-# Reads of metadata are not recorded (their volume would drown the rest); everything else is.
+# Reads of metadata are not recorded (their volume would drown the rest); everything else is, and
+# so is a request refused before its action was known (a route choosing it from a malformed body).
 RECORDED = frozenset({
-    Action.DOWNLOAD, Action.REQUEST_ACCESS, Action.WRITE_REPO, Action.MANAGE_REPO, Action.CREATE_REPO,
-    Action.MANAGE_TOKENS, Action.ADMIN,
+    Action.DOWNLOAD, Action.REQUEST_ACCESS, Action.DISCUSS, Action.AUTHOR, Action.WRITE_REPO, Action.MANAGE_REPO,
+    Action.CREATE_REPO, Action.MANAGE_TOKENS, Action.ADMIN,
 })
 KINDS = {Action.DOWNLOAD: "download", Action.WRITE_REPO: "upload", Action.CREATE_REPO: "repo",
          Action.MANAGE_REPO: "repo", Action.MANAGE_TOKENS: "token", Action.REQUEST_ACCESS: "access",
-         Action.ADMIN: "admin"}
+         Action.DISCUSS: "discussion", Action.AUTHOR: "discussion", Action.ADMIN: "admin"}
+UNDECIDED = "refused"  # the kind of a request refused while its action was being chosen
 
 
 @dataclass
@@ -35,6 +37,7 @@ class RequestTrail:
     params: dict[str, str] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)  # set by handlers: commit id, cache status, ...
     auth_failed: bool = False
+    undecided: bool = False  # refused while its route chose the action
     status: int = 0
     sent: int = 0
     complete: bool = False
@@ -62,16 +65,15 @@ class RequestTrail:
         if self.auth_failed:
             audit.record("auth_failure", status=401, **self._origin())
             return
-        if self.action not in RECORDED or self.request.method == "HEAD":
+        if self.request.method == "HEAD" or (self.action not in RECORDED and not self.undecided):
             return
-        assert self.action is not None
         sent = self.sent
         if self.complete and self.declared_length is not None and sent < self.declared_length:
             sent = self.declared_length  # the body went out with sendfile, past this counter
         who = self.principal
         audit.record(
-            self.details.pop("kind", KINDS[self.action]),
-            action=self.action.value, status=self.status, complete=self.complete, bytes=sent,
+            self.details.pop("kind", KINDS[self.action] if self.action is not None else UNDECIDED),
+            action=self.action.value if self.action is not None else None, status=self.status, complete=self.complete, bytes=sent,
             user=who.name if who else None, token_id=who.token_id if who else None,
             token_name=who.token_name if who else None, repo=self._repo(),
             revision=self.params.get("rev"), **self.details, **self._origin(),
@@ -79,7 +81,7 @@ class RequestTrail:
 
     def _repo(self) -> str | None:
         if self.subject is None:
-            return None
+            return self.params.get("repo_id")
         if self.subject.ref is not None:
             return str(self.subject.ref)
         return self.subject.namespace or self.subject.user

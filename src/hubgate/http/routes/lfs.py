@@ -66,6 +66,7 @@ def _batch_subject(call: Call) -> Subject:
 def batch(call: Call) -> Response:
     body = _batch_body(call)
     upload = body["operation"] == "upload"
+    call.audit["kind"] = "upload" if upload else "download"  # a pull request's upload too (Action.DISCUSS)
     # A mirrored repo's objects are not served here: a download batch about one finds nothing.
     repo = call.repo if isinstance(call.repo, HostedRepository) else None
     base, ttl = call.base_url, constants.LFS_UPLOAD_URL_TTL

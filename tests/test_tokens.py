@@ -189,3 +189,24 @@ def test_http_api(srv: Server) -> None:
     assert http.get(f"{srv.url}/api/whoami-v2", headers=auth(rotated["token"])).status_code == 401
     bad = http.post(f"{srv.url}/api/tokens", headers=auth(tina), json={"repos": ["voices=admin"]})
     assert bad.status_code == 400
+
+
+def test_tokens_made_over_http_never_outlive_or_exceed_their_maker(srv: Server, repos: dict[str, str]) -> None:
+    """An expiring token creates tokens expiring no later than itself (and rotates none that would);
+    fine-grained and lock-bound tokens create none at all."""
+    _, short = create(srv, "tina", "--role", "write", "--expires", "1h", "--name", "short")
+    forever_id, _ = create(srv, "tina", "--role", "write", "--name", "forever")
+    short_expiry = next(row for row in listing(srv, "tina").values() if row["name"] == "short")["expiresAt"]
+    inherited = http.post(f"{srv.url}/api/tokens", headers=auth(short), json={"role": "write"})
+    assert inherited.status_code == 200 and inherited.json()["expiresAt"] == short_expiry
+    shorter = http.post(f"{srv.url}/api/tokens", headers=auth(short), json={"role": "write", "expires": "10m"})
+    assert shorter.status_code == 200 and shorter.json()["expiresAt"] < short_expiry
+    for later in ("2d", "2099-01-01"):
+        refused = http.post(f"{srv.url}/api/tokens", headers=auth(short), json={"role": "write", "expires": later})
+        assert refused.status_code == 403 and "outlive" in refused.json()["error"], later
+    rotate = http.post(f"{srv.url}/api/tokens/{forever_id}/rotate", headers=auth(short))
+    assert rotate.status_code == 403 and "outlive" in rotate.json()["error"]
+    assert http.post(f"{srv.url}/api/tokens/{inherited.json()['id']}/rotate", headers=auth(short)).status_code == 200
+    _, fine = create(srv, "tina", "--repo", "voices/*=write", "--org", "voices=write")
+    broader = http.post(f"{srv.url}/api/tokens", headers=auth(fine), json={"role": "write"})
+    assert broader.status_code == 403

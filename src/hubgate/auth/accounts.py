@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
@@ -29,6 +30,7 @@ class Principal:
     scope: Scope
     orgs: dict[str, str] = field(default_factory=dict)  # org name -> role
     token_id: int | None = None
+    token_expires: dt.datetime | None = None  # when the token in use expires (None: never)
 
 
 @dataclass(frozen=True)
@@ -207,5 +209,6 @@ class Accounts:
             assert user is not None  # tokens are deleted with their user
             orgs = {m.org.name: m.role for m in user.memberships}
             return Principal(
-                user.name, user.fullname, user.email, user.is_admin, token.token_name, token.scope, orgs, token.token_id
+                user.name, user.fullname, user.email, user.is_admin, token.token_name, token.scope, orgs, token.token_id,
+                token.expires_at,
             )

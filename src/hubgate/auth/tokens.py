@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from hubgate import constants
 from hubgate.auth.scopes import FINE_GRAINED, LOCKED, ROLES, Grant, Pin, Scope, parse_expiry
-from hubgate.errors import BadRequest, Conflict, InvalidCredentials, NotFound
+from hubgate.errors import BadRequest, Conflict, Forbidden, InvalidCredentials, NotFound
 from hubgate.storage.metadata import MetadataStore, Token, User, utcnow
 
 log = logging.getLogger("hubgate.auth")
@@ -83,6 +83,7 @@ class Authenticated:
     token_id: int
     token_name: str
     scope: Scope
+    expires_at: dt.datetime | None = None
 
 
 class Tokens:
@@ -91,9 +92,12 @@ class Tokens:
 
     def create(
         self, user_name: str, *, role: str = "read", grants: tuple[Grant, ...] = (), name: str = "",
-        expires: str | None = None, pins: tuple[Pin, ...] = (),
+        expires: str | None = None, pins: tuple[Pin, ...] = (), not_after: dt.datetime | None = None,
     ) -> Issued:
-        """A new token. With grants it is fine-grained, with pins bound to a lock (`role` is then ignored)."""
+        """A new token. With grants it is fine-grained, with pins bound to a lock (`role` is then ignored).
+
+        `not_after`: the expiry of the token creating this one over HTTP, which the new token may not
+        outlive (it gets that expiry when it asks for none)."""
         if role not in ROLES:
             raise BadRequest(f"Token role must be one of {', '.join(ROLES)}")
         if len(name) > 200:
@@ -102,7 +106,7 @@ class Tokens:
             raise BadRequest("A token is either fine-grained or bound to a lock, not both")
         scope = Scope(LOCKED, pins=pins) if pins else Scope(FINE_GRAINED, grants) if grants else Scope(role)
         now = utcnow()
-        expires_at = parse_expiry(expires, now) if expires else None
+        expires_at = _within(parse_expiry(expires, now) if expires else None, not_after)
         secret = _new_secret()
         with self.metadata.session() as session:
             user = session.scalar(select(User).where(User.name == user_name))
@@ -154,8 +158,10 @@ class Tokens:
         log.info("token %d (%s) of %s revoked", row.id, row.name, row.user)
         return row
 
-    def rotate(self, token_id: int) -> Issued:
-        """A new secret for the same token (same id, name, grants, expiry); the old one stops working."""
+    def rotate(self, token_id: int, not_after: dt.datetime | None = None) -> Issued:
+        """A new secret for the same token (same id, name, grants, expiry); the old one stops working.
+
+        `not_after` as for `create`: a token living longer than the caller's is not rotated by it."""
         secret = _new_secret()
         with self.metadata.session() as session:
             token = session.get(Token, token_id)
@@ -164,6 +170,8 @@ class Tokens:
             state = _row(token, token.user.name).state(utcnow())
             if state != "active":
                 raise Conflict(f"Token {token_id} is {state}; create a new one instead")
+            if not_after is not None and (token.expires_at is None or token.expires_at > not_after):
+                raise Forbidden(f"Token {token_id} would outlive the token rotating it (which expires at {utc_text(not_after)})")
             token.token_hash, token.prefix = hash_token(secret), secret[:7]
             row = _row(token, token.user.name)
         log.info("token %d (%s) of %s rotated", row.id, row.name, row.user)
@@ -184,7 +192,18 @@ class Tokens:
             stale = token.last_used_at is None or (now - token.last_used_at).total_seconds() >= LAST_USED_RESOLUTION
             if stale or token.last_used_from != client:
                 token.last_used_at, token.last_used_from = now, (client or "")[:64] or None
-            return Authenticated(token.user_id, token.id, token.name, Scope.load(token.role, token.grants))
+            return Authenticated(token.user_id, token.id, token.name, Scope.load(token.role, token.grants), token.expires_at)
+
+
+def _within(expires_at: dt.datetime | None, not_after: dt.datetime | None) -> dt.datetime | None:
+    """The expiry of a token made by one expiring at `not_after`: no later (and none: that one)."""
+    if not_after is None:
+        return expires_at
+    if expires_at is None:
+        return not_after
+    if expires_at > not_after:
+        raise Forbidden(f"A token cannot outlive the token creating it (which expires at {utc_text(not_after)})")
+    return expires_at
 
 
 def _row(token: Token, user: str) -> TokenRow:

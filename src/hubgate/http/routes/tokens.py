@@ -85,7 +85,9 @@ def create_token(call: Call) -> Response:
     name, role, expires = body.get("name") or "", body.get("role") or "read", body.get("expires")
     if not isinstance(name, str) or not isinstance(role, str) or not isinstance(expires, str | None):
         raise BadRequest("'name', 'role' and 'expires' must be strings")
-    return _issued(call, call.hub.accounts.tokens.create(user, role=role, grants=grants, name=name, expires=expires))
+    assert call.principal is not None
+    return _issued(call, call.hub.accounts.tokens.create(user, role=role, grants=grants, name=name, expires=expires,
+                                                         not_after=call.principal.token_expires))
 
 
 @table.add("DELETE", rf"/api/tokens/{TOKEN_ID}", action=Action.MANAGE_TOKENS, subject=_token_owner)
@@ -96,7 +98,8 @@ def revoke_token(call: Call) -> Response:
 
 @table.add("POST", rf"/api/tokens/{TOKEN_ID}/rotate", action=Action.MANAGE_TOKENS, subject=_token_owner)
 def rotate_token(call: Call) -> Response:
-    return _issued(call, call.hub.accounts.tokens.rotate(int(call.params["token_id"])))
+    assert call.principal is not None
+    return _issued(call, call.hub.accounts.tokens.rotate(int(call.params["token_id"]), call.principal.token_expires))
 
 
 UPSTREAM = r"(?P<upstream>[A-Za-z0-9._-]{1,100})"

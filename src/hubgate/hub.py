@@ -6,8 +6,11 @@ The server and the CLI both build a Hub from the same settings, so they share on
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable
 from functools import cached_property
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from hubgate.audit import AuditLog
 from hubgate.auth.accounts import Accounts
@@ -29,6 +32,8 @@ from hubgate.repos.service import MovedRepo, RepoService
 from hubgate.signing import Signer
 from hubgate.storage.blobs import LocalBlobStore
 from hubgate.storage.metadata import MetadataStore
+
+log = logging.getLogger(__name__)
 
 
 class Hub:
@@ -55,6 +60,18 @@ class Hub:
         self.gate = Gate(self.open_repo, self.open_hosted, self.access, self.mirror_policy,
                          lambda repo, num: self.discussions.find(repo, num).author)
         self._periodic_gc: PeriodicCollector | None = None
+
+    def readiness(self) -> dict[str, bool]:
+        """Whether the database and the blob store answer now, by name (failures are logged)."""
+        checks: dict[str, bool] = {}
+        for name, check in (("database", self.metadata.check), ("blobs", self.blobs.check)):
+            try:
+                check()
+                checks[name] = True
+            except (OSError, SQLAlchemyError) as exc:
+                log.warning("readiness: the %s check failed: %s", name, exc)
+                checks[name] = False
+        return checks
 
     def open_repo(
         self, ref: RepoRef, upstream_token: str | None = None, vet: Callable[[RepoRef], None] | None = None,

@@ -59,6 +59,8 @@ class BlobStore(Protocol):
         """Move a damaged blob aside (kept for inspection, never served); no-op if absent."""
     def recover_deletes(self) -> int:
         """Finish `delete_if_older` calls a crash interrupted (blobs are put back, never lost)."""
+    def check(self) -> None:
+        """Raise OSError unless blobs can be read and written now (a readiness probe)."""
 
 
 def is_sha256(value: str) -> bool:
@@ -140,6 +142,13 @@ class LocalBlobStore:
         self.crash = crash
         root.mkdir(parents=True, exist_ok=True)
         tmp_dir.mkdir(parents=True, exist_ok=True)
+
+    def check(self) -> None:
+        if not self.root.is_dir() or not os.access(self.root, os.R_OK | os.W_OK | os.X_OK):
+            raise NotADirectoryError(f"{self.root} is not a folder this process may read and write")
+        fd, path = tempfile.mkstemp(dir=self.tmp_dir, prefix="ready-")  # where every write starts
+        os.close(fd)
+        os.unlink(path)
 
     def path_for(self, sha256: str) -> Path:
         if not is_sha256(sha256):

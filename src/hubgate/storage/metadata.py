@@ -26,6 +26,7 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    select,
 )
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
@@ -324,7 +325,11 @@ class MetadataStore:
         parsed = make_url(url)
         if parsed.drivername == "postgresql":  # the driver hubgate depends on, not SQLAlchemy's default (psycopg2)
             parsed = parsed.set(drivername="postgresql+psycopg")
-        self.engine: Engine = create_engine(parsed, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size)
+        # A database that does not answer fails a request (and /readyz) in seconds, not minutes.
+        connect_args = {"connect_timeout": 10} if parsed.get_backend_name() == "postgresql" else {}
+        self.engine: Engine = create_engine(
+            parsed, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size, connect_args=connect_args
+        )
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         from hubgate.storage.schema import upgrade
@@ -339,6 +344,11 @@ class MetadataStore:
         """A transaction: committed on success, rolled back on any error."""
         with self._sessions() as session, session.begin():
             yield session
+
+    def check(self) -> None:
+        """Raise (an SQLAlchemyError) unless the database answers now (a readiness probe)."""
+        with self.engine.connect() as connection:
+            connection.execute(select(1))
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -22,7 +22,7 @@ HOME = f"""<!doctype html>
 <body><h1>hubgate {__version__}</h1>
 <p>A self-hosted gateway to the Hugging Face Hub. Point clients at it with <code>HF_ENDPOINT</code> set to this address.</p>
 <ul>
-<li><a href="/healthz">Health</a></li>
+<li><a href="/healthz">Health</a>, <a href="/readyz">readiness</a></li>
 <li><a href="/api/mirror/status">Mirror status</a> (server administrators)</li>
 <li><a href="https://huggingface.co/docs/huggingface_hub">huggingface_hub documentation</a></li>
 </ul></body></html>
@@ -37,6 +37,17 @@ def home(call: Call) -> Response:
 @table.add("GET", r"/healthz", action=Action.PUBLIC)
 def healthz(call: Call) -> Response:
     return json_response({"status": "ok"})
+
+
+@table.add("GET", r"/readyz", action=Action.PUBLIC)
+def readyz(call: Call) -> Response:
+    """200 when the database and the blob store answer, else 503 naming which do not (for load balancers)."""
+    checks = {name: "ok" if ok else "failing" for name, ok in call.hub.readiness().items()}
+    failing = [name for name, state in checks.items() if state != "ok"]
+    if failing:
+        return json_response({"error": f"Not ready: {', '.join(failing)} failing", "checks": checks}, status=503,
+                             headers={"Retry-After": "5"})
+    return json_response({"status": "ready", "checks": checks})
 
 
 @table.add("GET", r"/openapi.json", action=Action.PUBLIC)

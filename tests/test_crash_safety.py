@@ -227,3 +227,23 @@ def test_mirror_killed_mid_transfer_resumes_its_part_file(upstream: tuple[FakeHu
         assert response.status_code == 200 and hashlib.sha256(response.content).hexdigest() == BIG_SHA
         ranges = [r["range"] for r in transfers(fake)]
         assert ranges == [f"bytes={kept}-"], ranges  # resumed where the part file ended, once
+
+
+def test_killed_mid_merge(hosted: tuple[Path, str, str]) -> None:
+    """A pull request's merge commit, the branch moving and the pull request marked merged are one
+    transaction: killed in it, the pull request is still open, main unmoved, and it merges later."""
+    data, token, head = hosted
+    with start_server(data) as srv:
+        HfApi(endpoint=srv.url, token=token).upload_file(path_or_fileobj=b"pr", path_in_repo="pr.txt",
+                                                         repo_id="alice/crash", create_pr=True)
+    with crashing(data, "objects-written") as srv:
+        with pytest.raises(Exception):  # the server dies under the client
+            HfApi(endpoint=srv.url, token=token).merge_pull_request("alice/crash", 1)
+        died_at_crash_point(srv)
+    with start_server(data) as again:
+        api = HfApi(endpoint=again.url, token=token)
+        assert_unchanged(again, token, head)
+        assert api.get_discussion_details("alice/crash", 1).status == "open"
+        api.merge_pull_request("alice/crash", 1)
+        details = api.get_discussion_details("alice/crash", 1)
+        assert details.status == "merged" and details.merge_commit_oid == api.model_info("alice/crash").sha

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -142,3 +144,25 @@ def test_a_pull_request_whose_commit_fails_is_not_left_behind(server: Server, al
         api.create_commit(repo, [CommitOperationDelete("missing.txt")], commit_message="oops", create_pr=True)
     assert list(api.get_repo_discussions(repo)) == []
     assert not api.list_repo_refs(repo, include_pull_requests=True).pull_requests
+
+
+def test_concurrent_merges_make_one_merge_commit(server: Server, alice_token: str, bob_token: str) -> None:
+    repo = new_repo(server, alice_token)
+    owner = HfApi(endpoint=server.url, token=alice_token)
+    HfApi(endpoint=server.url, token=bob_token).create_commit(repo, [CommitOperationAdd("b.txt", b"b")],
+                                                              commit_message="add b", create_pr=True)
+    start = threading.Barrier(6)
+
+    def merge(_: int) -> int:
+        with httpx.Client(timeout=60) as client:
+            start.wait(timeout=60)
+            return client.post(f"{server.url}/api/models/{repo}/discussions/1/merge", json={},
+                               headers={"Authorization": f"Bearer {alice_token}"}).status_code
+
+    with ThreadPoolExecutor(6) as pool:
+        statuses = sorted(pool.map(merge, range(6)))
+    assert statuses == [200, 400, 400, 400, 400, 400]
+    merges = [c for c in owner.list_repo_commits(repo) if c.title.startswith("Merge pull request #1")]
+    details = owner.get_discussion_details(repo, 1)
+    assert len(merges) == 1 and details.merge_commit_oid == merges[0].commit_id
+    assert [e.new_status for e in details.events if e.type == "status-change"] == ["merged"]

@@ -10,9 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -146,24 +146,30 @@ class Discussions:
         self._event(repo, num, "commit", author, subject[:1000], extra=sha)
 
     def merge(self, repo: HostedRepository, num: int, author: Author, comment: str | None) -> str:
+        """Merge pull request `num`: the merge commit, the branch moving and the pull request marked
+        merged (with its events) are one transaction, and only one merge of it ever succeeds."""
         with self.metadata.session() as session:
             row = self._row(session, repo, num)
             if not row.is_pr:
                 raise BadRequest(f"#{num} is a discussion, not a pull request")
             if row.status != "open":
                 raise BadRequest(f"Pull request #{num} is {row.status}")
-            target, base, title = row.target_branch or "refs/heads/main", row.base_commit or "", row.title
+            target, base, title, pk = row.target_branch or "refs/heads/main", row.base_commit or "", row.title, row.id
         head = repo.ref_target(f"refs/pr/{num}")
         if head is None:
             raise HubError(f"refs/pr/{num} is missing", status=500)
-        sha = self.repos.merge(repo, target, head, base, author, f"Merge pull request #{num}: {title}")
-        with self.metadata.session() as session:
-            row = self._row(session, repo, num)
-            row.status, row.merge_commit = "merged", sha
-        if comment and comment.strip():
-            self.comment(repo, num, author.name, comment)
-        self._event(repo, num, "status-change", author.name, "merged")
-        return sha
+        note = _checked_text(comment, MAX_COMMENT, "comment") if comment and comment.strip() else None
+
+        def mark_merged(session: Session, sha: str) -> None:
+            still_open = Discussion.id == pk, Discussion.status == "open"
+            done = session.execute(update(Discussion).where(*still_open).values(status="merged", merge_commit=sha))
+            if cast(CursorResult[Any], done).rowcount != 1:  # merged or closed by someone else meanwhile
+                raise BadRequest(f"Pull request #{num} is no longer open")
+            if note is not None:
+                session.add(DiscussionEvent(discussion_id=pk, type="comment", author=author.name, content=note))
+            session.add(DiscussionEvent(discussion_id=pk, type="status-change", author=author.name, content="merged"))
+
+        return self.repos.merge(repo, target, head, base, author, f"Merge pull request #{num}: {title}", mark_merged)
 
     # -- helpers ---------------------------------------------------------------------------
     @staticmethod

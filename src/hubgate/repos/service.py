@@ -7,6 +7,7 @@ import re
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import and_, case, delete, func, select
@@ -300,35 +301,59 @@ class RepoService:
                 raise
             return None  # someone else committed meanwhile: rebuild on the new head
 
-    def merge(self, repo: HostedRepository, target: str, head: str, base: str, author: Author, message: str) -> str:
+    def merge(
+        self, repo: HostedRepository, target: str, head: str, base: str, author: Author, message: str,
+        record: Callable[[Session, str], None],
+    ) -> str:
         """Merge commit `head` (started from `base`) into the branch ref `target`; returns the merge commit.
 
-        Files changed on both sides since `base` differently are conflicts (409, listed)."""
+        Files changed on both sides since `base` differently are conflicts (409, listed). `record`
+        runs in the transaction that moves the branch (marking the pull request merged): both or
+        neither happen. A branch moved meanwhile by another process is merged into again."""
         with self._branch_lock(repo.meta.ref, target.removeprefix("refs/heads/")):
-            current = repo.ref_target(target)
-            if current is None:
-                raise RevisionNotFound(target)
-            theirs, ours, origin = (self._files(repo, c) for c in (head, current, base))
-            merged = dict(ours)
-            conflicts = []
-            for path in sorted(set(theirs) | set(origin)):
-                if theirs.get(path) == origin.get(path):
-                    continue  # unchanged by the pull request
-                if ours.get(path) not in (origin.get(path), theirs.get(path)):
-                    conflicts.append(path)
-                elif path in theirs:
-                    merged[path] = theirs[path]
-                else:
-                    merged.pop(path, None)
-            if conflicts:
-                raise Conflict("This pull request has conflicts: " + ", ".join(conflicts), headers={"X-Conflicts": "1"})
-            root, trees = git.build_trees(merged)
-            commit = git.build_commit(root, [current, head], author.name, author.email, int(time.time()), message + "\n")
+            for _attempt in range(COMMIT_ATTEMPTS):
+                sha = self._try_merge(repo.meta.ref, target, head, base, author, message, record)
+                if sha is not None:
+                    return sha
+        raise Conflict("Too many concurrent commits on this branch, please retry")
+
+    def _try_merge(
+        self, ref: RepoRef, target: str, head: str, base: str, author: Author, message: str,
+        record: Callable[[Session, str], None],
+    ) -> str | None:
+        """One attempt; None when another process moved the branch meanwhile."""
+        repo = self.open(ref)
+        if repo is None:
+            raise RepoNotHosted(str(ref))
+        current = repo.ref_target(target)
+        if current is None:
+            raise RevisionNotFound(target)
+        theirs, ours, origin = (self._files(repo, c) for c in (head, current, base))
+        merged = dict(ours)
+        conflicts = []
+        for path in sorted(set(theirs) | set(origin)):
+            if theirs.get(path) == origin.get(path):
+                continue  # unchanged by the pull request
+            if ours.get(path) not in (origin.get(path), theirs.get(path)):
+                conflicts.append(path)
+            elif path in theirs:
+                merged[path] = theirs[path]
+            else:
+                merged.pop(path, None)
+        if conflicts:
+            raise Conflict("This pull request has conflicts: " + ", ".join(conflicts), headers={"X-Conflicts": "1"})
+        root, trees = git.build_trees(merged)
+        commit = git.build_commit(root, [current, head], author.name, author.email, int(time.time()), message + "\n")
+        try:
             with self.metadata.session() as session:
                 hold_off_gc(session)
                 self.git.put_objects(session, [*trees, commit], {})
+                self.crash.hit("objects-written")
                 self.git.set_ref(session, repo.pk, target, commit.sha1, current)
-            return commit.sha1
+                record(session, commit.sha1)
+        except PreconditionFailed:
+            return None  # someone else committed meanwhile: merge into the new head
+        return commit.sha1
 
     @staticmethod
     def _files(repo: HostedRepository, commit: str) -> dict[str, tuple[int, str]]:

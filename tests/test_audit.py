@@ -14,6 +14,7 @@ import pytest
 from huggingface_hub import CommitOperationAdd, HfApi, hf_hub_download
 from typer.testing import CliRunner
 
+from clients.harness import synced_log
 from conftest import Server, start_server
 from hubgate.cli import app as cli_app
 
@@ -130,7 +131,7 @@ def test_no_token_in_plaintext_anywhere(world: tuple[Server, dict[str, str]]) ->
     for token in issued:
         http.get(f"{server.url}/api/whoami-v2", headers={"Authorization": f"Bearer {token}"})  # used, at least once
     blobs = [(str(path), path.read_bytes()) for path in server.data.rglob("*") if path.is_file()]
-    blobs.append(("server log", "".join(server.log).encode()))
+    blobs.append(("server log", "".join(synced_log(server)).encode()))
     assert len(blobs) > 3
     for token in issued:
         secret = token.encode()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 
+from clients.harness import synced_log
 from conftest import start_server
 from fakehub import FakeHub
 from test_crash_safety import BIG_SHA, upstream  # noqa: F401 - the fixture: hub/model with a 6 MiB file
@@ -61,7 +62,7 @@ def test_damaged_part_file_is_not_blamed_on_the_upstream(upstream: tuple[FakeHub
         assert second is not None, "the answer broke off"
         status, body = second
         assert status == 200 and hashlib.sha256(body).hexdigest() == BIG_SHA, (status, len(body))
-        log = "".join(again.log)
+        log = "".join(synced_log(again))
         assert "Traceback" not in log, log[-4000:]
 
 
@@ -73,5 +74,5 @@ def test_blamed_upstream_gets_an_error_answer_not_an_empty_200(upstream: tuple[F
         answer = fetch(srv.url + URL)  # nobody is left to send the file: say so, promise no length
         assert answer is not None, "the answer broke off"
         assert 500 <= answer[0] < 600 and answer[0] != 500, answer[0]
-        log = "".join(srv.log)
+        log = "".join(synced_log(srv))
         assert "Traceback" not in log, log[-3000:]

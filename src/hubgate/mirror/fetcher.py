@@ -43,12 +43,12 @@ from hubgate.crashpoints import NO_CRASH, CrashPoints
 from hubgate.git.blobid import blob_hasher
 from hubgate.mirror.cache import MirrorCache
 from hubgate.mirror.partwriter import PartWriter
+from hubgate.mirror.transfer import CHUNK, Diverged, Progress, Resent, Started, hash_existing
 from hubgate.mirror.upstream import Upstream, UpstreamError, UpstreamMissing, Upstreams, raise_for_missing
 from hubgate.storage.blobs import LocalBlobStore
 
 log = logging.getLogger("hubgate.mirror")
 
-CHUNK = 1024 * 1024  # most bytes a reader takes from the part file at once
 ATTEMPTS_PER_UPSTREAM = 3
 READER_POLL_MAX = 0.02  # seconds between checks of a part file written by another process
 
@@ -177,10 +177,10 @@ class Fetcher:
     def _download_locked(self, src: FileSource, token_for: TokenFor, part: Path, progress: Callable[[int], None] | None,
                          started: Started) -> bool:
         with part.open("r+b", buffering=0) as out:
-            state = _Progress(src)
+            state = Progress(src.hashers)
             # Bytes a previous attempt (maybe a killed process) left on disk: if the file does not
             # verify, they may be what is wrong, and no upstream is blamed for them.
-            from_disk = _hash_existing(out, src.size, state)
+            from_disk = hash_existing(out, src.size, state)
             used: Upstream | None = None
             refused: UpstreamError | UpstreamMissing | None = None
             for upstream in self.upstreams.all:
@@ -189,12 +189,12 @@ class Fetcher:
                 for _attempt in range(ATTEMPTS_PER_UPSTREAM):
                     if os.fstat(out.fileno()).st_size != state.offset:  # a failed write: hash what is on disk
                         state.restart()
-                        _hash_existing(out, src.size, state)
+                        hash_existing(out, src.size, state)
                     if state.offset >= src.size:
                         break
                     try:
                         self._pull(upstream, src, token_for(upstream), out, state, progress, started)
-                    except _Diverged as exc:
+                    except Diverged as exc:
                         # Readers may hold bytes of either version: neither may complete a file.
                         log.error("integrity error: %s from upstream %s: %s; discarded", src.url_path, upstream.name, exc)
                         self.cache.count("integrity_errors")
@@ -242,7 +242,7 @@ class Fetcher:
             self.on_published(src.size)
         return True
 
-    def _pull(self, upstream: Upstream, src: FileSource, token: str | None, out: BinaryIO, state: _Progress,
+    def _pull(self, upstream: Upstream, src: FileSource, token: str | None, out: BinaryIO, state: Progress,
               progress: Callable[[int], None] | None, started: Started) -> None:
         """Append what `upstream` sends from `state.offset` on; `state` keeps up even if it breaks."""
         headers = {"Accept-Encoding": "identity"}
@@ -255,7 +255,7 @@ class Fetcher:
             if etag and len(etag) in (40, 64) and etag != src.oid and src.lfs == (len(etag) == 64):
                 raise UpstreamMissing(upstream.name, 409, None, f"serves another version of the file (etag {etag})")
             # An upstream that ignores Range resends the whole file: the bytes we have must come first.
-            resent = _Resent(state) if state.offset and response.status_code != 206 else None
+            resent = Resent(state) if state.offset and response.status_code != 206 else None
             started.ok()
             # The pieces as the connection delivers them (no re-chunking copy); hashed here while
             # the writer thread writes the previous ones. Leaving the block drains the writer, so
@@ -403,27 +403,6 @@ def _pieces(response: httpx.Response) -> Iterator[bytes]:
         response.close()
 
 
-class Started:
-    """How a download's first answer went: bytes are on their way, or why none will come."""
-
-    def __init__(self) -> None:
-        self._answered = threading.Event()
-        self._error: Exception | None = None
-
-    def ok(self) -> None:
-        self._answered.set()
-
-    def fail(self, error: Exception) -> None:
-        if not self._answered.is_set():
-            self._error = error
-            self._answered.set()
-
-    def wait(self, timeout: float) -> None:
-        """Until the first answer (at most `timeout` seconds); raises why no bytes will come."""
-        if self._answered.wait(timeout) and self._error is not None:
-            raise self._error
-
-
 class _Waiters:
     """Readers of this process waiting for a download to advance, woken by its threads."""
 
@@ -464,65 +443,3 @@ class _Waiters:
 def _resolve(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
-
-
-class _Progress:
-    """How far a download got, and the running hashes of the bytes so far."""
-
-    def __init__(self, src: FileSource) -> None:
-        self.src = src
-        self.restart()
-
-    def restart(self) -> None:
-        self.offset = 0
-        self.sha256, self.sha1 = self.src.hashers()
-
-    def add(self, chunk: bytes) -> None:
-        self.sha256.update(chunk)
-        if self.sha1 is not None:
-            self.sha1.update(chunk)
-        self.offset += len(chunk)
-
-
-class _Diverged(Exception):
-    """An upstream resent the start of the file with other bytes than those already written."""
-
-
-class _Resent:
-    """The start of a whole-file answer to a Range request: checked against the bytes we have, dropped."""
-
-    def __init__(self, state: _Progress) -> None:
-        self.left = state.offset
-        self.expected = state.sha256.copy().digest()
-        self.hasher = hashlib.sha256()
-        self.done = False
-
-    def skip(self, chunk: bytes) -> bytes:
-        """What of `chunk` comes after the bytes we have; raises _Diverged if those differ."""
-        head, rest = chunk[: self.left], chunk[self.left :]
-        self.hasher.update(head)
-        self.left -= len(head)
-        if self.left == 0:
-            if self.hasher.digest() != self.expected:
-                raise _Diverged("the upstream ignored Range and resent other bytes than those already written")
-            self.done = True
-        return rest
-
-
-def _hash_existing(out: BinaryIO, size: int, state: _Progress) -> int:
-    """Feed the bytes a previous attempt left in the part file to the hashers; returns the offset."""
-    out.seek(0, os.SEEK_END)
-    have = out.tell()
-    if have > size:
-        out.seek(0)
-        out.truncate()
-        return 0
-    out.seek(0)
-    remaining = have
-    while remaining:
-        chunk = out.read(min(CHUNK, remaining))
-        if not chunk:
-            break
-        state.add(chunk)
-        remaining -= len(chunk)
-    return state.offset

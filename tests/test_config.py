@@ -55,6 +55,10 @@ def write(tmp_path: Path, text: str) -> Path:
         ("[[upstream]]\nname = 'a'\nurl = 'https://a.example'\n[[upstream]]\nname = 'a'\nurl = 'https://b.example'",
          "upstream: got [{'name': 'a', 'url': 'https://a.example'}, {'name': 'a', 'url': 'https://b.example'}]; "
          "expected upstreams with distinct names (a used twice)"),
+        ("[http]\naccel_redirect_prefix = '/_hubgate_blobs/'",
+         "http: got {'accel_redirect_prefix': '/_hubgate_blobs/'}; expected trusted_proxies to list the nginx in front"),
+        ("[http]\naccel_redirect_prefix = '/../blobs/'\ntrusted_proxies = ['127.0.0.1']",
+         "http.accel_redirect_prefix: got '/../blobs/'; expected a URL path starting and ending with /"),
         ("port = \n[mirror]", "not valid TOML: Invalid value (at line 1, column 8); expected TOML"),
     ],
 )

@@ -7,11 +7,12 @@ which reads the layers and words the refusals). Each field's `description` says 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -39,6 +40,12 @@ def _database_url(value: str) -> str:
 def _env_name(value: str) -> str:
     if not value or not value.replace("_", "A").isalnum() or value[0].isdigit():
         raise ValueError("the name of an environment variable, such as HF_TOKEN")
+    return value
+
+
+def _accel_prefix(value: str) -> str:
+    if not re.fullmatch(r"/(?:[A-Za-z0-9._~-]+/)+", value) or "/../" in value or "/./" in value:
+        raise ValueError("a URL path starting and ending with /, such as /_hubgate_blobs/")
     return value
 
 
@@ -125,6 +132,19 @@ class HttpSettings(BaseModel):
     max_connections_per_client: int = Field(64, ge=0, description="a number of connections, 0 (no cap) or more")
     # Addresses of reverse proxies whose X-Forwarded-For/-Proto headers are believed ("*": any).
     trusted_proxies: list[str] = Field(default_factory=list)
+    # X-Accel-Redirect mode (nginx in front): a file stored in the local blob folder is answered
+    # with its headers, an empty body and `X-Accel-Redirect: <prefix><path in the blob folder>`,
+    # and nginx sends the bytes from an `internal` location aliasing that folder (None: off).
+    accel_redirect_prefix: Annotated[str, AfterValidator(_accel_prefix)] | None = None
+
+    @model_validator(mode="after")
+    def _accel_behind_proxy(self) -> HttpSettings:
+        if self.accel_redirect_prefix is not None and not self.trusted_proxies:
+            raise ValueError(
+                "trusted_proxies to list the nginx in front when accel_redirect_prefix is set"
+                " (a client reaching hubgate directly would get empty bodies)"
+            )
+        return self
 
 
 class Settings(BaseModel):

@@ -8,6 +8,7 @@ from starlette.responses import Response
 
 from hubgate.auth.gate import Action
 from hubgate.errors import EntryNotFound
+from hubgate.http.accel import accel_response
 from hubgate.http.call import Call
 from hubgate.http.responses import ContentResponse, effective_range
 from hubgate.http.routing import FILE_PREFIX, PATH, REPO_ID, REV, RouteTable
@@ -42,4 +43,5 @@ def resolve(call: Call) -> Response:
     content = Content(entry.content_size) if call.request.method == "HEAD" else repo.open(entry, commit)
     source = repo.meta.source
     call.audit["cache"] = "hosted" if source == "hosted" else "hit" if content.stream is None else f"upstream:{source}"
-    return ContentResponse(content, headers, effective_range(call.request.headers, headers["ETag"], content))
+    byte_range = effective_range(call.request.headers, headers["ETag"], content)
+    return accel_response(call, content, headers) or ContentResponse(content, headers, byte_range)

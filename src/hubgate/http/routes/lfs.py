@@ -11,6 +11,7 @@ from starlette.responses import Response
 from hubgate import constants
 from hubgate.auth.gate import Action, Subject
 from hubgate.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge
+from hubgate.http.accel import accel_response
 from hubgate.http.call import Call
 from hubgate.http.responses import ContentResponse, json_response, parse_range
 from hubgate.http.routes.discussions import hosted, proposal, proposal_subject
@@ -175,4 +176,6 @@ def download(call: Call) -> Response:
     if path is None:
         raise NotFound(f"Object {oid} does not exist")
     content = Content(path.stat().st_size, path=path)
-    return ContentResponse(content, {"ETag": f'"{oid}"'}, parse_range(call.request.headers.get("range"), content.size))
+    headers = {"ETag": f'"{oid}"'}
+    byte_range = parse_range(call.request.headers.get("range"), content.size)
+    return accel_response(call, content, headers) or ContentResponse(content, headers, byte_range)

@@ -1,0 +1,231 @@
+"""hubgate behind a real nginx: plain reverse proxy, and X-Accel-Redirect mode where hubgate
+authorises each download and nginx sends the blob's bytes (docs/deployment.md shows this config).
+
+Skipped without nginx (`apt-get install -y nginx-light`).
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import os
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import huggingface_hub.constants
+import pytest
+from conftest import Server, start_server
+from huggingface_hub import HfApi, HfFileSystem, get_hf_file_metadata, hf_hub_download, hf_hub_url
+
+NGINX = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
+pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed (apt-get install -y nginx-light)")
+
+REPO = "alice/behind-nginx"
+PREFIX = "/_hubgate_blobs/"
+
+# The configuration of docs/deployment.md; {accel} is the internal location in accel mode.
+NGINX_CONF = """\
+{user}worker_processes 1; pid nginx.pid; error_log error.log warn; daemon on;
+events {{ worker_connections 256; }}
+http {{
+  map $request_uri $path_only {{ "~^(?<path>[^?]*)" $path; }}  # no query: presigned links carry sig=
+  log_format hubgate '$request_method $path_only $status uri=$uri bytes=$body_bytes_sent';
+  access_log access.log hubgate;
+  client_body_temp_path tmp/client_body; proxy_temp_path tmp/proxy;
+  fastcgi_temp_path tmp/fastcgi; uwsgi_temp_path tmp/uwsgi; scgi_temp_path tmp/scgi;
+  upstream hubgate {{
+    server 127.0.0.1:{hubgate_port};
+    keepalive 16;
+  }}
+  server {{
+    listen 127.0.0.1:{port};
+    client_max_body_size 0; proxy_request_buffering off; proxy_buffering off;
+    location / {{
+      proxy_pass http://hubgate; proxy_http_version 1.1;
+      proxy_set_header Connection ""; proxy_set_header Host $http_host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_read_timeout 300s; proxy_send_timeout 300s;
+    }}
+{accel}  }}
+}}
+"""
+ACCEL_LOCATION = """\
+    location {prefix} {{
+      internal;
+      alias {blobs}/;
+      etag off;
+      add_header ETag $upstream_http_etag always;
+      add_header X-Repo-Commit $upstream_http_x_repo_commit always;
+      add_header X-Linked-Etag $upstream_http_x_linked_etag always;
+      add_header X-Linked-Size $upstream_http_x_linked_size always;
+      add_header X-Hubgate-Stale $upstream_http_x_hubgate_stale always;
+    }}
+"""
+
+
+@dataclass
+class Front:
+    url: str
+    mode: str
+    hubgate: Server
+    prefix: Path
+    token: str  # alice's, a write token
+
+    def access_log(self) -> list[str]:
+        return (self.prefix / "access.log").read_text().splitlines()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module", params=["accel", "proxy"])
+def front(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Front]:
+    mode = request.param
+    base = tmp_path_factory.mktemp(f"nginx-{mode}")
+    config = base / "hubgate.toml"
+    accel_line = f'accel_redirect_prefix = "{PREFIX}"\n' if mode == "accel" else ""
+    config.write_text(f'lfs_for_xet_clients = true\n[http]\ntrusted_proxies = ["127.0.0.1"]\n{accel_line}')
+    with start_server(base / "data", config=config) as hubgate:
+        hubgate.add_user("alice")
+        port, nginx_dir = _free_port(), base / "nginx"
+        (nginx_dir / "tmp").mkdir(parents=True)
+        accel = ACCEL_LOCATION.format(prefix=PREFIX, blobs=(base / "data" / "blobs").absolute()) if mode == "accel" else ""
+        user = f"user {getpass.getuser()};\n" if os.geteuid() == 0 else ""  # workers read hubgate's 0600 blobs
+        hubgate_port = hubgate.url.rsplit(":", 1)[1]
+        (nginx_dir / "nginx.conf").write_text(NGINX_CONF.format(user=user, hubgate_port=hubgate_port, port=port, accel=accel))
+        assert NGINX is not None
+        subprocess.run([NGINX, "-p", str(nginx_dir), "-c", "nginx.conf"], check=True, timeout=30, capture_output=True)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            assert httpx.get(f"{url}/healthz", timeout=10).status_code == 200
+            yield Front(url, mode, hubgate, nginx_dir, hubgate.token("alice", "write"))
+        finally:
+            subprocess.run([NGINX, "-p", str(nginx_dir), "-c", "nginx.conf", "-s", "quit"], timeout=30, check=False)
+
+
+@pytest.fixture(scope="module")
+def files(front: Front, tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    """A private repo with an LFS file (uploaded through nginx by huggingface_hub) and a small regular one."""
+    content = {"model.safetensors": os.urandom(3 * 1024 * 1024 + 7), "config.json": b'{"hidden": 8}\n'}
+    api = HfApi(endpoint=front.url, token=front.token)
+    api.create_repo(REPO, private=True)
+    upload = tmp_path_factory.mktemp("upload")
+    for name, data in content.items():
+        (upload / name).write_bytes(data)
+    with pytest.MonkeyPatch.context() as patch:  # the LFS batch path (this server takes it from Xet clients)
+        patch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", True)
+        api.upload_folder(folder_path=str(upload), repo_id=REPO, commit_message="files")
+    assert api.list_repo_files(REPO) == [".gitattributes", "config.json", "model.safetensors"]
+    return content
+
+
+def _redirected(front: Front) -> list[str]:
+    return [line for line in front.access_log() if f"uri={PREFIX}" in line]
+
+
+def test_downloads_whole_files(front: Front, files: dict[str, bytes], tmp_path: Path) -> None:
+    token = front.token
+    before = len(_redirected(front))
+    for name, data in files.items():
+        path = hf_hub_download(REPO, name, endpoint=front.url, token=token, cache_dir=tmp_path / "cache")
+        assert Path(path).read_bytes() == data
+    redirected = _redirected(front)[before:]
+    sha = hashlib.sha256(files["model.safetensors"]).hexdigest()
+    if front.mode == "accel":  # only the blob went through nginx's internal location
+        assert len(redirected) == 1, redirected
+        assert f"uri={PREFIX}{sha[:2]}/{sha[2:4]}/{sha} " in redirected[0]
+        assert redirected[0].startswith("GET /alice/behind-nginx/resolve/main/model.safetensors 200 ")
+        assert redirected[0].endswith(f"bytes={len(files['model.safetensors'])}")
+    else:
+        assert redirected == []
+
+
+def test_headers_match_hubgate(front: Front, files: dict[str, bytes]) -> None:
+    """A GET through nginx carries the headers hubgate gives its HEAD: the Hub's ETag (not nginx's),
+    X-Linked-Etag/-Size, X-Repo-Commit, the file's Content-Length and Content-Disposition."""
+    token = front.token
+    data = files["model.safetensors"]
+    sha = hashlib.sha256(data).hexdigest()
+    url = hf_hub_url(REPO, "model.safetensors", endpoint=front.url)
+    meta = get_hf_file_metadata(url, token=token)
+    assert (meta.etag, meta.size) == (sha, len(data))
+    auth = {"Authorization": f"Bearer {token}"}
+    got = httpx.get(url, headers=auth, timeout=60)
+    assert got.status_code == 200 and got.content == data
+    assert got.headers["content-length"] == str(len(data))
+    assert got.headers["etag"] == f'"{sha}"'
+    assert got.headers["x-linked-etag"] == f'"{sha}"'
+    assert got.headers["x-linked-size"] == str(len(data))
+    assert got.headers["x-repo-commit"] == meta.commit_hash
+    assert got.headers["content-disposition"] == "inline; filename*=UTF-8''model.safetensors"
+    assert got.headers["accept-ranges"] == "bytes"
+    assert "x-accel-redirect" not in got.headers
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "config.json"])
+def test_ranges(front: Front, files: dict[str, bytes], name: str) -> None:
+    data, auth = files[name], {"Authorization": f"Bearer {front.token}"}
+    url = hf_hub_url(REPO, name, endpoint=front.url)
+    for header, (start, end) in {"bytes=5-9": (5, 9), "bytes=-4": (len(data) - 4, len(data) - 1),
+                                 "bytes=10-": (10, len(data) - 1)}.items():
+        got = httpx.get(url, headers={**auth, "Range": header}, timeout=60)
+        assert got.status_code == 206, (header, got.status_code)
+        assert got.content == data[start : end + 1]
+        assert got.headers["content-range"] == f"bytes {start}-{end}/{len(data)}"
+        assert got.headers["content-length"] == str(end - start + 1)
+    refused = httpx.get(url, headers={**auth, "Range": f"bytes={len(data)}-"}, timeout=60)
+    assert refused.status_code == 416 and refused.headers["content-range"] == f"bytes */{len(data)}"
+    stale = httpx.get(url, headers={**auth, "Range": "bytes=5-9", "If-Range": '"not-the-etag"'}, timeout=60)
+    assert stale.status_code == 200 and stale.content == data
+
+
+def test_hf_filesystem_reads_a_slice(front: Front, files: dict[str, bytes]) -> None:
+    """huggingface_hub's own ranged reads (HfFileSystem sends Range requests)."""
+    data = files["model.safetensors"]
+    before = len(_redirected(front))
+    fs = HfFileSystem(endpoint=front.url, token=front.token, skip_instance_cache=True)
+    with fs.open(f"{REPO}/model.safetensors", "rb", block_size=64 * 1024) as handle:
+        handle.seek(1_000_003)
+        assert handle.read(4096) == data[1_000_003 : 1_000_003 + 4096]
+    assert [line for line in front.access_log() if "model.safetensors 206 " in line]
+    assert len(_redirected(front)) > before if front.mode == "accel" else len(_redirected(front)) == before
+
+
+def test_private_file_refused_without_token(front: Front, files: dict[str, bytes]) -> None:
+    before = len(_redirected(front))
+    url = hf_hub_url(REPO, "model.safetensors", endpoint=front.url)
+    for headers in ({}, {"Range": "bytes=0-9"}, {"Authorization": "Bearer hg_not-a-token"}):
+        got = httpx.get(url, headers=headers, timeout=60)
+        assert got.status_code in (401, 404), got.status_code
+        assert "error" in got.json() and files["model.safetensors"][:10] not in got.content
+    assert len(_redirected(front)) == before
+
+
+def test_blob_location_is_internal(front: Front, files: dict[str, bytes]) -> None:
+    sha = hashlib.sha256(files["model.safetensors"]).hexdigest()
+    got = httpx.get(f"{front.url}{PREFIX}{sha[:2]}/{sha[2:4]}/{sha}", timeout=60)
+    assert got.status_code == 404 and files["model.safetensors"][:64] not in got.content
+
+
+def test_direct_accel_answer_is_empty(front: Front, files: dict[str, bytes]) -> None:
+    """What hubgate itself answers (nginx bypassed): headers and X-Accel-Redirect, no bytes."""
+    if front.mode != "accel":
+        pytest.skip("accel mode only")
+    sha = hashlib.sha256(files["model.safetensors"]).hexdigest()
+    url = hf_hub_url(REPO, "model.safetensors", endpoint=front.hubgate.url)
+    got = httpx.get(url, headers={"Authorization": f"Bearer {front.token}"}, timeout=60)
+    assert got.status_code == 200 and got.content == b""
+    assert got.headers["x-accel-redirect"] == f"{PREFIX}{sha[:2]}/{sha[2:4]}/{sha}"
+    assert got.headers["x-linked-etag"] == f'"{sha}"'
+    head = httpx.head(url, headers={"Authorization": f"Bearer {front.token}"}, timeout=60)
+    assert head.headers["content-length"] == str(len(files["model.safetensors"]))
+    assert "x-accel-redirect" not in head.headers

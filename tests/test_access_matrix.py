@@ -320,7 +320,7 @@ def test_pull_request_diffs_of_a_gated_repo_are_downloads(world: tuple[Server, d
     owner = HfApi(endpoint=server.url, token=tokens["owner-write"])
     num = owner.create_commit(gated, [CommitOperationDelete("a.txt")], commit_message="drop a", create_pr=True).pr_num
     url = f"{server.url}/api/models/{gated}/discussions/{num}"
-    cells = {"anonymous": (401, "GatedRepo"), "outsider": (403, "GatedRepo"), "gated-pending": (403, "GatedRepo"),
+    cells = {"anonymous": (401, "GatedRepo"), "outsider": (403, "GatedRepo"), "gated-rejected": (403, "GatedRepo"),
              "gated-granted": (200, None), "member-read": (200, None), "collaborator-read": (200, None)}
     for name, want in cells.items():
         headers = {"Authorization": f"Bearer {tokens[name]}"} if tokens[name] else {}

@@ -55,6 +55,8 @@ def test_a_lock_bound_token_downloads_only_the_locked_files(server: Server, alic
                             create_pr=True).pr_num
     diff = httpx.get(f"{server.url}/api/models/alice/fleet-model/discussions/{num}?diff=1", headers=headers)
     assert diff.status_code == 403 and "bound to a lock" in diff.json()["error"]  # files by commit and path only
+    minted = httpx.post(f"{server.url}/api/tokens", headers=headers, json={"role": "write"})
+    assert minted.status_code == 403  # no broader token from a lock-bound one
     writer = HfApi(endpoint=server.url, token=deploy)
     upload = httpx.post(f"{server.url}/api/models/alice/fleet-model/preupload/main", headers=headers, json={"files": []})
     assert upload.status_code == 403 and "bound to a lock" in upload.json()["error"]

@@ -257,7 +257,9 @@ def test_expired_token(server: Server, repos: dict[str, str]) -> None:
     name = f"short-{uuid.uuid4().hex[:6]}"
     token = new_token(server, "alice", "--role", "write", "--name", name, "--expires", "1s")
     expires_at = _token_row(server, name)[1]
-    deadline = datetime.fromisoformat(expires_at).replace(tzinfo=timezone.utc).timestamp()
+    if not isinstance(expires_at, datetime):  # SQLite gives text, PostgreSQL a datetime
+        expires_at = datetime.fromisoformat(expires_at)
+    deadline = expires_at.replace(tzinfo=timezone.utc).timestamp()
     # poll the server's own clock until it is past the expiry (bounded), then the token must fail
     for _ in range(600):
         if _server_time(server) > deadline:

@@ -22,6 +22,7 @@ from hubgate.crashpoints import CrashPoints
 from hubgate.errors import BadRequest
 from hubgate.maintenance.fsck import Fsck
 from hubgate.maintenance.gc import Collector, PeriodicCollector
+from hubgate.metrics import Metrics
 from hubgate.mirror.service import Mirror
 from hubgate.repos.access import RepoAccess
 from hubgate.repos.base import Repository
@@ -60,6 +61,7 @@ class Hub:
         self.gate = Gate(self.open_repo, self.open_hosted, self.access, self.mirror_policy,
                          lambda repo, num: self.discussions.find(repo, num).author)
         self._periodic_gc: PeriodicCollector | None = None
+        self.metrics = Metrics(self.mirror.cache.counters if self.mirror is not None else None)
 
     def readiness(self) -> dict[str, bool]:
         """Whether the database and the blob store answer now, by name (failures are logged)."""

@@ -13,6 +13,7 @@ from hubgate import __version__, logs, runstate
 from hubgate.config import Settings
 from hubgate.http.app import HubgateApp, create_app
 from hubgate.hub import Hub
+from hubgate.metrics import prepare_multiprocess
 
 
 def steady_memory() -> None:
@@ -52,6 +53,8 @@ def serve(settings: Settings) -> None:
     hub.blobs.remove_partial_writes()  # uploads cut off by a crash: never visible, now gone
     hub.blobs.recover_deletes()  # a garbage collection cut off by a crash: its blob put back
     hub.close()
+    if settings.workers > 1:  # every worker's request metrics in files /metrics adds up
+        prepare_multiprocess(settings.tmp_dir)
     logs.configure(settings)
     logs.log_start(settings)
     runstate.publish(settings.data, {

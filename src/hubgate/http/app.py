@@ -38,6 +38,7 @@ from hubgate.hub import Hub
 from hubgate.mirror.fetcher import TransferFailed
 
 log = logging.getLogger("hubgate.http")
+ROUTE_NAME = "hubgate.route"  # scope key
 
 
 class HubgateApp:
@@ -90,7 +91,10 @@ class HubgateApp:
             except OSError as exc:  # out of files or disk: the answer went out, the connection must not break
                 log.error("audit record of %s %s lost: %s", request.method, request.url.path, exc)
             access.user = trail.principal.name if trail.principal else None
-            access.emit(trail.status, max(trail.sent, trail.declared_length or 0) if trail.complete else trail.sent)
+            sent = max(trail.sent, trail.declared_length or 0) if trail.complete else trail.sent  # sendfile: past the counter
+            access.emit(trail.status, sent)
+            self.hub.metrics.answered(scope.get(ROUTE_NAME, "none"), request.method, trail.status, sent,
+                                      getattr(response, "served_by", "memory"), trail.auth_failed)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         while True:
@@ -113,6 +117,7 @@ class HubgateApp:
         if found is False:
             raise HubError(f"Method {request.method} not allowed here", status=405)
         route, params = found  # type: ignore[misc]
+        request.scope[ROUTE_NAME] = route.handler.__name__  # the metrics' route label
         principal, upstream_token = await self._principal(request)
         trail.principal, trail.params = principal, params
         body = await self._body(request, route.body)

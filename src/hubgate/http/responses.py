@@ -114,11 +114,13 @@ class ContentResponse(Response):
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
         if self.content.data is not None:
+            self.served_by = "memory"
             await send(start_message)
             body = self.content.data[self.start : self.start + self.length]
             await send({"type": "http.response.body", "body": body, "more_body": False})
             return
         if self.content.stream is not None:
+            self.served_by = "stream"
             await send(start_message)
             await _until_disconnect(receive, self._send_stream, send)
             return
@@ -135,9 +137,11 @@ class ContentResponse(Response):
             cycle = _zero_copy_cycle(send)
             out = _dup_socket(cycle) if cycle is not None else None
             if out is not None:
+                self.served_by = "sendfile"
                 stall = _send_timeout(scope)
                 await _send_file_zero_copy(cycle, receive, send, fd, out, self.start, self.length, stall)
             else:  # not uvicorn, or no file descriptor to spare for the zero-copy path
+                self.served_by = "chunked"
                 await _until_disconnect(receive, self._send_file_chunks, send, fd)
         finally:
             os.close(fd)

@@ -12,6 +12,7 @@ from hubgate.auth.gate import Action
 from hubgate.http.call import Call
 from hubgate.http.responses import json_response
 from hubgate.http.routing import RouteTable
+from hubgate.metrics import CONTENT_TYPE as METRICS_TYPE
 from hubgate.repos.modelcard import metadata_errors
 
 table = RouteTable()
@@ -48,6 +49,12 @@ def readyz(call: Call) -> Response:
         return json_response({"error": f"Not ready: {', '.join(failing)} failing", "checks": checks}, status=503,
                              headers={"Retry-After": "5"})
     return json_response({"status": "ready", "checks": checks})
+
+
+@table.add("GET", r"/metrics", action=Action.ADMIN)
+def metrics(call: Call) -> Response:
+    """Prometheus metrics (server administrators: scrape with an admin's read token)."""
+    return Response(call.hub.metrics.exposition(), media_type=METRICS_TYPE)
 
 
 @table.add("GET", r"/openapi.json", action=Action.PUBLIC)

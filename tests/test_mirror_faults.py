@@ -282,6 +282,20 @@ def test_token_passthrough_is_checked_upstream(tmp_path: Path, fakes) -> None:
         srv.stop()
 
 
+def test_a_stored_upstream_token_falls_back_to_the_cache_when_upstreams_fail(mirror: Server, fakes) -> None:
+    """A user's own upstream token is checked upstream for a gated repo; with every upstream failing,
+    the copy the server's credential cached is served to them as to any local user."""
+    mirror.add_user("erin")
+    erin = {"Authorization": f"Bearer {mirror.token('erin', 'write')}"}
+    assert httpx.put(f"{mirror.url}/api/upstream-tokens/up0", headers=erin, json={"token": "hf_good"}).status_code == 200
+    url = f"{mirror.url}/hub/private/resolve/main/secret.txt"
+    assert httpx.get(url, headers=erin).content == b"top secret"
+    for fake in fakes:
+        fake.fault("status", status=503)
+    again = httpx.get(url, headers=erin)
+    assert (again.status_code, again.content) == (200, b"top secret")
+
+
 def test_upstream_404s_are_remembered_briefly(tmp_path: Path, fakes) -> None:
     primary, _ = fakes
     srv = mirror_of(tmp_path, primary, extra="negative_ttl = 600")

@@ -61,3 +61,36 @@ def test_users_own_upstream_token(tmp_path: Path) -> None:
             for secret in (dora_upstream, "hg_not-valid-upstream"):
                 assert not any(secret.encode() in content for content in files)
                 assert secret not in "".join(mirror.log)
+
+
+def test_a_users_own_upstream_token_keeps_the_cache_for_public_repos(tmp_path: Path) -> None:
+    """With the upstream down, a user with a stored upstream token still gets cached public files;
+    only a repo that needed their token to be read is refused (503, not a false 404)."""
+    origin = start_server(tmp_path / "origin")
+    try:
+        origin.add_user("team")
+        team = origin.token("team", "write")
+        api = HfApi(endpoint=origin.url, token=team)
+        api.create_repo("team/open")
+        api.upload_file(path_or_fileobj=b"open weights", path_in_repo="w.bin", repo_id="team/open")
+        api.create_repo("team/licensed", private=True)
+        api.upload_file(path_or_fileobj=b"licensed weights", path_in_repo="w.bin", repo_id="team/licensed")
+        config = tmp_path / "hubgate.toml"
+        config.write_text(f'[[upstream]]\nname = "origin"\nurl = "{origin.url}"\n')  # no server-wide token
+        with start_server(tmp_path / "data", config=config) as mirror:
+            mirror.add_user("dora")
+            dora = {"Authorization": f"Bearer {mirror.token('dora', 'read')}"}
+            stored = CliRunner().invoke(cli_app, ["upstream-token", "set", "origin", "--user", "dora", "--data",
+                                                  str(mirror.data), "--config", str(config)], input=team + "\n")
+            assert stored.exit_code == 0, stored.output
+            for repo, content in (("open", b"open weights"), ("licensed", b"licensed weights")):
+                got = http.get(f"{mirror.url}/team/{repo}/resolve/main/w.bin", headers=dora)
+                assert (got.status_code, got.content) == (200, content)
+            origin.stop()  # every upstream down
+            again = http.get(f"{mirror.url}/team/open/resolve/main/w.bin", headers=dora)
+            assert (again.status_code, again.content) == (200, b"open weights")
+            assert http.get(f"{mirror.url}/api/models/team/open", headers=dora).status_code == 200
+            # the private repo was read with dora's token: upstream must vouch for her, and cannot
+            assert http.get(f"{mirror.url}/team/licensed/resolve/main/w.bin", headers=dora).status_code == 503
+    finally:
+        origin.stop()

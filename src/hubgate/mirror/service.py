@@ -122,16 +122,19 @@ class Mirror:
 
         A repo seen before opens from its cached info without asking upstream: resolving a
         branch or tag re-checks upstream once `revision_ttl` has passed (refreshing the repo's
-        private/gated flags too), and a known commit needs no upstream request at all. A client's
-        own upstream token (passthrough) is always checked upstream.
+        private/gated flags too), and a known commit needs no upstream request at all. A caller's
+        own upstream token (passthrough or stored) is checked upstream only for a private or gated
+        repo: a public one opens from the cache as for anyone. If upstream cannot answer that check,
+        a cached repo the server's credential read opens as for callers without a token.
         """
         if not self.upstreams and not self.offline:
             return None
         ref = self._known_alias(ref)
         key = (ref.type, ref.repo_id)
         cached = self.cache.latest_info(*key)
-        if cached is not None and (token is None or self.offline):
-            return MirroredRepository(self, ref, cached, cached.get(SOURCE_KEY, "cache"), token)
+        restricted = cached is not None and bool(cached.get("private") or cached.get("gated"))
+        if cached is not None and (token is None or self.offline or not restricted):
+            return MirroredRepository(self, ref, cached, cached.get(SOURCE_KEY, "cache"), token if restricted else None)
         negative = f"repo:{ref.type}:{ref.repo_id}"
         if self.offline or (token is None and self.cache.is_missing(negative)):
             return None
@@ -144,6 +147,9 @@ class Mirror:
                 self.cache.remember_missing(negative, self.settings.negative_ttl)
             return None
         except UpstreamError as exc:
+            if cached is not None and cached.get(VIA_KEY) != "client":
+                log.warning("upstream unavailable to check a token's access to %s (%s): the cached repo is served", ref, exc)
+                return MirroredRepository(self, ref, cached, cached.get(SOURCE_KEY, "cache"), None)
             raise UpstreamUnavailable(str(ref), exc) from exc
         ref = canonical_ref(ref, info)
         repo = MirroredRepository(self, ref, info, upstream, token)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import sqlite3
 from urllib.parse import urlsplit
 
 import httpx
@@ -89,8 +90,6 @@ def test_regular_files_and_never_reading_clients_keep_rss_flat(fresh_server: Ser
 
 
 def test_large_blob_an_older_version_kept_in_the_database_moves_to_the_blob_store(fresh_server: Server) -> None:
-    import sqlite3
-
     srv = fresh_server
     srv.add_user("alice")
     token = srv.token("alice")
@@ -128,3 +127,27 @@ def test_an_inline_commit_does_not_hold_its_files_in_memory(fresh_server: Server
     assert growth < 185 * MIB, growth / MIB
     name = "batch-3.txt"
     assert httpx.get(f"{srv.url}/alice/inline/resolve/main/{name}").content == files[name]
+
+
+def test_a_commit_of_many_small_inline_files_holds_at_most_64_mib_of_them(fresh_server: Server) -> None:
+    """Small regular files are held until the commit only up to 64 MiB in all; the rest of a large
+    commit goes to the blob store as it is read (and is served the same)."""
+    srv = fresh_server
+    srv.add_user("alice")
+    token = srv.token("alice")
+    HfApi(endpoint=srv.url, token=token).create_repo("alice/small")
+    size = 60_000  # below INLINE_BLOB_MAX: kept in the database when committed alone
+    files = {f"part-{i:04d}.txt": os.urandom(size) for i in range(1200)}  # ~69 MiB in all
+    files["README.md"] = b"# many parts\n"
+    peak_before = rss(srv.process.pid, "VmHWM")
+    commit_files(srv.url, token, "alice/small", files)
+    print(f"peak RSS grew by {(rss(srv.process.pid, 'VmHWM') - peak_before) / MIB:.0f} MiB during a commit of 1200 x 60 kB")
+    with sqlite3.connect(srv.data / "hubgate.db") as db:
+        stored = db.execute("SELECT count(*) FROM git_objects WHERE kind = 'blob' AND size = ? AND content_sha256 IS NOT NULL",
+                            (size,)).fetchone()[0]
+        held = db.execute("SELECT count(*) FROM git_objects WHERE kind = 'blob' AND size = ? AND content_sha256 IS NULL",
+                          (size,)).fetchone()[0]
+    assert (held + stored, stored > 0) == (1200, True), (held, stored)
+    assert held * size <= 64 * MIB
+    for name in ("part-0000.txt", "part-1199.txt", "README.md"):
+        assert httpx.get(f"{srv.url}/alice/small/resolve/main/{name}").content == files[name]

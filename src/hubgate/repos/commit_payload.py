@@ -4,6 +4,8 @@ The body is spooled to disk and read through mmap; every line goes through the s
 (`hubgate.repos.ndjson`) whatever its size, and a file's base64 content is decoded in slices,
 straight into the blob store once it outgrows `INLINE_BLOB_MAX` (a commit never holds large files
 in memory): from the LFS threshold on it is an LFS file, below it a regular one (`AddStored`).
+Small files are held until the commit only up to `MAX_HELD` bytes in all; past that, every file
+but the tiny ones (possible LFS pointers), README.md and .gitattributes goes to the blob store too.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import IO, Any
 from hubgate import constants
 from hubgate.errors import BadRequest
 from hubgate.git.blobid import blob_hasher
+from hubgate.git.objects import MAX_POINTER_SIZE
+from hubgate.repos import modelcard
 from hubgate.repos.commits import AddBytes, AddLfs, AddStored, DeleteFile, DeleteFolder, Operation
 from hubgate.repos.ids import check_path, is_utf8, shown
 from hubgate.repos.ndjson import Line, Span, lines
@@ -25,6 +29,8 @@ from hubgate.storage.blobs import BlobStore, BlobWriter, is_sha256
 # Longest commit title and description (git itself has no limit; these bound what is kept).
 MAX_SUMMARY = 64 * 1024
 MAX_DESCRIPTION = 1024 * 1024
+# Bytes of small files one commit holds in memory until it is applied (a commit of many of them).
+MAX_HELD = 64 * 1024 * 1024
 _BASE64 = re.compile(r"[A-Za-z0-9+/]*(=*)")
 _COMMIT_ID = re.compile(r"[0-9a-f]{40}")
 
@@ -43,6 +49,7 @@ def parse(body: IO[bytes], blobs: BlobStore, lfs_threshold: int) -> CommitPayloa
         raise BadRequest("Empty commit payload")
     payload = CommitPayload()
     seen_header = False
+    held = 0  # bytes of the AddBytes operations so far
     with mmap.mmap(body.fileno(), 0, access=mmap.ACCESS_READ) as spool:
         for line in lines(spool):
             item = line.item
@@ -53,7 +60,9 @@ def parse(body: IO[bytes], blobs: BlobStore, lfs_threshold: int) -> CommitPayloa
                 seen_header = True
                 _read_header(payload, line, item["value"])
             else:
-                payload.operations.append(_operation(line, key, item["value"], lfs_threshold, blobs))
+                operation = _operation(line, key, item["value"], lfs_threshold, blobs, MAX_HELD - held)
+                held += len(operation.data) if isinstance(operation, AddBytes) else 0
+                payload.operations.append(operation)
             line.check_unused()
     if not seen_header:
         raise BadRequest("The commit payload has no header line")
@@ -77,12 +86,14 @@ def _read_header(payload: CommitPayload, line: Line, value: dict[str, Any]) -> N
     payload.summary, payload.description, payload.parent_commit = texts["summary"], texts["description"], parent
 
 
-def _operation(line: Line, key: object, value: dict[str, Any], lfs_threshold: int, blobs: BlobStore) -> Operation:
+def _operation(
+    line: Line, key: object, value: dict[str, Any], lfs_threshold: int, blobs: BlobStore, room: int
+) -> Operation:
     path = line.text(value.get("path"), "The path")
     if not isinstance(path, str):
         raise BadRequest(f"Operation {shown(key)} needs a 'path'")
     if key == "file":
-        return _file(line, check_path(path), value, lfs_threshold, blobs)
+        return _file(line, check_path(path), value, lfs_threshold, blobs, room)
     if key == "lfsFile":
         oid = line.text(value.get("oid"), "The oid")
         if line.text(value.get("algo", "sha256"), "algo") != "sha256" or not isinstance(oid, str) or not is_sha256(oid):
@@ -98,13 +109,16 @@ def _operation(line: Line, key: object, value: dict[str, Any], lfs_threshold: in
     raise BadRequest(f"Unknown commit operation {shown(key)}")
 
 
-def _file(line: Line, path: str, value: dict[str, Any], lfs_threshold: int, blobs: BlobStore) -> Operation:
+def _file(line: Line, path: str, value: dict[str, Any], lfs_threshold: int, blobs: BlobStore, room: int) -> Operation:
+    """A file operation; at most `room` more bytes of it held in memory (the commit's allowance left)."""
     content = value.get("content")
     source = line.span(content) or content
     if line.text(value.get("encoding", "base64"), "The encoding") != "base64" or not isinstance(source, (str, Span)):
         raise BadRequest(f"File {shown(path)}: content must be a base64 string")
     # .gitattributes decides the commit's LFS policy: read whole, like any small file.
     in_memory = lfs_threshold if path == ".gitattributes" else min(lfs_threshold, constants.INLINE_BLOB_MAX + 1)
+    if path not in (".gitattributes", modelcard.CARD):  # read whole by the commit, as are possible LFS pointers
+        in_memory = min(in_memory, max(room, MAX_POINTER_SIZE + 1))
     decoder = _Base64(in_memory, lfs_threshold, blobs)
     try:
         for piece in line.pieces(source):

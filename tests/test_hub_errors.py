@@ -10,16 +10,18 @@ from pathlib import Path
 import httpx
 import pytest
 from huggingface_hub import CommitOperationDelete, HfApi, hf_hub_download
-from huggingface_hub.errors import EntryNotFoundError, GatedRepoError
+from huggingface_hub.errors import DisabledRepoError, EntryNotFoundError, GatedRepoError, LocalEntryNotFoundError
 
 from conftest import Server
 from fakehub import FakeHub, start_fakehub
+from ndjson_commit import commit_files
 from test_mirror_faults import mirror_of
 
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeHub]:
     fake = start_fakehub(tmp_path_factory.mktemp("hub"), xet=False)
+    fake.add_repo("hub/disabled", {"config.json": "{}"}, xet=False)
     fake.add_repo("hub/refusing", {"config.json": "{}", "weights.bin": b"w" * 3_000_000}, xet=False)
     yield fake
     fake.stop()
@@ -77,3 +79,30 @@ def test_conflicts_answer_409_so_exist_ok_works(server: Server, alice_token: str
     answer = httpx.post(f"{server.url}/api/repos/create", json={"name": repo.split("/")[1], "organization": "alice"},
                         headers={"Authorization": f"Bearer {alice_token}"})
     assert answer.status_code == 409 and answer.json()["error"] == "You already created this model repo"
+
+
+def test_a_repo_disabled_upstream_is_disabled_here(mirror: Server, hub: FakeHub, tmp_path: Path) -> None:
+    # The Hub says it only in X-Error-Message; huggingface_hub raises DisabledRepoError on those exact words.
+    hub.fault("status", status=403, path="hub/disabled", headers={"X-Error-Message": "Access to this resource is disabled."},
+              body='{"error": "Access to this resource is disabled."}')
+    answer = httpx.get(f"{mirror.url}/api/models/hub/disabled")
+    assert answer.status_code == 403 and answer.headers["x-error-message"] == "Access to this resource is disabled."
+    with pytest.raises(DisabledRepoError):
+        HfApi(endpoint=mirror.url).model_info("hub/disabled")
+    # hf_hub_download, as against the Hub, wraps any refusal but 401/RepoNotFound/gated in LocalEntryNotFoundError
+    with pytest.raises(LocalEntryNotFoundError) as caught:
+        hf_hub_download("hub/disabled", "config.json", endpoint=mirror.url, cache_dir=tmp_path)
+    assert isinstance(caught.value.__cause__, DisabledRepoError)
+
+
+def test_invalid_card_metadata_is_refused_with_the_hubs_words(server: Server, alice_token: str) -> None:
+    api = HfApi(endpoint=server.url, token=alice_token)
+    repo = f"alice/errors-{uuid.uuid4().hex[:6]}"
+    api.create_repo(repo)
+    card = b"---\nlicense: [1, 2]\n---\n# card\n"
+    with pytest.raises(ValueError, match="Invalid metadata in README.md.") as caught:  # the client's own check first
+        api.upload_file(path_or_fileobj=card, path_in_repo="README.md", repo_id=repo)
+    assert '"license" must be a string or a list of strings' in str(caught.value)
+    # a client that skips validate-yaml meets the same words at commit
+    answer = commit_files(server.url, alice_token, repo, {"README.md": card})
+    assert answer.status_code == 400 and answer.json()["error"].startswith("Invalid metadata in README.md.")

@@ -83,6 +83,16 @@ class GatedRepo(HubError):
         )
 
 
+class RepoDisabled(HubError):
+    """A repo disabled on the Hub: huggingface_hub raises DisabledRepoError on exactly this message."""
+
+    status = 403
+    MESSAGE = "Access to this resource is disabled."
+
+    def __init__(self, *, status: int | None = None) -> None:
+        super().__init__(self.MESSAGE, status=status)
+
+
 class RevisionNotFound(HubError):
     status = 404
     code = "RevisionNotFound"

@@ -15,7 +15,7 @@ from collections.abc import AsyncGenerator, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
-from hubgate.errors import EntryNotFound, GatedRepo, HubError, RepoNotFound, RevisionNotFound
+from hubgate.errors import EntryNotFound, GatedRepo, HubError, RepoDisabled, RepoNotFound, RevisionNotFound
 from hubgate.git.objects import CommitData
 from hubgate.mirror.fetcher import Fetcher, FileSource
 from hubgate.mirror.upstream import Upstream, UpstreamError, UpstreamMissing, origin, raise_for_missing
@@ -63,6 +63,8 @@ def parse_date(text: str | None) -> dt.datetime:
 
 
 def missing_to_error(ref: RepoRef, exc: UpstreamMissing, what: str) -> HubError:
+    if disabled(exc):
+        return RepoDisabled(status=exc.status)
     if exc.code == "RevisionNotFound":
         return RevisionNotFound(what)
     if exc.code == "EntryNotFound":
@@ -70,6 +72,11 @@ def missing_to_error(ref: RepoRef, exc: UpstreamMissing, what: str) -> HubError:
     if exc.code == "GatedRepo":
         return GatedRepo(str(ref), anonymous=exc.status == 401, message=exc.message or None)
     return RepoNotFound(str(ref), anonymous=False)
+
+
+def disabled(exc: UpstreamMissing) -> bool:
+    """Whether upstream refused because the repo is disabled (said only in its message, as the Hub does)."""
+    return exc.message.strip() == RepoDisabled.MESSAGE
 
 
 class MirroredRepository:

@@ -17,7 +17,7 @@ from hubgate.crashpoints import NO_CRASH, CrashPoints
 from hubgate.errors import HubError
 from hubgate.mirror.cache import MirrorCache
 from hubgate.mirror.fetcher import Fetcher, FileSource
-from hubgate.mirror.repository import VIA_KEY, MirroredRepository, UpstreamUnavailable, credentials, missing_to_error
+from hubgate.mirror.repository import VIA_KEY, MirroredRepository, UpstreamUnavailable, credentials, disabled, missing_to_error
 from hubgate.mirror.upstream import Health, Upstream, UpstreamError, UpstreamMissing, Upstreams, raise_for_missing
 from hubgate.repos.ids import RepoRef, is_commit_id
 from hubgate.storage.blobs import LocalBlobStore
@@ -143,6 +143,8 @@ class Mirror:
         try:
             info, upstream = self.fetch_info(ref, None, token_for)
         except UpstreamMissing as exc:
+            if disabled(exc):  # the Hub's own answer, so clients raise DisabledRepoError
+                raise missing_to_error(ref, exc, ref.repo_id) from exc
             if exc.status in (401, 404) and token is None:
                 self.cache.remember_missing(negative, self.settings.negative_ttl)
             return None

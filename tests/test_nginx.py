@@ -40,7 +40,7 @@ http {{
   fastcgi_temp_path tmp/fastcgi; uwsgi_temp_path tmp/uwsgi; scgi_temp_path tmp/scgi;
   upstream hubgate {{
     server 127.0.0.1:{hubgate_port};
-    keepalive 16;
+    keepalive 16; keepalive_timeout 20s;  # below hubgate's [http] keep_alive (30 s)
   }}
   server {{
     listen 127.0.0.1:{port};
@@ -65,6 +65,7 @@ ACCEL_LOCATION = """\
       add_header X-Linked-Etag $upstream_http_x_linked_etag always;
       add_header X-Linked-Size $upstream_http_x_linked_size always;
       add_header X-Hubgate-Stale $upstream_http_x_hubgate_stale always;
+      add_header X-Request-Id $upstream_http_x_request_id always;
     }}
 """
 
@@ -114,8 +115,10 @@ def front(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 
 @pytest.fixture(scope="module")
 def files(front: Front, tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
-    """A private repo with an LFS file (uploaded through nginx by huggingface_hub) and a small regular one."""
-    content = {"model.safetensors": os.urandom(3 * 1024 * 1024 + 7), "config.json": b'{"hidden": 8}\n'}
+    """A private repo (uploaded through nginx by huggingface_hub) with an LFS file, a regular file
+    large enough to be stored as a blob, and a small regular one (kept in the git store)."""
+    content = {"model.safetensors": os.urandom(3 * 1024 * 1024 + 7), "config.json": b'{"hidden": 8}\n',
+               "tokenizer.json": os.urandom(100_000)}
     api = HfApi(endpoint=front.url, token=front.token)
     api.create_repo(REPO, private=True)
     upload = tmp_path_factory.mktemp("upload")
@@ -124,7 +127,7 @@ def files(front: Front, tmp_path_factory: pytest.TempPathFactory) -> dict[str, b
     with pytest.MonkeyPatch.context() as patch:  # the LFS batch path (this server takes it from Xet clients)
         patch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", True)
         api.upload_folder(folder_path=str(upload), repo_id=REPO, commit_message="files")
-    assert api.list_repo_files(REPO) == [".gitattributes", "config.json", "model.safetensors"]
+    assert api.list_repo_files(REPO) == [".gitattributes", "config.json", "model.safetensors", "tokenizer.json"]
     return content
 
 
@@ -139,12 +142,11 @@ def test_downloads_whole_files(front: Front, files: dict[str, bytes], tmp_path: 
         path = hf_hub_download(REPO, name, endpoint=front.url, token=token, cache_dir=tmp_path / "cache")
         assert Path(path).read_bytes() == data
     redirected = _redirected(front)[before:]
-    sha = hashlib.sha256(files["model.safetensors"]).hexdigest()
-    if front.mode == "accel":  # only the blob went through nginx's internal location
-        assert len(redirected) == 1, redirected
-        assert f"uri={PREFIX}{sha[:2]}/{sha[2:4]}/{sha} " in redirected[0]
-        assert redirected[0].startswith("GET /alice/behind-nginx/resolve/main/model.safetensors 200 ")
-        assert redirected[0].endswith(f"bytes={len(files['model.safetensors'])}")
+    if front.mode == "accel":  # the two blobs went through nginx's internal location, config.json did not
+        assert len(redirected) == 2, redirected
+        for line, name in zip(redirected, ["model.safetensors", "tokenizer.json"], strict=True):
+            sha = hashlib.sha256(files[name]).hexdigest()
+            assert line == f"GET /alice/behind-nginx/resolve/main/{name} 200 uri={PREFIX}{sha[:2]}/{sha[2:4]}/{sha} bytes={len(files[name])}"
     else:
         assert redirected == []
 
@@ -168,10 +170,12 @@ def test_headers_match_hubgate(front: Front, files: dict[str, bytes]) -> None:
     assert got.headers["x-repo-commit"] == meta.commit_hash
     assert got.headers["content-disposition"] == "inline; filename*=UTF-8''model.safetensors"
     assert got.headers["accept-ranges"] == "bytes"
+    assert got.headers["x-request-id"]
+    assert got.headers["content-type"] == "application/octet-stream"
     assert "x-accel-redirect" not in got.headers
 
 
-@pytest.mark.parametrize("name", ["model.safetensors", "config.json"])
+@pytest.mark.parametrize("name", ["model.safetensors", "tokenizer.json", "config.json"])
 def test_ranges(front: Front, files: dict[str, bytes], name: str) -> None:
     data, auth = files[name], {"Authorization": f"Bearer {front.token}"}
     url = hf_hub_url(REPO, name, endpoint=front.url)

@@ -147,6 +147,33 @@ class HttpSettings(BaseModel):
         return self
 
 
+class BlobSettings(BaseModel):
+    """Where blobs live (the `[blobs]` table of the config file): local files or an S3 bucket."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["local", "s3"] = "local"
+    # S3 only: the endpoint (default: AWS's own for `region`), bucket, region and key prefix.
+    endpoint_url: HttpUrl | None = None
+    bucket: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", description="an S3 bucket name")
+    region: str = Field("us-east-1", min_length=1, description="an S3 region such as us-east-1")
+    prefix: str = Field("", pattern=r"^([A-Za-z0-9._-]+/)*$", description="empty or a key prefix ending in /")
+    # "proxy": hubgate streams the bytes; "redirect": clients get a short-lived presigned URL.
+    serve: Literal["proxy", "redirect"] = "proxy"
+    presign_ttl: int = Field(300, ge=1, le=604800, description="a number of seconds from 1 to 604800")
+    # Credentials; default: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (boto3's usual chain).
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    # Bytes per multipart part (memory held per upload in progress).
+    part_size: int = Field(16 * 1024 * 1024, ge=5 * 1024 * 1024, description="a number of bytes, 5 MiB or more")
+
+    @model_validator(mode="after")
+    def _s3_needs_bucket(self) -> BlobSettings:
+        if self.backend == "s3" and not self.bucket:
+            raise ValueError("a bucket (blobs.bucket) when backend is s3")
+        return self
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -176,6 +203,7 @@ class Settings(BaseModel):
     http: HttpSettings = Field(default_factory=HttpSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     gc: GcSettings = Field(default_factory=GcSettings)
+    blobs: BlobSettings = Field(default_factory=BlobSettings)
     # Never contact an upstream; serve what is cached.
     offline: bool = False
     # Days the audit log (data/audit/) keeps its records; 0 keeps them forever.
@@ -196,6 +224,12 @@ class Settings(BaseModel):
         if not data.exists() and not data.absolute().parent.is_dir():
             raise ValueError(f"a folder inside an existing one ({data.absolute().parent} does not exist)")
         return data
+
+    @model_validator(mode="after")
+    def _mirror_on_local_blobs(self) -> Settings:
+        if self.blobs.backend == "s3" and (self.upstream or self.offline):
+            raise ValueError("blobs.backend = \"local\" with a mirror (the mirror does not keep its cache on S3 yet)")
+        return self
 
     @field_validator("upstream")
     @classmethod

@@ -86,7 +86,7 @@ class Layers:
         if error["type"] == "missing":
             return f"{prefix}missing; expected {_expected(model, error)}"
         given = str(error["input"]) if isinstance(error["input"], Path) else error["input"]
-        shown = "a value" if top in SECRET_KEYS else repr(given)
+        shown = "a value" if top in SECRET_KEYS or "secret_access_key" in loc else repr(given)
         return f"{prefix}got {shown}; expected {_expected(model, error)}"
 
     def effective(self, settings: BaseModel) -> Iterator[tuple[str, str, str]]:
@@ -222,6 +222,8 @@ def _shown(key: str, value: Any) -> str:
         return "(none)"
     if key in SECRET_KEYS or (key == "url" and isinstance(value, str)):
         return masked_url(str(value))
+    if key == "secret_access_key":
+        return "*** (hidden)"
     if key == "token_env":
         return f"{value} ({'set' if os.environ.get(value) else 'NOT SET'}; value hidden)"
     return json.dumps(value) if isinstance(value, (list, dict)) else str(value)

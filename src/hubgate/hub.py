@@ -31,7 +31,7 @@ from hubgate.repos.hosted import HostedRepository
 from hubgate.repos.ids import RepoRef
 from hubgate.repos.service import MovedRepo, RepoService
 from hubgate.signing import Signer
-from hubgate.storage.blobs import LocalBlobStore
+from hubgate.storage.blobs import BlobStore, LocalBlobStore
 from hubgate.storage.metadata import MetadataStore
 
 log = logging.getLogger(__name__)
@@ -45,14 +45,18 @@ class Hub:
             settings.data.chmod(0o700)
         self.metadata = MetadataStore(settings.db_url, settings.db_pool_size)
         self.crash = crash = CrashPoints.parse(settings.crash_at)
-        self.blobs = LocalBlobStore(settings.blob_dir, settings.tmp_dir, crash=crash)
+        local = LocalBlobStore(settings.blob_dir, settings.tmp_dir, crash=crash) if settings.blobs.backend == "local" else None
+        self.blobs: BlobStore = local if local is not None else self._s3_blobs()
+        # Whether stored files are answered with a redirect to a presigned URL.
+        self.redirects = settings.blobs.backend == "s3" and settings.blobs.serve == "redirect"
         limits = settings.auth
         self.accounts = Accounts(self.metadata, FailureThrottle(self.metadata, limits.max_failures, limits.failure_window))
         self.repos = RepoService(self.metadata, self.blobs, settings.lfs_threshold, crash=crash)
         self.discussions = Discussions(self.metadata, self.repos)
         # Offline, the mirror serves what it cached or a bundle imported, even with no upstream.
         self.mirror = (
-            Mirror(settings, self.metadata, self.blobs, crash=crash) if settings.upstream or settings.offline else None
+            Mirror(settings, self.metadata, local, crash=crash)
+            if local is not None and (settings.upstream or settings.offline) else None
         )
         self.access = RepoAccess(self.metadata)
         self.audit = AuditLog(settings.data / "audit", settings.audit_retention_days)
@@ -74,6 +78,11 @@ class Hub:
                 log.warning("readiness: the %s check failed: %s", name, exc)
                 checks[name] = False
         return checks
+
+    def _s3_blobs(self) -> BlobStore:
+        from hubgate.storage.s3blobs import S3BlobStore  # boto3 loads only for an S3 deployment
+
+        return S3BlobStore(self.settings.blobs, crash=self.crash)
 
     def open_repo(
         self, ref: RepoRef, upstream_token: str | None = None, vet: Callable[[RepoRef], None] | None = None,

@@ -91,6 +91,12 @@ class ContentResponse(Response):
 
     def __init__(self, content: Content, headers: dict[str, str], byte_range: tuple[int, int] | None) -> None:
         self.content = content
+        if content.redirect is not None:  # to a presigned URL: the client sends its Range there
+            self.start = self.length = 0
+            headers = {**headers, "Location": content.redirect, "Content-Length": "0"}
+            super().__init__(status_code=302, headers=headers, media_type=None)
+            self.raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+            return
         start, end = byte_range if byte_range else (0, content.size - 1)
         self.start, self.length = start, max(0, end - start + 1)
         status = 206 if byte_range else 200
@@ -100,7 +106,7 @@ class ContentResponse(Response):
         # a whole answer protects a client from them: a segmented downloader (aria2c) that read
         # just its first segment of this answer would keep bad bytes. "none" keeps it on one
         # connection; ranges are offered again once the file is verified.
-        unverified = content.stream is not None and not byte_range
+        unverified = content.stream is not None and not content.verified and not byte_range
         headers["Accept-Ranges"] = "none" if unverified else "bytes"
         if byte_range:
             headers["Content-Range"] = f"bytes {start}-{end}/{content.size}"

@@ -48,11 +48,11 @@ def seed(hub: Any, seeds: list[Seed], staged: Mapping[str, Path], *, private: bo
     for s in seeds:
         if hub.repos.open(s.ref) is not None or hub.accounts.namespace_kind(s.ref.namespace) is not None:
             raise BadRequest(f"{s.ref}: {s.ref.namespace} is a local namespace on this server; nothing was imported")
-        missing = [path for path, _, sha256, _, _ in s.files if sha256 not in staged and hub.blobs.local_path(sha256) is None]
+        missing = [path for path, _, sha256, _, _ in s.files if sha256 not in staged and not hub.blobs.exists(sha256)]
         if missing:
             raise BadRequest(f"{s.ref}: no verified bytes for {', '.join(missing[:5])}; nothing was imported")
     for sha256, path in staged.items():
-        if hub.blobs.local_path(sha256) is None:
+        if not hub.blobs.exists(sha256):
             hub.blobs.adopt(path, sha256)
     cache = MirrorCache(hub.metadata)
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")

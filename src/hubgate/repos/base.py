@@ -8,8 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import anyio
+
 from hubgate.git.objects import CommitData
 from hubgate.repos.ids import RepoRef
+from hubgate.storage.blobs import BlobStore
 
 
 @dataclass(frozen=True)
@@ -40,8 +43,9 @@ class Entry:
 
 @dataclass(frozen=True)
 class Content:
-    """The bytes of a file: a local path, the bytes themselves, or (a file still arriving from
-    upstream) `stream(start, end)` yielding the bytes of that inclusive range.
+    """The bytes of a file: a local path, the bytes themselves, `stream(start, end)` yielding the
+    bytes of that inclusive range (a file still arriving from upstream, or a blob in S3: then
+    `verified`), or `redirect`, a presigned URL to send the client to.
 
     `resumable` is False for a file whose bytes were once served and then found bad: a client may
     hold a bad prefix, so a Range request past its first byte must get the whole file."""
@@ -51,6 +55,8 @@ class Content:
     data: bytes | None = None
     stream: Callable[[int, int], AsyncGenerator[bytes, None]] | None = None
     resumable: bool = True
+    verified: bool = False
+    redirect: str | None = None
 
     def read_small(self, limit: int = 1024 * 1024) -> bytes | None:
         """All the bytes of a small file held here (None if larger than `limit` or not local)."""
@@ -59,6 +65,29 @@ class Content:
         if self.data is not None:
             return self.data
         return self.path.read_bytes() if self.path is not None else None
+
+
+def stored_content(blobs: BlobStore, sha256: str, size: int, redirect: bool = True) -> Content | None:
+    """How to serve a stored blob (None if it is not stored): its file, a presigned URL (if the
+    store gives one and `redirect`: the Hub redirects LFS files only), or a stream."""
+    path = blobs.local_path(sha256)
+    if path is not None:
+        return Content(size, path=path)
+    if not blobs.exists(sha256):
+        return None
+    url = blobs.presigned_url(sha256) if redirect else None
+    if url is not None:
+        return Content(size, redirect=url)
+
+    async def stream(start: int, end: int) -> AsyncGenerator[bytes, None]:
+        chunks = blobs.read(sha256, start, end)
+        try:
+            while (chunk := await anyio.to_thread.run_sync(next, chunks, None)) is not None:
+                yield chunk
+        finally:
+            await anyio.to_thread.run_sync(chunks.close)
+
+    return Content(size, stream=stream, verified=True)
 
 
 @dataclass(frozen=True)

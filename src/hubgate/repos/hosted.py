@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from hubgate import constants
 from hubgate.errors import EntryNotFound, HubError, RevisionNotFound
 from hubgate.git.objects import CommitData, TreeItem
-from hubgate.repos.base import Content, Entry, LfsInfo, RepoMeta
+from hubgate.repos.base import Content, Entry, LfsInfo, RepoMeta, stored_content
 from hubgate.repos.ids import is_commit_id
 from hubgate.storage.blobs import BlobStore
 from hubgate.storage.gitstore import GitStore
@@ -151,7 +151,7 @@ class HostedRepository:
 
     def open(self, entry: Entry, commit: str | None = None) -> Content:
         if entry.lfs:
-            return self._stored(entry.path, entry.lfs.sha256, entry.lfs.size)
+            return self._stored(entry.path, entry.lfs.sha256, entry.lfs.size, redirect=True)
         location = self._git.blob_location(entry.oid)
         if location is None:
             raise HubError(f"Missing blob object {entry.oid}", status=500)
@@ -165,11 +165,11 @@ class HostedRepository:
             raise HubError(f"Missing blob object {entry.oid}", status=500)
         return Content(len(data), data=data)
 
-    def _stored(self, path: str, sha256: str, size: int) -> Content:
-        local = self._blobs.local_path(sha256)
-        if local is None:
+    def _stored(self, path: str, sha256: str, size: int, redirect: bool = False) -> Content:
+        content = stored_content(self._blobs, sha256, size, redirect)
+        if content is None:
             raise HubError(
                 f"The content of {path} is missing or damaged on this server (quarantined by fsck);"
                 " upload the file again", status=500,
             )
-        return Content(size, path=local)
+        return content

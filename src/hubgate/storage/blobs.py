@@ -13,11 +13,12 @@ import hashlib
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from hubgate import constants
 from hubgate.crashpoints import NO_CRASH, CrashPoints
 from hubgate.errors import BadRequest
 from hubgate.processes import alive
@@ -44,12 +45,18 @@ class BlobStore(Protocol):
     def exists(self, sha256: str) -> bool: ...
     def size(self, sha256: str) -> int | None: ...
     def local_path(self, sha256: str) -> Path | None:
-        """A path on this machine to serve the blob from, or None if it is not stored here."""
-    def open(self, sha256: str) -> BinaryIO: ...
+        """A path on this machine to serve the blob from, or None (not stored, or not in files)."""
+    def open(self, sha256: str) -> BinaryIO:
+        """The blob's bytes from the start; FileNotFoundError if it is not stored."""
+    def read(self, sha256: str, start: int, end: int) -> Generator[bytes, None, None]:
+        """The bytes `start..end` (inclusive) in chunks of at most `STREAM_CHUNK`."""
+    def presigned_url(self, sha256: str) -> str | None:
+        """A short-lived URL clients fetch the blob from directly, or None to stream it here."""
     def writer(self) -> BlobWriter: ...
     def delete(self, sha256: str) -> None: ...
     def remove_partial_writes(self) -> int: ...
-    def adopt(self, path: Path, sha256: str) -> Path: ...
+    def adopt(self, path: Path, sha256: str) -> None:
+        """Publish a local file already verified to hash to `sha256`; the file is gone after."""
     def scan(self) -> Iterator[StoredBlob]:
         """Every published blob (in no particular order)."""
     def delete_if_older(self, sha256: str, cutoff: float) -> bool:
@@ -65,6 +72,14 @@ class BlobStore(Protocol):
 
 def is_sha256(value: str) -> bool:
     return len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+def check_received(digest: str, size: int, expected_sha256: str | None, expected_size: int | None) -> None:
+    """BadRequest unless a writer's bytes are what the uploader announced."""
+    if expected_size is not None and expected_size != size:
+        raise BadRequest(f"Size mismatch: expected {expected_size} bytes, received {size}")
+    if expected_sha256 is not None and expected_sha256 != digest:
+        raise BadRequest(f"Hash mismatch: expected sha256 {expected_sha256}, received {digest}")
 
 
 def _locked_temp_file(tmp_dir: Path) -> tuple[int, Path]:
@@ -102,10 +117,7 @@ class LocalBlobWriter:
     def commit(self, expected_sha256: str | None = None, expected_size: int | None = None) -> str:
         digest = self._hash.hexdigest()
         try:
-            if expected_size is not None and expected_size != self._size:
-                raise BadRequest(f"Size mismatch: expected {expected_size} bytes, received {self._size}")
-            if expected_sha256 is not None and expected_sha256 != digest:
-                raise BadRequest(f"Hash mismatch: expected sha256 {expected_sha256}, received {digest}")
+            check_received(digest, self._size, expected_sha256, expected_size)
             self._file.flush()
             os.fsync(self._file.fileno())
             final = self._store.path_for(digest)
@@ -171,6 +183,17 @@ class LocalBlobStore:
     def open(self, sha256: str) -> BinaryIO:
         return self.path_for(sha256).open("rb")
 
+    def read(self, sha256: str, start: int, end: int) -> Generator[bytes, None, None]:
+        with self.open(sha256) as handle:
+            handle.seek(start)
+            remaining = end - start + 1
+            while remaining > 0 and (chunk := handle.read(min(constants.STREAM_CHUNK, remaining))):
+                remaining -= len(chunk)
+                yield chunk
+
+    def presigned_url(self, sha256: str) -> str | None:
+        return None
+
     def writer(self) -> LocalBlobWriter:
         return LocalBlobWriter(self)
 
@@ -196,14 +219,13 @@ class LocalBlobStore:
                 os.close(fd)
         return removed
 
-    def adopt(self, path: Path, sha256: str) -> Path:
+    def adopt(self, path: Path, sha256: str) -> None:
         """Publish a file already verified to hash to `sha256` (it must be under `tmp_dir`)."""
         final = self.path_for(sha256)
         final.parent.mkdir(parents=True, exist_ok=True)
         with path.open("rb") as handle:
             os.fsync(handle.fileno())
         os.replace(path, final)
-        return final
 
     def scan(self) -> Iterator[StoredBlob]:
         for path in self.root.glob("[0-9a-f][0-9a-f]/[0-9a-f][0-9a-f]/*"):

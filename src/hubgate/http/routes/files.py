@@ -39,9 +39,12 @@ def resolve(call: Call) -> Response:
         headers["X-Linked-Etag"] = f'"{entry.lfs.sha256}"'
         headers["X-Linked-Size"] = str(entry.lfs.size)
     headers.update(repo.response_headers())
-    # HEAD only describes the file: it must not start an upstream download of a mirrored one.
-    content = Content(entry.content_size) if call.request.method == "HEAD" else repo.open(entry, commit)
     source = repo.meta.source
-    call.audit["cache"] = "hosted" if source == "hosted" else "hit" if content.stream is None else f"upstream:{source}"
+    # HEAD only describes the file: it must not start an upstream download of a mirrored one.
+    # (A hosted LFS file served by redirect answers HEAD with the redirect too, as the Hub does.)
+    describe_only = call.request.method == "HEAD" and not (source == "hosted" and entry.lfs and call.hub.redirects)
+    content = Content(entry.content_size) if describe_only else repo.open(entry, commit)
+    fetching = content.stream is not None and not content.verified
+    call.audit["cache"] = "hosted" if source == "hosted" else f"upstream:{source}" if fetching else "hit"
     byte_range = effective_range(call.request.headers, headers["ETag"], content)
     return accel_response(call, content, headers) or ContentResponse(content, headers, byte_range)

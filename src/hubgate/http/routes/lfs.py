@@ -16,7 +16,7 @@ from hubgate.http.call import Call
 from hubgate.http.responses import ContentResponse, json_response, parse_range
 from hubgate.http.routes.discussions import hosted, proposal, proposal_subject
 from hubgate.http.routing import FILE_PREFIX, RouteTable
-from hubgate.repos.base import Content
+from hubgate.repos.base import stored_content
 from hubgate.repos.discussions import refuse_mirrored
 from hubgate.repos.hosted import HostedRepository
 from hubgate.storage.blobs import is_sha256
@@ -172,10 +172,10 @@ def download(call: Call) -> Response:
     oid, repo_pk = call.params["oid"], call.query.get("repo", "")
     _signed(call.request, call.hub.signer, "download", oid, repo_pk)
     # Issued for one repo: once that repo is deleted (or no longer has the object), nothing.
-    path = call.hub.blobs.local_path(oid) if repo_pk.isdigit() and call.hub.repos.serves_lfs(int(repo_pk), oid) else None
-    if path is None:
+    size = call.hub.blobs.size(oid) if repo_pk.isdigit() and call.hub.repos.serves_lfs(int(repo_pk), oid) else None
+    content = stored_content(call.hub.blobs, oid, size) if size is not None else None
+    if content is None or size is None:
         raise NotFound(f"Object {oid} does not exist")
-    content = Content(path.stat().st_size, path=path)
     headers = {"ETag": f'"{oid}"'}
     byte_range = parse_range(call.request.headers.get("range"), content.size)
     return accel_response(call, content, headers) or ContentResponse(content, headers, byte_range)

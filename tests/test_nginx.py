@@ -9,7 +9,9 @@ from __future__ import annotations
 import getpass
 import hashlib
 import os
+import select
 import shutil
+import signal
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -110,7 +112,21 @@ def front(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
             assert httpx.get(f"{url}/healthz", timeout=10).status_code == 200
             yield Front(url, mode, hubgate, nginx_dir, hubgate.token("alice", "write"))
         finally:
-            subprocess.run([NGINX, "-p", str(nginx_dir), "-c", "nginx.conf", "-s", "quit"], timeout=30, check=False)
+            _stop_nginx(nginx_dir)
+
+
+def _stop_nginx(nginx_dir: Path) -> None:
+    """Fast shutdown, waiting for the master (which outlives its workers) to exit: a daemon is not
+    our child, so its exit is watched through a pidfd."""
+    assert NGINX is not None
+    pid = int((nginx_dir / "nginx.pid").read_text())
+    watch = os.pidfd_open(pid)
+    try:
+        subprocess.run([NGINX, "-p", str(nginx_dir), "-c", "nginx.conf", "-s", "stop"], timeout=30, check=False)
+        if not select.select([watch], [], [], 20)[0]:
+            signal.pidfd_send_signal(watch, signal.SIGKILL)
+    finally:
+        os.close(watch)
 
 
 @pytest.fixture(scope="module")

@@ -83,3 +83,18 @@ def test_readme_metadata_is_checked_at_commit(server: Server, alice_token: str) 
         assert raw.status_code == 400 and raw.json()["error"].startswith("Invalid metadata in README.md.\n- ")
     kept = httpx.get(f"{server.url}/{repo}/resolve/main/README.md", headers={"Authorization": f"Bearer {alice_token}"})
     assert kept.content == good  # no bad card got in
+
+
+def test_repo_info_carries_the_card_metadata(server: Server, alice_token: str) -> None:
+    api, repo = new_repo(server, alice_token)
+    assert api.model_info(repo).card_data is None  # no README.md yet
+    card = b"---\nlicense: mit\nlanguage: [en, fr]\ntags: [demo]\ndate: 2024-05-01\n---\n# A model\n"
+    api.upload_file(path_or_fileobj=card, path_in_repo="README.md", repo_id=repo)
+    info = api.model_info(repo)  # huggingface_hub builds ModelCardData from the info's cardData
+    assert info.card_data is not None
+    assert info.card_data.license == "mit" and info.card_data.language == ["en", "fr"] and info.card_data.tags == ["demo"]
+    raw = httpx.get(f"{server.url}/api/models/{repo}", headers={"Authorization": f"Bearer {alice_token}"}).json()
+    assert raw["cardData"]["date"] == "2024-05-01"
+    api.upload_file(path_or_fileobj=b"# no metadata\n", path_in_repo="README.md", repo_id=repo)
+    assert "cardData" not in httpx.get(f"{server.url}/api/models/{repo}",
+                                       headers={"Authorization": f"Bearer {alice_token}"}).json()

@@ -202,7 +202,12 @@ def test_mirror_killed_while_publishing(upstream: tuple[FakeHub, Path], tmp_path
         assert not list((data / "tmp").glob("fetch-*.part"))
 
 
-def test_mirror_killed_mid_transfer_resumes_its_part_file(upstream: tuple[FakeHub, Path], tmp_path: Path) -> None:
+def test_mirror_killed_mid_transfer_discards_its_unverifiable_part_file(upstream: tuple[FakeHub, Path],
+                                                                         tmp_path: Path) -> None:
+    """A part file a killed process left cannot be checked before it is whole: at start it is
+    discarded (issue 6, item 12), so the file is fetched again whole, once, and never resumed on
+    bytes local damage may have changed (test_mirror_local_damage.py). Resuming within a process,
+    after a broken upstream connection, is tested in test_mirror_faults.py."""
     fake, config = upstream
     data = tmp_path / "data"
     url = "/hub/model/resolve/main/model.safetensors"
@@ -223,10 +228,11 @@ def test_mirror_killed_mid_transfer_resumes_its_part_file(upstream: tuple[FakeHu
     assert 2 * 1024 * 1024 <= kept < len(BIG)
     fake.reset()
     with start_server(data, config=config) as again:
+        assert not list((data / "tmp").glob("fetch-*.part"))  # discarded at start
         response = httpx.get(again.url + url, timeout=60)
         assert response.status_code == 200 and hashlib.sha256(response.content).hexdigest() == BIG_SHA
         ranges = [r["range"] for r in transfers(fake)]
-        assert ranges == [f"bytes={kept}-"], ranges  # resumed where the part file ended, once
+        assert ranges == [None], ranges  # fetched again from the start, once
 
 
 def test_killed_mid_merge(hosted: tuple[Path, str, str]) -> None:

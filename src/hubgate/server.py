@@ -14,6 +14,7 @@ from hubgate.config import Settings
 from hubgate.http.app import HubgateApp, create_app
 from hubgate.hub import Hub
 from hubgate.metrics import prepare_multiprocess
+from hubgate.mirror.leftovers import check_part_files
 
 
 def steady_memory() -> None:
@@ -52,6 +53,7 @@ def serve(settings: Settings) -> None:
     hub.settings.secret_key()
     hub.blobs.remove_partial_writes()  # uploads cut off by a crash: never visible, now gone
     hub.blobs.recover_deletes()  # a garbage collection cut off by a crash: its blob put back
+    check_part_files(settings.tmp_dir)  # fetches cut off by a crash: kept only if whole and verified
     hub.close()
     if settings.workers > 1:  # every worker's request metrics in files /metrics adds up
         prepare_multiprocess(settings.tmp_dir)

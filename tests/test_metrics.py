@@ -43,3 +43,22 @@ def test_metrics_count_requests_bytes_and_auth_failures_across_workers(tmp_path:
         assert by_path.get("sendfile", 0) + by_path.get("chunked", 0) >= 6 * len(BIG)
         assert by_path["memory"] >= len(b"small")
         assert found[("hubgate_auth_failures_total", ())] >= 1
+
+
+def test_metrics_show_the_mirrors_hits_misses_and_upstream_fetches(tmp_path: Path) -> None:
+    with start_server(tmp_path / "origin") as origin:
+        origin.add_user("team")
+        token = origin.token("team", "write")
+        api = HfApi(endpoint=origin.url, token=token)
+        api.create_repo("team/m")
+        api.upload_file(path_or_fileobj=BIG, path_in_repo="big.bin", repo_id="team/m")
+        config = tmp_path / "hubgate.toml"
+        config.write_text(f'[[upstream]]\nname = "origin"\nurl = "{origin.url}"\ntoken_env = "ORIGIN_TOKEN"\n')
+        with start_server(tmp_path / "mirror", config=config, env={"ORIGIN_TOKEN": token}) as mirror:
+            for _ in range(3):
+                assert httpx.get(f"{mirror.url}/team/m/resolve/main/big.bin", timeout=60).content == BIG
+            found = samples(httpx.get(f"{mirror.url}/metrics", headers=mirror.admin_headers()).text)
+    assert found[("hubgate_mirror_upstream_fetches_total", ())] == 1
+    assert found[("hubgate_mirror_upstream_bytes_total", ())] == len(BIG)
+    assert found[("hubgate_mirror_misses_total", ())] >= 1 and found[("hubgate_mirror_hits_total", ())] >= 2
+    assert ("hubgate_mirror_upstream_failures_total", ()) not in found

@@ -192,6 +192,7 @@ class Fetcher:
                         hash_existing(out, src.size, state)
                     if state.offset >= src.size:
                         break
+                    self.cache.count("upstream_fetches")  # one request for (the rest of) the file
                     try:
                         self._pull(upstream, src, token_for(upstream), out, state, progress, started)
                     except Diverged as exc:
@@ -204,6 +205,7 @@ class Fetcher:
                         return False
                     except (UpstreamError, UpstreamMissing, httpx.HTTPError, OSError) as exc:
                         log.warning("fetch of %s from %s broke at byte %d: %s", src.url_path, upstream.name, state.offset, exc)
+                        self.cache.count("upstream_failures")
                         if isinstance(exc, UpstreamMissing) or (isinstance(exc, UpstreamError) and exc.status):
                             refused = refused or exc
                             break  # this upstream won't serve it: next one

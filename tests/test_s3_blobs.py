@@ -295,3 +295,36 @@ def test_config_check_masks_the_secret_and_refuses_a_bucketless_s3(tmp_path: Pat
     refused = subprocess.run([sys.executable, "-m", "hubgate", "config", "check", "--config", str(config),
                               "--data", str(tmp_path / "d")], capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2 and "bucket" in refused.stdout + refused.stderr
+
+
+def test_racing_writers_publish_one_verified_object(seaweed: Seaweed) -> None:
+    """Writers of the same bytes racing (replicas): every one succeeds, one object is published;
+    a writer whose bytes do not verify publishes nothing and leaves no temporary object."""
+    from hubgate.config import BlobSettings
+    from hubgate.storage.s3blobs import S3BlobStore
+
+    store = S3BlobStore(BlobSettings(backend="s3", endpoint_url=seaweed.endpoint, bucket=BUCKET, prefix="race/",
+                                     access_key_id=KEY, secret_access_key=SECRET, part_size=PART))
+    small, large = os.urandom(1000), os.urandom(PART + 1)
+    digests: list[str] = []
+
+    def write(data: bytes) -> None:
+        writer = store.writer()
+        writer.write(data)
+        digests.append(writer.commit(sha256(data), len(data)))
+
+    threads = [threading.Thread(target=write, args=(data,)) for data in (small, large) * 4]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(digests) == sorted([sha256(small), sha256(large)] * 4)
+    assert seaweed.keys("race/blobs/") == sorted(store.key_for(sha256(data)) for data in (small, large))
+    with store.open(sha256(large)) as handle:
+        assert handle.read() == large
+    bad = store.writer()
+    bad.write(large)
+    with pytest.raises(Exception, match="Hash mismatch"):
+        bad.commit(sha256(small))
+    assert len(seaweed.keys("race/blobs/")) == 2 and seaweed.keys("race/tmp/") == []
+    assert not seaweed.client.list_multipart_uploads(Bucket=BUCKET, Prefix="race/tmp/").get("Uploads")

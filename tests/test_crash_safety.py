@@ -1,6 +1,7 @@
 """A server killed at the worst moments (crash points, see hubgate/crashpoints.py, and SIGKILL from
 outside mid-transfer) shows nothing partial after a restart, loses nothing committed, and resumes or
-discards what it had half done."""
+discards what it had half done. After every restart `hubgate fsck` must report clean (issue 6:
+kill -9 at every crash point, then a consistency check; the gc points are in test_gc_fsck.py)."""
 
 from __future__ import annotations
 
@@ -79,6 +80,12 @@ def hosted(tmp_path: Path) -> Iterator[tuple[Path, str, str]]:
     yield data, token, head
 
 
+def assert_fsck_clean(srv: Server) -> None:
+    """What a crash left, once restarted, is consistent: `hubgate fsck` reports clean (issue 6)."""
+    fsck = srv.cli("fsck", check=False)
+    assert fsck.returncode == 0 and "fsck: clean" in fsck.stdout, fsck.stdout + fsck.stderr
+
+
 def assert_unchanged(srv: Server, token: str, head: str) -> None:
     api = HfApi(endpoint=srv.url, token=token)
     assert api.model_info("alice/crash").sha == head
@@ -102,6 +109,7 @@ def test_killed_mid_commit(hosted: tuple[Path, str, str], point: str) -> None:
     assert blob(data, hashlib.sha256(SIDE).hexdigest()).exists() == (point == "objects-written")
     assert git_object_count(data) == objects  # the objects went with the transaction that never ended
     with start_server(data) as again:
+        assert_fsck_clean(again)
         assert_unchanged(again, token, head)
         api = HfApi(endpoint=again.url, token=token)
         api.upload_file(path_or_fileobj=SIDE, path_in_repo="side.bin", repo_id="alice/crash")
@@ -119,6 +127,7 @@ def test_killed_mid_lfs_upload_before_verify(hosted: tuple[Path, str, str], poin
     # blob-written: complete in tmp/, never renamed; lfs-stored: in blobs/, never linked to the repo.
     assert blob(data, OID).exists() == (point == "lfs-stored")
     with start_server(data) as again:
+        assert_fsck_clean(again)
         assert_unchanged(again, token, head)
         assert lfs(again, token, "verify").status_code == 404  # not uploaded as far as the repo knows
         assert "upload" in lfs(again, token, "upload").json()["objects"][0]["actions"]
@@ -146,6 +155,7 @@ def test_killed_while_receiving_an_lfs_upload(hosted: tuple[Path, str, str]) -> 
         srv.process.wait(timeout=30)
         upload.close()
     with start_server(data) as again:
+        assert_fsck_clean(again)
         assert_unchanged(again, token, head)  # the half upload was removed at start
         assert not blob(data, OID).exists()
         assert "upload" in lfs(again, token, "upload").json()["objects"][0]["actions"]
@@ -192,6 +202,7 @@ def test_mirror_killed_while_publishing(upstream: tuple[FakeHub, Path], tmp_path
         assert not parts and blob(data, BIG_SHA).exists()
     fake.clear_requests()
     with start_server(data, config=config) as again:
+        assert_fsck_clean(again)
         assert mirrored_files(again) == 0  # nothing the crash interrupted counts as cached
         response = httpx.get(again.url + url, timeout=60)
         assert response.status_code == 200 and hashlib.sha256(response.content).hexdigest() == BIG_SHA
@@ -228,6 +239,7 @@ def test_mirror_killed_mid_transfer_discards_its_unverifiable_part_file(upstream
     assert 2 * 1024 * 1024 <= kept < len(BIG)
     fake.reset()
     with start_server(data, config=config) as again:
+        assert_fsck_clean(again)
         assert not list((data / "tmp").glob("fetch-*.part"))  # discarded at start
         response = httpx.get(again.url + url, timeout=60)
         assert response.status_code == 200 and hashlib.sha256(response.content).hexdigest() == BIG_SHA
@@ -247,6 +259,7 @@ def test_killed_mid_merge(hosted: tuple[Path, str, str]) -> None:
             HfApi(endpoint=srv.url, token=token).merge_pull_request("alice/crash", 1)
         died_at_crash_point(srv)
     with start_server(data) as again:
+        assert_fsck_clean(again)
         api = HfApi(endpoint=again.url, token=token)
         assert_unchanged(again, token, head)
         assert api.get_discussion_details("alice/crash", 1).status == "open"

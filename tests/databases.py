@@ -44,6 +44,12 @@ def unavailable() -> str | None:
     return None
 
 
+def cli_env(data: Path, database: str | None = None) -> dict[str, str]:
+    """What a `hubgate ... --data DATA` subprocess run outside `Server.cli` adds to its environment
+    to reach the database a server on DATA uses (nothing for SQLite)."""
+    return {"HUBGATE_DATABASE_URL": DATABASES.url_for(data)} if wanted(database) == "postgresql" else {}
+
+
 class Databases:
     """The databases this run created, by data folder."""
 

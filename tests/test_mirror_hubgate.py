@@ -16,6 +16,7 @@ from huggingface_hub.errors import RepositoryNotFoundError
 
 from clients.harness import synced_requests
 from conftest import Server, start_server
+from databases import cli_env
 
 BIG = os.urandom(12_000_000)
 
@@ -168,7 +169,8 @@ def test_mirror_pull_then_offline(tmp_path: Path, origin) -> None:
     config = write_config(tmp_path / "hubgate.toml", upstream)
     result = subprocess.run(
         [sys.executable, "-m", "hubgate", "mirror", "pull", "team/public-model@v1", "--data", str(tmp_path / "data"),
-         "--config", str(config)], capture_output=True, text=True, env={**os.environ, "ORIGIN_TOKEN": token}, timeout=120)
+         "--config", str(config)], capture_output=True, text=True, timeout=120,
+        env={**os.environ, **cli_env(tmp_path / "data"), "ORIGIN_TOKEN": token})
     assert result.returncode == 0, result.stderr
     assert "4 files" in result.stdout
     with start_server(tmp_path / "data", "--offline", config=config) as offline:

@@ -131,6 +131,11 @@ def config_dict(settings: Settings) -> dict[str, Any]:
             "httpx": quiet,  # one line per upstream request is noise
             "httpcore": quiet,
             "alembic": quiet,  # schema migrations at start-up
+            # The S3 client's debug lines carry signed requests and presigned URLs.
+            "botocore": quiet,
+            "boto3": quiet,
+            "s3transfer": quiet,
+            "urllib3": quiet,
         },
     }
 

@@ -88,7 +88,7 @@ class Seaweed:
 
     def stop(self) -> None:
         stop_group(self.child.process)
-        for port in self.ports:
+        for port in self.ports + [port + 10000 for port in self.ports]:  # gRPC sockets: by the +10000 port
             for leftover in Path("/tmp").glob(f"seaweedfs-*-{port}.sock"):
                 leftover.unlink(missing_ok=True)
 

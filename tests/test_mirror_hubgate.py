@@ -183,6 +183,14 @@ def test_mirror_pull_then_offline(tmp_path: Path, origin) -> None:
         assert later.json()["error"] == "Revision main of team/public-model is not cached (hubgate runs offline)"
         history = httpx.get(f"{offline.url}/api/models/team/public-model/commits/v1")
         assert history.json()["error"] == "The commit history of team/public-model is not cached (hubgate runs offline)"
+        # and a repo never pulled: a missing repo to clients (status, X-Error-Code), said as "not cached"
+        offline.add_user("erin")
+        for headers, status in (({}, 401), ({"Authorization": f"Bearer {offline.token('erin', 'read')}"}, 404)):
+            repo = httpx.get(f"{offline.url}/api/models/team/never-pulled", headers=headers)
+            assert repo.status_code == status and repo.headers["x-error-code"] == "RepoNotFound", repo.headers
+            assert repo.json()["error"] == "Repository team/never-pulled is not cached (hubgate runs offline)"
+        with pytest.raises(RepositoryNotFoundError, match=r"is not cached \(hubgate runs offline\)"):
+            HfApi(endpoint=offline.url, token=False).model_info("team/never-pulled")
 
 
 def test_lru_eviction_keeps_the_cache_under_its_limit(tmp_path: Path, origin) -> None:

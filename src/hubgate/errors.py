@@ -71,6 +71,15 @@ class RepoNotFound(HubError):
         super().__init__(f"Repository Not Found for url: {repo}.", status=401 if anonymous else 404)
 
 
+class RepoNotCached(RepoNotFound):
+    """Offline, a mirrored repo the cache does not hold: answered as a missing repo (same status and
+    X-Error-Code, which clients key on) and said as what it is, as for revisions (NotCached)."""
+
+    def __init__(self, repo: str, *, anonymous: bool) -> None:
+        HubError.__init__(self, f"Repository {repo} is not cached (hubgate runs offline)",
+                          status=401 if anonymous else 404)
+
+
 class GatedRepo(HubError):
     """A gated repo's files, asked for by someone not granted access: 401 anonymous, 403 otherwise."""
 

@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from hubgate.auth import policy
 from hubgate.auth.accounts import Principal
-from hubgate.errors import Forbidden, Unauthorized
+from hubgate.errors import Forbidden, RepoNotCached, Unauthorized
 from hubgate.repos.access import RepoAccess, Standing
 from hubgate.repos.base import RepoMeta, Repository
 from hubgate.repos.hosted import HostedRepository
@@ -146,8 +146,11 @@ class Gate:
         assert ref is not None and action in REPO_ACTIONS
         if action in (Action.READ_REPO, Action.DOWNLOAD, Action.REQUEST_ACCESS, Action.DISCUSS):
             user = principal.name if principal else None
-            repo = self._unless_hidden_move(principal, lambda: self._open_repo(
-                ref, upstream_token, lambda mirrored: self._mirror.check(principal, mirrored), user))
+            try:
+                repo = self._unless_hidden_move(principal, lambda: self._open_repo(
+                    ref, upstream_token, lambda mirrored: self._mirror.check(principal, mirrored), user))
+            except RepoNotCached:  # offline: missing to this caller (401 or 404), said as what it is
+                raise RepoNotCached(str(ref), anonymous=principal is None) from None
             standing = self._standing(principal, repo.meta if repo else None)
             meta = policy.check_read(principal, ref, repo.meta if repo else None, standing)
             if action is Action.DOWNLOAD:

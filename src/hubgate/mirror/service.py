@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from hubgate.config import Settings
 from hubgate.crashpoints import NO_CRASH, CrashPoints
-from hubgate.errors import HubError
+from hubgate.errors import HubError, RepoNotCached
 from hubgate.mirror.cache import MirrorCache
 from hubgate.mirror.fetcher import Fetcher, FileSource
 from hubgate.mirror.repository import VIA_KEY, MirroredRepository, UpstreamUnavailable, credentials, disabled, missing_to_error
@@ -135,8 +135,10 @@ class Mirror:
         restricted = cached is not None and bool(cached.get("private") or cached.get("gated"))
         if cached is not None and (token is None or self.offline or not restricted):
             return MirroredRepository(self, ref, cached, cached.get(SOURCE_KEY, "cache"), token if restricted else None)
+        if self.offline:
+            raise RepoNotCached(str(ref), anonymous=True)  # the gate says it to the caller as it is
         negative = f"repo:{ref.type}:{ref.repo_id}"
-        if self.offline or (token is None and self.cache.is_missing(negative)):
+        if token is None and self.cache.is_missing(negative):
             return None
 
         token_for = credentials(token)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -34,8 +33,10 @@ def sha256(data: bytes) -> str:
 
 
 def db_rows(srv: Server, query: str, *args: object) -> list[tuple[object, ...]]:
-    with sqlite3.connect(srv.data / "hubgate.db") as db:
-        return db.execute(query, args).fetchall()
+    """Rows from the server's database (SQLite or PostgreSQL); `?` placeholders take `args` in order."""
+    for index in range(len(args)):
+        query = query.replace("?", f":p{index}", 1)
+    return srv.sql(query, **{f"p{index}": arg for index, arg in enumerate(args)})
 
 
 def committed(srv: Server, token: str, repo: str, files: dict[str, bytes], **kwargs: object) -> None:

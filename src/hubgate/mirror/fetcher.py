@@ -119,26 +119,35 @@ class Fetcher:
             return None
         lock_path, part = self._paths(src)
         fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o600)
-        for attempt in range(4):  # a reader's shared-lock probe (see `downloading`) lasts microseconds
+        handed_over = False  # to the download thread, which closes it (and so releases the lock)
+        try:
+            for attempt in range(4):  # a reader's shared-lock probe (see `downloading`) lasts microseconds
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if attempt == 3:
+                        with self._started_lock:  # another thread or process is downloading it
+                            return self._started.get(src.oid)
+                    time.sleep(0.002)
+            if self.cached_path(src) is not None:
+                return None
+            part.touch(exist_ok=True)
+            started = Started()
+            with self._started_lock:
+                self._started[src.oid] = started
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if attempt == 3:
-                    os.close(fd)
-                    with self._started_lock:  # another thread or process is downloading it
-                        return self._started.get(src.oid)
-                time.sleep(0.002)
-        if self.cached_path(src) is not None:
-            os.close(fd)
-            return None
-        part.touch(exist_ok=True)
-        started = Started()
-        with self._started_lock:
-            self._started[src.oid] = started
-        threading.Thread(target=self._download, args=(src, token_for, fd, None, started), daemon=True,
-                         name=f"fetch-{src.oid[:12]}").start()
-        return started
+                threading.Thread(target=self._download, args=(src, token_for, fd, None, started), daemon=True,
+                                 name=f"fetch-{src.oid[:12]}").start()
+            except BaseException:
+                with self._started_lock:
+                    del self._started[src.oid]
+                raise
+            handed_over = True
+            return started
+        finally:
+            if not handed_over:  # a locked fd left open would block this file for the process's life
+                os.close(fd)
 
     def fetch_now(self, src: FileSource, token_for: TokenFor, progress: Callable[[int], None] | None = None) -> Path:
         """Fetch in the calling thread (for `hubgate mirror pull`); waits if another process is at it."""
@@ -148,12 +157,18 @@ class Fetcher:
                 return cached
             lock_path, part = self._paths(src)
             fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o600)
-            fcntl.flock(fd, fcntl.LOCK_EX)  # blocks while someone else downloads
-            if self.cached_path(src) is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)  # blocks while someone else downloads
+                cached = self.cached_path(src)
+                if cached is None:
+                    part.touch(exist_ok=True)
+            except BaseException:
+                os.close(fd)
+                raise
+            if cached is not None:
                 os.close(fd)
                 continue
-            part.touch(exist_ok=True)
-            if not self._download(src, token_for, fd, progress):
+            if not self._download(src, token_for, fd, progress):  # closes fd
                 raise TransferFailed(f"could not fetch {src.url_path}")
 
     # -- the download itself ---------------------------------------------------------------

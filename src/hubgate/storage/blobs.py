@@ -96,6 +96,24 @@ def _locked_temp_file(tmp_dir: Path) -> tuple[int, Path]:
         os.close(fd)
 
 
+def _folders_for(final: Path) -> list[Path]:
+    """Create `final`'s folder; returns the folders whose entries must reach the disk once `final`
+    is renamed there: its own, and the parent of each folder just created."""
+    created = [folder for folder in (final.parent.parent, final.parent) if not folder.is_dir()]
+    final.parent.mkdir(parents=True, exist_ok=True)
+    return [final.parent, *(folder.parent for folder in reversed(created))]
+
+
+def _sync_folders(folders: list[Path]) -> None:
+    """fsync folders, so a rename into them survives a power cut before the database names the blob."""
+    for folder in folders:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 class LocalBlobWriter:
     def __init__(self, store: LocalBlobStore) -> None:
         self._store = store
@@ -121,11 +139,12 @@ class LocalBlobWriter:
             self._file.flush()
             os.fsync(self._file.fileno())
             final = self._store.path_for(digest)
-            final.parent.mkdir(parents=True, exist_ok=True)
+            folders = _folders_for(final)
             self._store.crash.hit("blob-written")
             os.replace(self._path, final)  # still open, so still locked: no cleanup can take it first
             self._done = True
             self._file.close()
+            _sync_folders(folders)
             return digest
         finally:
             if not self._done:
@@ -222,10 +241,11 @@ class LocalBlobStore:
     def adopt(self, path: Path, sha256: str) -> None:
         """Publish a file already verified to hash to `sha256` (it must be under `tmp_dir`)."""
         final = self.path_for(sha256)
-        final.parent.mkdir(parents=True, exist_ok=True)
+        folders = _folders_for(final)
         with path.open("rb") as handle:
             os.fsync(handle.fileno())
         os.replace(path, final)
+        _sync_folders(folders)
 
     def scan(self) -> Iterator[StoredBlob]:
         for path in self.root.glob("[0-9a-f][0-9a-f]/[0-9a-f][0-9a-f]/*"):

@@ -109,8 +109,14 @@ def test_request_ids(server: Server) -> None:
     assert mine.headers["X-Request-Id"] == "client-abc-123"
     generated = httpx.get(f"{server.url}/healthz").headers["X-Request-Id"]
     assert re.fullmatch(r"[0-9a-f]{16}", generated)
+    # an id the log would not take is not echoed either: the answer names the id the log uses
+    odd = httpx.get(f"{server.url}/healthz", headers={"X-Request-Id": "not an id <script>"}).headers["X-Request-Id"]
+    assert re.fullmatch(r"[0-9a-f]{16}", odd)
+    both = httpx.get(f"{server.url}/healthz", headers={"X-Request-Id": "id-one", "X-Amzn-Trace-Id": "Root=1-2-3"})
+    assert both.headers["X-Request-Id"] == "id-one"
     log = "".join(synced_log(server)) + "".join(synced_log(server))
-    assert "req=client-abc-123 " in log and f"req={generated} " in log
+    assert "req=client-abc-123 " in log and f"req={generated} " in log and f"req={odd} " in log
+    assert "req=id-one " in log
 
 
 def test_json_logs_and_level(tmp_path: Path) -> None:

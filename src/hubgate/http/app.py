@@ -76,8 +76,7 @@ class HubgateApp:
             else:
                 log.exception("Unhandled error on %s %s", request.method, request.url.path)
                 response = error_response(HubError("Internal server error", status=500))
-        trace = request.headers.get("x-amzn-trace-id") or request.headers.get("x-request-id")
-        response.headers["X-Request-Id"] = trace[:200] if trace else access.request_id
+        response.headers["X-Request-Id"] = access.request_id  # the id the access line names
         response.raw_headers = make_safe(response.raw_headers)  # values built from input: never refused
         try:
             await response(scope, receive, trail.counting(send))

@@ -17,7 +17,7 @@ from starlette.types import Receive, Scope, Send
 
 from hubgate import constants
 from hubgate.config import HttpSettings
-from hubgate.errors import HubError, RangeNotSatisfiable, ServiceUnavailable
+from hubgate.errors import HubError, NotFound, RangeNotSatisfiable, ServiceUnavailable
 from hubgate.http.protocol import reset
 from hubgate.http.resources import out_of_resources
 from hubgate.repos.base import Content
@@ -132,7 +132,12 @@ class ContentResponse(Response):
             return
         assert self.content.path is not None
         try:
-            fd = os.open(self.content.path, os.O_RDONLY)  # before the headers: a missing file is a 500
+            fd = os.open(self.content.path, os.O_RDONLY)  # before the headers, so a failure gets an answer
+        except FileNotFoundError:  # removed since it was looked up (evicted, collected, quarantined)
+            gone = (ServiceUnavailable("The file is being fetched again, try again shortly") if self.content.refetchable
+                    else NotFound("The content of this file is no longer on this server"))
+            await error_response(gone)(scope, receive, send)
+            return
         except OSError as exc:
             if not out_of_resources(exc):
                 raise

@@ -280,7 +280,7 @@ class MirroredRepository:
         self.mirror.count_access(src, cached is not None)
         resumable = not self.mirror.cache.served_bad(src.oid)
         if cached is not None:
-            return Content(src.size, path=cached, resumable=resumable)
+            return Content(src.size, path=cached, resumable=resumable, refetchable=True)
         if self.mirror.offline:
             raise NotCached(f"File {entry.path} of {self.ref}")
         started = self._fetcher.start(src, self.token_for)

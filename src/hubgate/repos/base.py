@@ -48,7 +48,9 @@ class Content:
     `verified`), or `redirect`, a presigned URL to send the client to.
 
     `resumable` is False for a file whose bytes were once served and then found bad: a client may
-    hold a bad prefix, so a Range request past its first byte must get the whole file."""
+    hold a bad prefix, so a Range request past its first byte must get the whole file.
+    `refetchable` marks a cached copy of an upstream file: should its `path` vanish before it is
+    opened (evicted), asking again fetches it anew."""
 
     size: int
     path: Path | None = None
@@ -57,6 +59,7 @@ class Content:
     resumable: bool = True
     verified: bool = False
     redirect: str | None = None
+    refetchable: bool = False
 
     def read_small(self, limit: int = 1024 * 1024) -> bytes | None:
         """All the bytes of a small file held here (None if larger than `limit` or not local)."""

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -62,6 +63,14 @@ class Child:
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         stop_group(self.process, timeout)
+
+
+def until(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    """Poll `condition` until it holds; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
 
 
 def stop_group(process: subprocess.Popen, timeout: float = STOP_TIMEOUT) -> None:

@@ -18,13 +18,11 @@ CACHE_BLOB = f"models--hub--model/blobs/{hashlib.sha256(BIG).hexdigest()}"
 
 @pytest.fixture(scope="module")
 def fakes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FakeHub, FakeHub]]:
-    primary = start_fakehub(tmp_path_factory.mktemp("primary"))
-    secondary = start_fakehub(tmp_path_factory.mktemp("secondary"))
-    commits = {fake.add_repo("hub/model", FILES, tags=["v1"]).sha for fake in (primary, secondary)}
-    assert len(commits) == 1  # the same commit on both: either may serve any file
-    yield primary, secondary
-    primary.stop()
-    secondary.stop()
+    with start_fakehub(tmp_path_factory.mktemp("primary")) as primary, \
+            start_fakehub(tmp_path_factory.mktemp("secondary")) as secondary:  # stopped even if the set-up fails
+        commits = {fake.add_repo("hub/model", FILES, tags=["v1"]).sha for fake in (primary, secondary)}
+        assert len(commits) == 1  # the same commit on both: either may serve any file
+        yield primary, secondary
 
 
 @pytest.fixture()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import tarfile
@@ -61,24 +62,22 @@ def publish(api: HfApi, repo: str, files: dict[str, bytes], tag: str, delete: tu
 @pytest.fixture(scope="module")
 def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str, dict[str, str]]]:
     """An upstream with team/voice at v23 and v24, and a private repo."""
-    srv = start_server(tmp_path_factory.mktemp("origin"))
-    srv.add_user("team")
-    token = srv.token("team", "write")
-    api = HfApi(endpoint=srv.url, token=token)
-    api.create_repo("team/voice")
-    commits = {"v23": publish(api, "team/voice", V23, "v23")}
-    commits["v24"] = publish(api, "team/voice", V24, "v24", delete=("nested/notes.txt",))
-    api.create_repo("team/secret", private=True)
-    commits["secret"] = publish(api, "team/secret", {"w.bin": b"s" * 100}, "v1")
-    yield srv, token, commits
-    srv.stop()
+    with start_server(tmp_path_factory.mktemp("origin")) as srv:  # stopped even if the set-up fails
+        srv.add_user("team")
+        token = srv.token("team", "write")
+        api = HfApi(endpoint=srv.url, token=token)
+        api.create_repo("team/voice")
+        commits = {"v23": publish(api, "team/voice", V23, "v23")}
+        commits["v24"] = publish(api, "team/voice", V24, "v24", delete=("nested/notes.txt",))
+        api.create_repo("team/secret", private=True)
+        commits["secret"] = publish(api, "team/secret", {"w.bin": b"s" * 100}, "v1")
+        yield srv, token, commits
 
 
 @pytest.fixture(scope="module")
 def mirror(tmp_path_factory: pytest.TempPathFactory, origin) -> Iterator[Server]:
-    srv = start_mirror(tmp_path_factory.mktemp("mirror"), origin[0], origin[1], revision_ttl=0)
-    yield srv
-    srv.stop()
+    with start_mirror(tmp_path_factory.mktemp("mirror"), origin[0], origin[1], revision_ttl=0) as srv:
+        yield srv
 
 
 def test_lock_records_the_commit_and_every_file(mirror: Server, origin, tmp_path: Path) -> None:
@@ -177,10 +176,11 @@ def test_v23_and_v24_side_by_side_in_one_cache(mirror: Server, origin, tmp_path:
 
 
 def test_an_endpoint_down_fails_over_and_parallel_ranges(mirror: Server, tmp_path: Path) -> None:
-    dead = start_server(tmp_path / "dead")
-    dead.stop()
+    with socket.socket() as probe:  # a port nothing listens on once closed
+        probe.bind(("127.0.0.1", 0))
+        dead_url = f"http://127.0.0.1:{probe.getsockname()[1]}"
     assert hubgate("lock", "team/voice@v23", "--endpoint", mirror.url, cwd=tmp_path).returncode == 0
-    pulled = hubgate("pull", "--endpoint", dead.url, "--endpoint", mirror.url, "--local-dir", tmp_path / "out",
+    pulled = hubgate("pull", "--endpoint", dead_url, "--endpoint", mirror.url, "--local-dir", tmp_path / "out",
                      "--range-size", "1000000", cwd=tmp_path)
     assert pulled.returncode == 0, pulled.stderr
     assert (tmp_path / "out" / "team" / "voice" / "model.safetensors").read_bytes() == WEIGHTS_23

@@ -11,8 +11,7 @@ import signal
 import socket
 import sqlite3
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -22,6 +21,7 @@ from huggingface_hub import HfApi
 
 from conftest import Server, start_server
 from fakehub import FakeHub, start_fakehub
+from processes import until
 
 PAYLOAD = os.urandom(3 * 1024 * 1024)
 OID = hashlib.sha256(PAYLOAD).hexdigest()
@@ -35,13 +35,6 @@ def crashing(data: Path, point: str, config: Path | None = None) -> Server:
 def died_at_crash_point(srv: Server) -> None:
     """The server must have killed itself (SIGKILL), not merely failed the request."""
     assert srv.process.wait(timeout=60) == -signal.SIGKILL, "".join(srv.log[-30:])
-
-
-def until(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def blob(data: Path, oid: str) -> Path:

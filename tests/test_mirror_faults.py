@@ -6,8 +6,7 @@ import hashlib
 import os
 import re
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -17,6 +16,7 @@ from huggingface_hub import HfApi
 from clients.harness import synced_log
 from conftest import Server, start_server
 from fakehub import FakeHub, start_fakehub
+from processes import until
 
 BIG = os.urandom(8 * 1024 * 1024)
 BIG_SHA = hashlib.sha256(BIG).hexdigest()
@@ -31,13 +31,6 @@ def fill(fake: FakeHub) -> None:
     fake.add_repo("hub/many", {f"dir/file{i:03d}.txt": f"{i}" for i in range(120)})
     for version in range(3):  # three commits
         fake.add_repo("hub/history", {"version.txt": str(version)})
-
-
-def until(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 @pytest.fixture(scope="module")

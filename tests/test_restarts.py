@@ -6,13 +6,13 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 
 from conftest import Server, start_server
+from processes import until
 
 PART = 256 * 1024
 
@@ -26,13 +26,6 @@ def upload_href(server: Server, token: str, data: bytes) -> str:
     )
     assert answer.status_code == 200, answer.text
     return answer.json()["objects"][0]["actions"]["upload"]["href"]
-
-
-def wait_for(condition, seconds: float = 20) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.05)
 
 
 def test_second_server_keeps_the_first_ones_uploads(tmp_path: Path) -> None:
@@ -66,7 +59,7 @@ def test_second_server_keeps_the_first_ones_uploads(tmp_path: Path) -> None:
         uploader.start()
         try:
             live = lambda: [p for p in (data_dir / "tmp").glob("blob-*") if p != dead]  # noqa: E731
-            wait_for(lambda: bool(live()))  # the first server is writing the upload
+            until(lambda: bool(live()), "the first server to write the upload", timeout=20)
             second = start_server(data_dir)  # its start-up cleanup runs now
             assert live(), "the second server deleted a live upload"
             assert not dead.exists(), "a dead writer's leftover was kept"

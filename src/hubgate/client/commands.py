@@ -186,7 +186,8 @@ def bundle_import(opts: argparse.Namespace) -> int:
             with bundles.unpacked(opts.bundle, hub.settings.tmp_dir) as (the_lock, files):
                 seeds = [Seed(r.ref, r.request.revision, r.commit, [(f.path, f.size, f.sha256, f.blob, f.lfs) for f in r.files])
                          for r in the_lock.repos]
-                seed(hub, seeds, files, private=opts.private)
+                seed(lambda ref: hub.repos.open(ref) is not None or hub.accounts.namespace_kind(ref.namespace) is not None,
+                     hub.blobs, hub.metadata, seeds, files, private=opts.private)
         finally:
             hub.close()
         say(f"{opts.bundle}: {len(the_lock.repos)} repos imported into {hub.settings.data}; "

@@ -7,7 +7,7 @@ names, and a server started with `--offline` (no upstream needed) serves them to
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,8 @@ from hubgate.mirror.cache import MirrorCache
 from hubgate.mirror.repository import VIA_KEY
 from hubgate.mirror.service import SOURCE_KEY
 from hubgate.repos.ids import RepoRef
+from hubgate.storage.blobs import BlobStore
+from hubgate.storage.metadata import MetadataStore
 
 SOURCE = "bundle"
 
@@ -40,21 +42,25 @@ def _tree(files: list[tuple[str, int, str, str, bool]]) -> list[dict[str, Any]]:
     return entries
 
 
-def seed(hub: Any, seeds: list[Seed], staged: Mapping[str, Path], *, private: bool = False) -> None:
+def seed(
+    is_local: Callable[[RepoRef], bool], blobs: BlobStore, metadata: MetadataStore, seeds: list[Seed],
+    staged: Mapping[str, Path], *, private: bool = False,
+) -> None:
     """Publish `staged` ({sha256: verified file under the tmp folder}) and record the commits.
 
-    Refused before anything changes when a repo's name belongs to this server's own users.
+    Refused before anything changes when a repo's name belongs to this server's own users or
+    repos (`is_local`).
     """
     for s in seeds:
-        if hub.repos.open(s.ref) is not None or hub.accounts.namespace_kind(s.ref.namespace) is not None:
+        if is_local(s.ref):
             raise BadRequest(f"{s.ref}: {s.ref.namespace} is a local namespace on this server; nothing was imported")
-        missing = [path for path, _, sha256, _, _ in s.files if sha256 not in staged and not hub.blobs.exists(sha256)]
+        missing = [path for path, _, sha256, _, _ in s.files if sha256 not in staged and not blobs.exists(sha256)]
         if missing:
             raise BadRequest(f"{s.ref}: no verified bytes for {', '.join(missing[:5])}; nothing was imported")
     for sha256, path in staged.items():
-        if not hub.blobs.exists(sha256):
-            hub.blobs.adopt(path, sha256)
-    cache = MirrorCache(hub.metadata)
+        if not blobs.exists(sha256):
+            blobs.adopt(path, sha256)
+    cache = MirrorCache(metadata)
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
     for s in seeds:
         key = (s.ref.type, s.ref.repo_id)

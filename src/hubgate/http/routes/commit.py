@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tempfile
-from typing import Any
+from typing import IO
 
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
@@ -96,7 +96,7 @@ async def commit(call: Call) -> Response:
     )
 
 
-def _apply(call: Call, spool: Any) -> str:
+def _apply(call: Call, spool: IO[bytes]) -> str:
     hub = call.hub
     payload = commit_payload.parse(spool, hub.blobs, hub.settings.lfs_threshold)
     call.extras["payload"] = payload

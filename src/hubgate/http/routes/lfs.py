@@ -19,6 +19,7 @@ from hubgate.http.routing import FILE_PREFIX, RouteTable
 from hubgate.repos.base import stored_content
 from hubgate.repos.discussions import refuse_mirrored
 from hubgate.repos.hosted import HostedRepository
+from hubgate.signing import Signer
 from hubgate.storage.blobs import is_sha256
 
 table = RouteTable()
@@ -129,7 +130,7 @@ def verify(call: Call) -> Response:
     return _lfs_json({})
 
 
-def _signed(request: Request, signer: Any, *parts: str) -> None:
+def _signed(request: Request, signer: Signer, *parts: str) -> None:
     try:
         expires = int(request.query_params.get("exp", "0"))
     except ValueError:

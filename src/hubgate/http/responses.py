@@ -102,12 +102,7 @@ class ContentResponse(Response):
         status = 206 if byte_range else 200
         headers = dict(headers)
         headers["Content-Length"] = str(self.length)
-        # Bytes still arriving from upstream are not verified yet, and only the held-back tail of
-        # a whole answer protects a client from them: a segmented downloader (aria2c) that read
-        # just its first segment of this answer would keep bad bytes. "none" keeps it on one
-        # connection; ranges are offered again once the file is verified.
-        unverified = content.stream is not None and not content.verified and not byte_range
-        headers["Accept-Ranges"] = "none" if unverified else "bytes"
+        headers["Accept-Ranges"] = "bytes"
         if byte_range:
             headers["Content-Range"] = f"bytes {start}-{end}/{content.size}"
         super().__init__(status_code=status, headers=headers, media_type=None)

@@ -380,11 +380,12 @@ class Fetcher:
             fd = os.open(path, os.O_RDONLY)
         verified = path is not None
         try:
+            opened = os.fstat(fd)
             pos, delay = start, 0.001
             while pos <= end:
                 want = min(CHUNK, end + 1 - pos)
                 if not verified and pos + want > end:
-                    verified = await self._wait_verified(src)  # hold the last bytes back until verified
+                    verified = await self._wait_published_as(src, opened)  # hold the last bytes back until verified
                 chunk = os.pread(fd, want, pos)
                 if chunk:
                     pos += len(chunk)
@@ -399,15 +400,27 @@ class Fetcher:
         finally:
             os.close(fd)
 
-    async def _wait_verified(self, src: FileSource) -> bool:
+    async def _wait_verified(self, src: FileSource) -> Path:
+        """The verified file, once the download publishes it; TransferFailed if none does."""
         delay = 0.001
-        while self.cached_path(src) is None:
+        while (path := self.cached_path(src)) is None:
             if not self.downloading(src):
-                if self.cached_path(src) is not None:
+                if (path := self.cached_path(src)) is not None:
                     break
                 raise TransferFailed(f"{src.url_path} did not verify")
             await self._waiters.wait(src.oid, delay, lambda: self.cached_path(src) is not None)
             delay = min(delay * 2, READER_POLL_MAX)
+        return path
+
+    async def _wait_published_as(self, src: FileSource, opened: os.stat_result) -> bool:
+        """Wait until the part file an answer reads (`opened`) is published as the verified file.
+
+        A file published by a later download (after this one failed, say on the next upstream) does
+        not vouch for the bytes already sent from the discarded part file: that answer fails.
+        """
+        published = os.stat(await self._wait_verified(src))
+        if (published.st_dev, published.st_ino) != (opened.st_dev, opened.st_ino):
+            raise TransferFailed(f"{src.url_path}: the bytes sent came from a transfer that did not verify")
         return True
 
 

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from clients.harness import synced_log
 from conftest import Server, start_server
+from processes import until
 from hubgate.cli import app as cli_app
 
 http = httpx.Client(timeout=60)
@@ -89,9 +90,13 @@ def test_failures_tokens_and_permissions_recorded(world: tuple[Server, dict[str,
     server, tokens = world
     bad = http.get(f"{server.url}/api/whoami-v2", headers={"Authorization": "Bearer hg_not-a-token"})
     assert bad.status_code == 401
+    # a request's record is written once its answer went out: wait for it (bounded)
+    until(lambda: any(e["path"] == "/api/whoami-v2" for e in events(server, "--kind", "auth_failure")), "the failure's record")
     failures = events(server, "--kind", "auth_failure")
     assert failures and failures[-1]["path"] == "/api/whoami-v2" and failures[-1]["client"] == "127.0.0.1"
     made = http.post(f"{server.url}/api/tokens", headers={"Authorization": f"Bearer {tokens['ann']}"}, json={"name": "ci"})
+    until(lambda: any(e.get("token") == made.json()["id"] and e.get("user") == "ann"
+                      for e in events(server, "--kind", "token")), "the token's record")
     token_events = events(server, "--kind", "token")
     assert any(e.get("change") == "created" and e.get("token_owner") == "ann" and e.get("via") == "cli" for e in token_events)
     assert token_events[-1]["user"] == "ann" and token_events[-1]["token"] == made.json()["id"]

@@ -305,6 +305,11 @@ class Fetcher:
         Its first bytes go out at once; the last `CHUNK` wait until the whole file (fetched by the
         shared download) verifies, and go out only if the range matches the verified file.
         """
+        _, part = self._paths(src)
+        try:  # the download under way: its bytes, verified, must be what this range is compared with
+            running: os.stat_result | None = os.stat(part)
+        except FileNotFoundError:
+            running = None
         response = await asyncio.to_thread(self._open_direct, src, start, end, token_for)
         if response is None:  # the upstream ignores Range: tail the shared download instead
             async for chunk in self.read(src, start, end):
@@ -320,7 +325,12 @@ class Fetcher:
                 sent += len(out)
                 yield out
         try:
-            await self._wait_verified(src)
+            if running is not None:
+                # A file published by a later download (after this one failed, say on the next
+                # upstream) may differ from what an earlier answer of this client holds: fail.
+                await self._wait_published_as(src, running)
+            else:
+                await self._wait_verified(src)
         except TransferFailed:
             if sent:  # bytes that may never be checked went out: no resume may build on them
                 self.cache.remember_served_bad(src.oid)

@@ -13,9 +13,10 @@ from typing import Self
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, text
+
 from databases import DATABASES, wanted
 from processes import Child, leftovers, reap, run_id, stop_group
-from sqlalchemy import create_engine, text
 
 run_id()  # before any child starts: every process this run starts carries it
 READY = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")

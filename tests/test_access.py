@@ -15,7 +15,6 @@ import httpx
 import pytest
 from huggingface_hub import CommitOperationAdd, HfApi, hf_hub_download
 from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
-
 from typer.testing import CliRunner
 
 from conftest import Server

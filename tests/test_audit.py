@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 from clients.harness import synced_log
 from conftest import Server, start_server
-from processes import until
 from hubgate.cli import app as cli_app
+from processes import until
 
 http = httpx.Client(timeout=60)
 BIG = 8 * 1024 * 1024

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from http.client import HTTPConnection
 import json
 import uuid
+from http.client import HTTPConnection
 from urllib.parse import quote, unquote, urlsplit
 
 import httpx

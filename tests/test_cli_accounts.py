@@ -8,9 +8,9 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import start_server
 from typer.testing import CliRunner
 
+from conftest import start_server
 from hubgate import __version__
 from hubgate.cli import app as cli_app
 

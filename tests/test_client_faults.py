@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from fakehub import FakeHub, start_fakehub
 from test_client_lock import hubgate
 

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, snapshot_download
+
 from client_env import clean_env, run_python
 from conftest import Server, start_server
-from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, snapshot_download
 from test_mirror_hubgate import start_mirror
 
 WEIGHTS_23 = os.urandom(3_000_000)
@@ -275,3 +276,30 @@ def test_a_partial_bundle_keeps_the_listing_a_mirror_holds(mirror: Server, origi
     imported = hubgate("bundle", "import", "json.tar", "--data", mirror.data, cwd=tmp_path)
     assert imported.returncode == 0, imported.stderr
     assert {e["path"] for e in httpx.get(tree, params={"recursive": "true"}).json()} == full
+
+
+# What the client package may import from hubgate: itself and the modules it shares with the server.
+CLIENT_MAY_IMPORT = ("hubgate.client", "hubgate.errors", "hubgate.constants", "hubgate.ids", "hubgate.git.blobid")
+
+
+def test_the_client_package_imports_no_server_module() -> None:
+    """Static: every `import hubgate...` under src/hubgate/client (lazy ones included) stays in the
+    client package or the shared modules; `bundle import --data` gets server code from the entry point."""
+    import ast
+
+    import hubgate.client.commands
+
+    found = []
+    for source in Path(hubgate.client.commands.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            names = ([node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0
+                     else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            for name in names:
+                if name == "hubgate" and isinstance(node, ast.ImportFrom):
+                    names_from = [f"hubgate.{a.name}" for a in node.names]
+                else:
+                    names_from = [name]
+                found += [(source.name, n) for n in names_from if n.startswith("hubgate")
+                          and not any(n == ok or n.startswith(ok + ".") for ok in CLIENT_MAY_IMPORT)
+                          and n != "hubgate.__version__"]
+    assert found == []

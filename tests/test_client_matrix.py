@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from clients.harness import run_scenario, synced_requests, upload_paths
 from conftest import Server, start_server
 from venvs import CLIENTS, Venv, ensure_many

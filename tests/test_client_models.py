@@ -6,9 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from huggingface_hub import HfApi
+
 from client_env import clean_env, run_python
 from conftest import Server
-from huggingface_hub import HfApi
 from test_client_lock import hubgate
 from test_models import SENTENCE, packaged_model
 

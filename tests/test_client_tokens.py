@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-from conftest import Server
 from huggingface_hub import CommitOperationAdd, HfApi
+
+from conftest import Server
 from test_client_lock import hubgate
 
 

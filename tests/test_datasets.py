@@ -13,10 +13,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from client_env import clean_env, run_python, wait_for_log
-from conftest import Server
 from huggingface_hub import CommitOperationAdd, HfApi
 from huggingface_hub.hf_api import RepoFile
+
+from client_env import clean_env, run_python, wait_for_log
+from conftest import Server
 
 CSV_REPO = "alice/ds"
 PARQUET_REPO = "alice/pq"

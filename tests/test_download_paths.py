@@ -19,8 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Server, start_server
 from huggingface_hub import HfApi
+
+from conftest import Server, start_server
 
 SIZE = 48 * 1024 * 1024 + 12345
 REPO = "alice/bigfile"

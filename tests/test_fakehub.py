@@ -30,7 +30,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fakehub import FakeHub, git_blob_id, lfs_pointer, make_large_file, start_fakehub
 from huggingface_hub import HfApi, constants, hf_hub_download, snapshot_download
 from huggingface_hub.errors import (
     GatedRepoError,
@@ -40,6 +39,8 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
+
+from fakehub import FakeHub, git_blob_id, lfs_pointer, make_large_file, start_fakehub
 
 CONFIG = b'{"hidden_size": 4, "model_type": "bert"}'
 README = ("---\nlicense: mit\n---\n# A model\n" + "lorem ipsum dolor sit amet\n" * 100).encode()  # > 1000 B: gzip

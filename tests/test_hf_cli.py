@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from clients.harness import client_env, synced_requests
 from conftest import Server
 from venvs import CLIENTS, ensure

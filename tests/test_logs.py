@@ -16,9 +16,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from clients.harness import synced_log
 from conftest import Server, start_server
-
 from hubgate import __version__, logs
 from hubgate.config import Settings
 

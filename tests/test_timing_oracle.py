@@ -19,7 +19,7 @@ from hubgate.auth.gate import Action, Subject
 from hubgate.config import Settings, UpstreamConfig
 from hubgate.errors import RepoNotFound
 from hubgate.hub import Hub
-from hubgate.repos.ids import RepoRef
+from hubgate.ids import RepoRef
 from hubgate.repos.service import Author
 
 

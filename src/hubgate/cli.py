@@ -197,14 +197,14 @@ RepoTypeOpt = Annotated[str, typer.Option("--type", help="model, dataset or spac
 
 def _repo_label(repo: str, repo_type: str) -> str:
     """How audit records name a repo (as `str(RepoRef)` does)."""
-    from hubgate.repos.ids import RepoRef
+    from hubgate.ids import RepoRef
 
     return str(RepoRef.parse(repo_type, repo))
 
 
 def _repo_pk(hub: Hub, repo: str, repo_type: str) -> int:
     from hubgate.errors import NotFound
-    from hubgate.repos.ids import RepoRef
+    from hubgate.ids import RepoRef
 
     found = hub.repos.open(RepoRef.parse(repo_type, repo))
     if found is None:

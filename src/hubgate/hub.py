@@ -20,6 +20,7 @@ from hubgate.auth.upstream_tokens import UpstreamTokens
 from hubgate.config import Settings
 from hubgate.crashpoints import CrashPoints
 from hubgate.errors import BadRequest
+from hubgate.ids import RepoRef
 from hubgate.maintenance.fsck import Fsck
 from hubgate.maintenance.gc import Collector, PeriodicCollector
 from hubgate.metrics import Metrics
@@ -28,7 +29,6 @@ from hubgate.repos.access import RepoAccess
 from hubgate.repos.base import Repository
 from hubgate.repos.discussions import Discussions
 from hubgate.repos.hosted import HostedRepository
-from hubgate.repos.ids import RepoRef
 from hubgate.repos.service import MovedRepo, RepoService
 from hubgate.signing import Signer
 from hubgate.storage.blobs import BlobStore, LocalBlobStore

@@ -12,7 +12,7 @@ from hubgate.auth.scopes import Scope
 from hubgate.auth.throttle import FailureThrottle
 from hubgate.auth.tokens import Tokens, utc_text
 from hubgate.errors import BadRequest, Conflict, InvalidCredentials, NotFound
-from hubgate.repos.ids import check_new_namespace
+from hubgate.ids import check_new_namespace
 from hubgate.storage.metadata import Membership, MetadataStore, Org, Repo, User
 
 ORG_ROLES = ("read", "write", "admin")

@@ -15,10 +15,10 @@ from typing import TypeVar
 from hubgate.auth import policy
 from hubgate.auth.accounts import Principal
 from hubgate.errors import Forbidden, RepoNotCached, Unauthorized
+from hubgate.ids import RepoRef
 from hubgate.repos.access import RepoAccess, Standing
 from hubgate.repos.base import RepoMeta, Repository
 from hubgate.repos.hosted import HostedRepository
-from hubgate.repos.ids import RepoRef
 from hubgate.repos.service import MovedRepo
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from hubgate.auth.accounts import Principal
 from hubgate.errors import Forbidden, GatedRepo, RepoNotFound, Unauthorized
+from hubgate.ids import RepoRef
 from hubgate.repos.access import Standing
 from hubgate.repos.base import RepoMeta, Repository
-from hubgate.repos.ids import RepoRef
 
 WRITE_ORG_ROLES = ("write", "admin")
 

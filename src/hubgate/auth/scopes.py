@@ -16,7 +16,7 @@ from typing import Any
 
 from hubgate import constants
 from hubgate.errors import BadRequest
-from hubgate.repos.ids import RepoRef
+from hubgate.ids import RepoRef
 
 ROLES = ("read", "write")
 FINE_GRAINED = "fineGrained"

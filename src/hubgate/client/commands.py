@@ -1,18 +1,17 @@
 """`hubgate lock | pull | verify | bundle`: the client commands, light enough to run on every boot.
 
-They are parsed with argparse and started by `hubgate.entry` before typer (which builds pydantic
-adapters for every option) or any server module is imported; only `bundle import --data`, which
-loads a bundle into a server's store, reaches for the server's own code. httpx is imported only
+They are parsed with argparse and started by `hubgate.__main__` before typer (which builds pydantic
+adapters for every option) or any server module is imported: this package never imports server code; `bundle import --data`,
+which loads a bundle into a server's store, calls the function the entry point hands to `run`. httpx is imported only
 when a command goes to the network: a pull that finds everything present does not.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,6 +31,10 @@ COMMANDS = {
 }
 ENDPOINT_HELP = ("hub URL, tried in order (repeatable); URL#VAR takes that endpoint's token from $VAR "
                  "(default: the lock's endpoints, else HF_ENDPOINT, else huggingface.co)")
+
+
+# `bundle import --data`: (bundle, data folder, config file, private) -> exit status.
+IntoServer = Callable[[Path, Path | None, Path | None, bool], int]
 
 
 class Failed(Exception):
@@ -176,23 +179,9 @@ def bundle_import(opts: argparse.Namespace) -> int:
     from hubgate.client import bundle as bundles
 
     if opts.data is not None or opts.config is not None:
-        os.umask(0o077)  # the server's data folder is its owner's alone, as every server command keeps it
-        from hubgate.config import Settings
-        from hubgate.hub import Hub
-        from hubgate.mirror.seed import Seed, seed
-
-        hub = Hub(Settings.load(data=opts.data, config=opts.config))
-        try:
-            with bundles.unpacked(opts.bundle, hub.settings.tmp_dir) as (the_lock, files):
-                seeds = [Seed(r.ref, r.request.revision, r.commit, [(f.path, f.size, f.sha256, f.blob, f.lfs) for f in r.files])
-                         for r in the_lock.repos]
-                seed(lambda ref: hub.repos.open(ref) is not None or hub.accounts.namespace_kind(ref.namespace) is not None,
-                     hub.blobs, hub.metadata, seeds, files, private=opts.private)
-        finally:
-            hub.close()
-        say(f"{opts.bundle}: {len(the_lock.repos)} repos imported into {hub.settings.data}; "
-            "`hubgate serve --offline` serves them")
-        return 0
+        if opts.into_server is None:
+            raise Failed("--data/--config need the server package: run `hubgate bundle import` (not the client module alone)")
+        return int(opts.into_server(opts.bundle, opts.data, opts.config, opts.private))
     where = target(opts.local_dir, opts.cache_dir)
     with bundles.unpacked(opts.bundle, where.root) as (the_lock, files):
         placed = bundles.install(the_lock, files, where)
@@ -267,8 +256,11 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-def run(argv: Sequence[str]) -> int:
+def run(argv: Sequence[str], into_server: IntoServer | None = None) -> int:
+    """Run a client command; `into_server` performs `bundle import --data` (server code, so the
+    caller, not this package, supplies it)."""
     opts = parser().parse_args(list(argv))
+    opts.into_server = into_server
     try:
         return int(opts.run(opts))
     except (HubError, Failed) as error:

@@ -24,7 +24,7 @@ from typing import Any
 
 from hubgate import constants
 from hubgate.errors import BadRequest
-from hubgate.repos.ids import RepoRef, check_path, check_revision, is_commit_id
+from hubgate.ids import RepoRef, check_path, check_revision, is_commit_id
 
 VERSION = 1
 

@@ -19,7 +19,7 @@ import httpx
 
 from hubgate.client.layout import hf_home
 from hubgate.errors import BadRequest
-from hubgate.repos.ids import RepoRef, check_path, is_commit_id
+from hubgate.ids import RepoRef, check_path, is_commit_id
 
 T = TypeVar("T")
 DEFAULT_ENDPOINT = "https://huggingface.co"

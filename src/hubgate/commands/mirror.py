@@ -25,7 +25,7 @@ def mirror_pull(
     """
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-    from hubgate.repos.ids import RepoRef
+    from hubgate.ids import RepoRef
 
     hub = open_hub(data, config, runtime=True)
     repo_id, _, revision = repo.partition("@")

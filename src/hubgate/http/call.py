@@ -11,9 +11,9 @@ from starlette.requests import Request
 from hubgate import constants
 from hubgate.auth.accounts import Principal
 from hubgate.hub import Hub
+from hubgate.ids import RepoRef, check_repo_type
 from hubgate.repos.base import Repository
 from hubgate.repos.hosted import HostedRepository
-from hubgate.repos.ids import RepoRef, check_repo_type
 
 _HF_HUB_VERSION = re.compile(r"hf_hub/(\d+)\.(\d+)")
 

@@ -17,10 +17,10 @@ from urllib.parse import quote, urlsplit
 
 from hubgate.errors import EntryNotFound, GatedRepo, HubError, RepoDisabled, RepoNotFound, RevisionNotFound
 from hubgate.git.objects import CommitData
+from hubgate.ids import RepoRef, check_path, is_commit_id
 from hubgate.mirror.fetcher import Fetcher, FileSource
 from hubgate.mirror.upstream import Upstream, UpstreamError, UpstreamMissing, origin, raise_for_missing
 from hubgate.repos.base import Content, Entry, LfsInfo, RepoMeta
-from hubgate.repos.ids import RepoRef, check_path, is_commit_id
 
 if TYPE_CHECKING:
     from hubgate.mirror.service import Mirror

@@ -14,10 +14,10 @@ from typing import Any
 
 from hubgate.errors import BadRequest
 from hubgate.git.objects import lfs_pointer
+from hubgate.ids import RepoRef
 from hubgate.mirror.cache import MirrorCache
 from hubgate.mirror.repository import VIA_KEY
 from hubgate.mirror.service import SOURCE_KEY
-from hubgate.repos.ids import RepoRef
 from hubgate.storage.blobs import BlobStore
 from hubgate.storage.metadata import MetadataStore
 

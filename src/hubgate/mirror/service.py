@@ -15,11 +15,11 @@ from sqlalchemy import select
 from hubgate.config import Settings
 from hubgate.crashpoints import NO_CRASH, CrashPoints
 from hubgate.errors import HubError, RepoNotCached
+from hubgate.ids import RepoRef, is_commit_id
 from hubgate.mirror.cache import MirrorCache
 from hubgate.mirror.fetcher import Fetcher, FileSource
 from hubgate.mirror.repository import VIA_KEY, MirroredRepository, UpstreamUnavailable, credentials, disabled, missing_to_error
 from hubgate.mirror.upstream import Health, Upstream, UpstreamError, UpstreamMissing, Upstreams, raise_for_missing
-from hubgate.repos.ids import RepoRef, is_commit_id
 from hubgate.storage.blobs import LocalBlobStore
 from hubgate.storage.metadata import GitObject, MetadataStore, RepoLfsObject
 

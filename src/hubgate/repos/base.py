@@ -11,7 +11,7 @@ from typing import Protocol
 import anyio
 
 from hubgate.git.objects import CommitData
-from hubgate.repos.ids import RepoRef
+from hubgate.ids import RepoRef
 from hubgate.storage.blobs import BlobStore
 
 

@@ -20,9 +20,9 @@ from hubgate import constants
 from hubgate.errors import BadRequest
 from hubgate.git.blobid import blob_hasher
 from hubgate.git.objects import MAX_POINTER_SIZE
+from hubgate.ids import check_path, is_utf8, shown
 from hubgate.repos import modelcard
 from hubgate.repos.commits import AddBytes, AddLfs, AddStored, DeleteFile, DeleteFolder, Operation
-from hubgate.repos.ids import check_path, is_utf8, shown
 from hubgate.repos.ndjson import Line, Span, lines
 from hubgate.storage.blobs import BlobStore, BlobWriter, is_sha256
 

@@ -11,7 +11,7 @@ from functools import cached_property
 from hubgate import constants
 from hubgate.errors import BadRequest, EntryNotFound
 from hubgate.git import objects as git
-from hubgate.repos.ids import check_folder_to_delete, check_path
+from hubgate.ids import check_folder_to_delete, check_path
 from hubgate.storage.blobs import BlobStore
 
 

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from hubgate import constants
 from hubgate.errors import EntryNotFound, HubError, RevisionNotFound
 from hubgate.git.objects import CommitData, TreeItem
+from hubgate.ids import is_commit_id
 from hubgate.repos.base import Content, Entry, LfsInfo, RepoMeta, stored_content
-from hubgate.repos.ids import is_commit_id
 from hubgate.storage.blobs import BlobStore
 from hubgate.storage.gitstore import GitStore
 

@@ -18,12 +18,12 @@ from hubgate import constants
 from hubgate.crashpoints import NO_CRASH, CrashPoints
 from hubgate.errors import BadRequest, Conflict, Forbidden, HubError, PreconditionFailed, RepoMoved, RevisionNotFound
 from hubgate.git import objects as git
+from hubgate.ids import RepoRef, check_branch_name, check_new_namespace, is_commit_id
 from hubgate.memcache import ByteCache
 from hubgate.repos import lfs_links, modelcard
 from hubgate.repos.base import RepoMeta
 from hubgate.repos.commits import AddBytes, AddLfs, LfsPolicy, Operation, TreeEdit, lfs_patterns, new_commit_objects
 from hubgate.repos.hosted import HostedRepository
-from hubgate.repos.ids import RepoRef, check_branch_name, check_new_namespace, is_commit_id
 from hubgate.repos.preupload import ContentOids
 from hubgate.storage.blobs import BlobStore
 from hubgate.storage.gcguard import hold_off_gc

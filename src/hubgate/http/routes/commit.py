@@ -15,8 +15,8 @@ from hubgate.http.responses import json_response
 from hubgate.http.routes.discussions import hosted, proposal, proposal_subject
 from hubgate.http.routes.manage import author_of
 from hubgate.http.routing import API_TYPE, REPO_ID, REV, RouteTable
+from hubgate.ids import check_path, check_revision
 from hubgate.repos import commit_payload
-from hubgate.repos.ids import check_path, check_revision
 from hubgate.repos.preupload import Wanted, plan
 from hubgate.repos.service import PR_REF
 

@@ -12,8 +12,8 @@ from hubgate.http.accel import accel_response
 from hubgate.http.call import Call
 from hubgate.http.responses import ContentResponse, effective_range
 from hubgate.http.routing import FILE_PREFIX, PATH, REPO_ID, REV, RouteTable
+from hubgate.ids import check_path, check_revision
 from hubgate.repos.base import Content
-from hubgate.repos.ids import check_path, check_revision
 
 table = RouteTable()
 

@@ -14,8 +14,8 @@ from hubgate.http.call import Call
 from hubgate.http.formats import commit_json, entry_json, iso
 from hubgate.http.responses import json_response
 from hubgate.http.routing import API_TYPE, PATH, REPO_ID, REV, RouteTable
+from hubgate.ids import check_folder, check_revision
 from hubgate.repos.base import Repository
-from hubgate.repos.ids import check_folder, check_revision
 from hubgate.repos.modelcard import CARD, CARD_DATA_LIMIT, card_data
 
 table = RouteTable()

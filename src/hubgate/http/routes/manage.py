@@ -12,7 +12,7 @@ from hubgate.errors import BadRequest, Conflict, RepoNotFound
 from hubgate.http.call import Call
 from hubgate.http.responses import json_response
 from hubgate.http.routing import API_TYPE, REPO_ID, REV, RouteTable
-from hubgate.repos.ids import RepoRef, check_repo_type, check_revision
+from hubgate.ids import RepoRef, check_repo_type, check_revision
 from hubgate.repos.service import Author, RepoNotHosted
 
 table = RouteTable()

@@ -1,0 +1,178 @@
+"""Xorbs (xet-protocol.md §4.1-§4.2): chunk records back to back, each an 8-byte header and a payload.
+
+`parse_xorb` validates an uploaded body completely; whatever the input, it either returns the chunk index or
+raises XetFormatError with a message that is safe to show the client.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import lz4.frame
+
+from hubgate.xet.hashing import HASH_SIZE, chunk_hash, hash_to_str, xorb_hash
+
+MAX_XORB_BYTES = 64 * 1024 * 1024
+MAX_XORB_CHUNKS = 8192
+MAX_CHUNK_BYTES = 131072  # the chunker's maximum (§3.2)
+HEADER_SIZE = 8
+
+SCHEME_RAW = 0
+SCHEME_LZ4 = 1
+SCHEME_BG4_LZ4 = 2
+_SCHEMES = (SCHEME_RAW, SCHEME_LZ4, SCHEME_BG4_LZ4)
+
+_INDEX_ENTRY = struct.Struct(f"<{HASH_SIZE}sIII")
+
+
+class XetFormatError(ValueError):
+    """Malformed Xet data; the message is safe to show to the client that sent it."""
+
+
+@dataclass(frozen=True)
+class ChunkEntry:
+    hash: bytes
+    unpacked_size: int
+    offset: int  # where the chunk's 8-byte header starts in the serialized xorb
+    stored_size: int  # 8 + compressed length
+
+
+def _header(data: bytes | bytearray | memoryview, at: int) -> tuple[int, int, int]:
+    """(compressed length, scheme, uncompressed length) of the record header at `at`, validated."""
+    if len(data) - at < HEADER_SIZE:
+        raise XetFormatError(f"truncated chunk header at byte {at}")
+    version = data[at]
+    compressed = int.from_bytes(data[at + 1 : at + 4], "little")
+    scheme = data[at + 4]
+    unpacked = int.from_bytes(data[at + 5 : at + 8], "little")
+    if version != 0:
+        raise XetFormatError(f"unsupported chunk record version {version} at byte {at}")
+    if scheme not in _SCHEMES:
+        raise XetFormatError(f"unsupported compression scheme {scheme} at byte {at}")
+    if not 0 < unpacked <= MAX_CHUNK_BYTES:
+        raise XetFormatError(f"chunk at byte {at} declares {unpacked} bytes (1..{MAX_CHUNK_BYTES} allowed)")
+    if compressed == 0 or (scheme == SCHEME_RAW and compressed != unpacked):
+        raise XetFormatError(f"chunk at byte {at} declares a compressed length of {compressed}")
+    return compressed, scheme, unpacked
+
+
+def _lz4(payload: bytes, unpacked: int, at: int) -> bytes:
+    """Decompress one LZ4 frame, never producing more than `unpacked` bytes."""
+    decompressor = lz4.frame.LZ4FrameDecompressor()
+    try:
+        out = decompressor.decompress(payload, max_length=unpacked)
+    except (RuntimeError, ValueError, MemoryError, OverflowError) as exc:
+        raise XetFormatError(f"chunk at byte {at}: not a valid LZ4 frame") from exc
+    if len(out) != unpacked or not decompressor.eof or decompressor.unused_data:
+        raise XetFormatError(f"chunk at byte {at} does not decompress to exactly its declared {unpacked} bytes")
+    return out
+
+
+def _bg4_join(grouped: bytes) -> bytes:
+    """Undo the byte grouping: byte i of the data is the next byte of group i mod 4."""
+    n = len(grouped)
+    out = bytearray(n)
+    base, extra = divmod(n, 4)
+    at = 0
+    for group in range(4):
+        size = base + (1 if group < extra else 0)
+        out[group::4] = grouped[at : at + size]
+        at += size
+    return bytes(out)
+
+
+def _bg4_split(data: bytes) -> bytes:
+    return b"".join(data[group::4] for group in range(4))
+
+
+def _decode(data: bytes | bytearray | memoryview, at: int) -> tuple[bytes, int]:
+    """The uncompressed bytes of the record at `at`, and where the next record starts."""
+    compressed, scheme, unpacked = _header(data, at)
+    start = at + HEADER_SIZE
+    end = start + compressed
+    if end > len(data):
+        raise XetFormatError(f"chunk at byte {at} runs past the end of the data")
+    payload = bytes(data[start:end])
+    if scheme == SCHEME_RAW:
+        return payload, end
+    out = _lz4(payload, unpacked, at)
+    return (_bg4_join(out) if scheme == SCHEME_BG4_LZ4 else out), end
+
+
+def parse_xorb(body: bytes, expected_hash: bytes) -> list[ChunkEntry]:
+    """Validate an uploaded xorb and return its chunk index; XetFormatError on anything wrong."""
+    if not body:
+        raise XetFormatError("the xorb is empty")
+    if len(body) > MAX_XORB_BYTES:
+        raise XetFormatError(f"the xorb exceeds {MAX_XORB_BYTES} bytes")
+    entries: list[ChunkEntry] = []
+    at = 0
+    while at < len(body):
+        if len(entries) == MAX_XORB_CHUNKS:
+            raise XetFormatError(f"the xorb holds more than {MAX_XORB_CHUNKS} chunks")
+        data, end = _decode(body, at)
+        entries.append(ChunkEntry(chunk_hash(data), len(data), at, end - at))
+        at = end
+    actual = xorb_hash([(entry.hash, entry.unpacked_size) for entry in entries])
+    if actual != expected_hash:
+        raise XetFormatError(f"the xorb's contents hash to {hash_to_str(actual)}, not {hash_to_str(expected_hash)}")
+    return entries
+
+
+def decode_stream(pieces: Iterable[bytes]) -> Iterator[bytes]:
+    """Consecutive chunk records, arriving in pieces of any size, as their uncompressed bytes.
+
+    Holds at most one record plus one piece in memory.
+    """
+    buffer = bytearray()
+    for piece in pieces:
+        buffer += piece
+        at = 0
+        while len(buffer) - at >= HEADER_SIZE:
+            compressed = _header(buffer, at)[0]
+            if len(buffer) - at < HEADER_SIZE + compressed:
+                break
+            data, at = _decode(buffer, at)
+            yield data
+        del buffer[:at]
+    if buffer:
+        raise XetFormatError("the chunk data ends in the middle of a record")
+
+
+def decode_chunk_records(data: bytes) -> Iterator[bytes]:
+    """Consecutive chunk records -> their uncompressed bytes."""
+    return decode_stream([data])
+
+
+def encode_record(chunk: bytes, scheme: int = SCHEME_LZ4) -> bytes:
+    """One chunk record in the given scheme (no fallback to raw: the caller chooses)."""
+    if not 0 < len(chunk) <= MAX_CHUNK_BYTES:
+        raise ValueError(f"a chunk has 1..{MAX_CHUNK_BYTES} bytes")
+    if scheme == SCHEME_RAW:
+        payload = chunk
+    elif scheme == SCHEME_LZ4:
+        payload = lz4.frame.compress(chunk)
+    elif scheme == SCHEME_BG4_LZ4:
+        payload = lz4.frame.compress(_bg4_split(chunk))
+    else:
+        raise ValueError(f"unknown compression scheme {scheme}")
+    header = bytes([0]) + len(payload).to_bytes(3, "little") + bytes([scheme]) + len(chunk).to_bytes(3, "little")
+    return header + payload
+
+
+def build_xorb(chunks: Sequence[bytes], scheme: int = SCHEME_LZ4) -> bytes:
+    """Serialize chunks as an uploaded xorb (records back to back, no footer)."""
+    return b"".join(encode_record(chunk, scheme) for chunk in chunks)
+
+
+def pack_index(entries: Sequence[ChunkEntry]) -> bytes:
+    """A compact form of a chunk index, for the database (44 bytes per chunk)."""
+    return b"".join(_INDEX_ENTRY.pack(e.hash, e.unpacked_size, e.offset, e.stored_size) for e in entries)
+
+
+def unpack_index(data: bytes) -> list[ChunkEntry]:
+    if len(data) % _INDEX_ENTRY.size:
+        raise XetFormatError("a packed chunk index has a partial entry")
+    return [ChunkEntry(*fields) for fields in _INDEX_ENTRY.iter_unpack(data)]

@@ -1,0 +1,376 @@
+"""Xet formats (issue 11): the hashes against xet-protocol.md §3.8 and hf_xet, xorbs and shards round trip, and
+every malformed input gives XetFormatError (a clean 400 upstream), never another exception."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import struct
+from collections.abc import Sequence
+
+import lz4.frame
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hubgate.xet.hashing import (
+    chunk_hash,
+    file_hash,
+    hash_to_str,
+    str_to_hash,
+    verification_hash,
+    xorb_hash,
+)
+from hubgate.xet.shard import (
+    BOOKEND,
+    FileEntry,
+    Shard,
+    Term,
+    XorbEntry,
+    build_shard,
+    check_file,
+    check_xorb,
+    parse_shard,
+)
+from hubgate.xet.xorb import (
+    ChunkEntry,
+    XetFormatError,
+    build_xorb,
+    decode_chunk_records,
+    decode_stream,
+    encode_record,
+    pack_index,
+    parse_xorb,
+    unpack_index,
+)
+
+
+def _lcg(n: int) -> bytes:
+    """xet-protocol.md §3.8's LCG(n)."""
+    out = bytearray()
+    s = 1
+    while len(out) < n:
+        s = (s * 6364136223846793005 + 1442695040888963407) % 2**64
+        out += (s >> 32).to_bytes(4, "little")
+    return bytes(out[:n])
+
+
+def _nodes(chunks: Sequence[bytes]) -> list[tuple[bytes, int]]:
+    return [(chunk_hash(c), len(c)) for c in chunks]
+
+
+def _xorb(chunks: Sequence[bytes], scheme: int = 1) -> tuple[bytes, bytes]:
+    """(xorb hash, serialized xorb)."""
+    return xorb_hash(_nodes(chunks)), build_xorb(chunks, scheme)
+
+
+def _header(compressed: int, scheme: int, unpacked: int, version: int = 0) -> bytes:
+    return bytes([version]) + compressed.to_bytes(3, "little") + bytes([scheme]) + unpacked.to_bytes(3, "little")
+
+
+# --- hashes ------------------------------------------------------------------------------------------------
+
+
+def test_string_form_reverses_each_word() -> None:
+    raw = bytes(range(32))
+    assert hash_to_str(raw) == "07060504030201000f0e0d0c0b0a090817161514131211101f1e1d1c1b1a1918"
+    assert str_to_hash(hash_to_str(raw)) == raw
+    for bad in ["", "0" * 63, "0" * 65, "A" * 64, "g" * 64, " " * 64, "٠" * 64]:
+        with pytest.raises(ValueError):
+            str_to_hash(bad)
+
+
+def test_vectors_hello_and_zeros() -> None:
+    hello = b"Hello World!\n"
+    h = chunk_hash(hello)
+    assert xorb_hash([(h, 13)]) == h
+    assert hash_to_str(h) == "e11d004e9968f3c8a9179dca907aafe0fc1cbb73f429fe142514db413b6552f6"
+    assert hash_to_str(file_hash([(h, 13)])) == "26bcb87aa2953ba3b5c282d9581ac5572a4c7481399a64c03cdff89242a9b3f2"
+    z = chunk_hash(bytes(8191))
+    assert hash_to_str(z) == "461b3d677f5a6e106501096980089da139bbf22ab66ca36345727adcb5e8ad84"
+    assert hash_to_str(file_hash([(z, 8191)])) == "80c25c0cf8afd7a10eabd09184c813addb4328bd727089be2b62a77028848772"
+    zeros = _nodes([bytes(131072), bytes(131072), bytes(37856)])
+    assert hash_to_str(file_hash(zeros)) == "3d7bd4178bc2851ba07d59c24c3a88ae0c7220e9920d6c5c6a06b01556d46404"
+    assert file_hash([]) == bytes(32)
+
+
+def test_lcg_prefix() -> None:
+    assert _lcg(16).hex() == "ac6f576cb386688299e1faa5cd550362"
+
+
+# --- xorbs -------------------------------------------------------------------------------------------------
+
+CHUNKS = [os.urandom(1001), bytes(5000), b"abc" * 3001, os.urandom(131072), bytes(range(256)) * 3 + b"x"]
+
+
+@pytest.mark.parametrize("scheme", [0, 1, 2])
+def test_xorb_round_trip(scheme: int) -> None:
+    expected, body = _xorb(CHUNKS, scheme)
+    entries = parse_xorb(body, expected)
+    assert [(e.hash, e.unpacked_size) for e in entries] == _nodes(CHUNKS)
+    assert entries[0].offset == 0
+    for before, after in zip(entries, entries[1:], strict=False):
+        assert after.offset == before.offset + before.stored_size
+    assert entries[-1].offset + entries[-1].stored_size == len(body)
+    assert list(decode_chunk_records(body)) == CHUNKS
+    pieces = [body[i : i + 777] for i in range(0, len(body), 777)]
+    assert list(decode_stream(pieces)) == CHUNKS
+    assert unpack_index(pack_index(entries)) == entries
+
+
+def test_mixed_schemes_in_one_xorb() -> None:
+    body = b"".join(encode_record(c, s) for c, s in zip(CHUNKS, [0, 1, 2, 0, 2], strict=True))
+    assert len(parse_xorb(body, xorb_hash(_nodes(CHUNKS)))) == len(CHUNKS)
+
+
+def _rejects(body: bytes, expected: bytes, words: str) -> None:
+    with pytest.raises(XetFormatError, match=words):
+        parse_xorb(body, expected)
+
+
+def test_xorb_negatives() -> None:
+    expected, body = _xorb(CHUNKS[:3])
+    _rejects(body, bytes(32), "hash to")
+    _rejects(body, expected[::-1], "hash to")
+    _rejects(body[:-1], expected, "runs past the end")
+    _rejects(body + b"\0", expected, "truncated chunk header")
+    _rejects(body + _header(1, 0, 1), expected, "runs past the end")
+    _rejects(body + body[:8], expected, "runs past the end")
+    _rejects(b"", expected, "empty")
+    _rejects(_header(3, 0, 3, version=1) + b"abc", chunk_hash(b"abc"), "version 1")
+    _rejects(_header(3, 3, 3) + b"abc", chunk_hash(b"abc"), "scheme 3")
+    _rejects(_header(3, 0, 4) + b"abc", chunk_hash(b"abc"), "compressed length")
+    _rejects(_header(0, 0, 0), chunk_hash(b""), "declares 0 bytes")
+    _rejects(_header(131073, 0, 131073) + bytes(131073), chunk_hash(bytes(131073)), "declares 131073")
+    packed = lz4.frame.compress(b"hello world")
+    _rejects(_header(len(packed), 1, 10) + packed, chunk_hash(b"hello worl"), "exactly its declared 10")
+    _rejects(_header(len(packed), 1, 12) + packed, chunk_hash(b"hello world"), "exactly its declared 12")
+    _rejects(_header(len(packed) + 1, 1, 11) + packed + b"x", chunk_hash(b"hello world"), "exactly")
+    _rejects(_header(5, 1, 11) + b"hello", chunk_hash(b"hello world"), "exactly")
+    _rejects(_header(12, 1, 11) + b"\x04\x22\x4d\x18garbage!", chunk_hash(b"hello world"), "not a valid LZ4 frame")
+    valid = _header(len(packed), 1, 11) + packed
+    assert parse_xorb(valid, chunk_hash(b"hello world"))[0].unpacked_size == 11
+
+
+def test_lz4_bomb_is_refused_without_inflating() -> None:
+    bomb = lz4.frame.compress(bytes(64 * 1024 * 1024))
+    _rejects(_header(len(bomb), 1, 131072) + bomb, chunk_hash(bytes(131072)), "exactly its declared")
+    _rejects(_header(len(bomb), 2, 131072) + bomb, chunk_hash(bytes(131072)), "exactly its declared")
+
+
+def test_xorb_limits() -> None:
+    tiny = [i.to_bytes(2, "little") for i in range(8193)]
+    expected, body = _xorb(tiny, 0)
+    _rejects(body, expected, "more than 8192 chunks")
+    expected, body = _xorb(tiny[:8192], 0)
+    assert len(parse_xorb(body, expected)) == 8192
+    big = [os.urandom(131072)] * 513  # 513 * (131072 + 8) > 64 MiB
+    expected, body = _xorb(big, 0)
+    _rejects(body, expected, "exceeds")
+
+
+def test_packed_index_rejects_partial_entries() -> None:
+    entries = [ChunkEntry(os.urandom(32), 5, 0, 13)]
+    with pytest.raises(XetFormatError):
+        unpack_index(pack_index(entries) + b"x")
+
+
+VALID_XORB = _xorb(CHUNKS[:3], 2)
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(st.binary(max_size=4096))
+def test_random_bytes_are_a_format_error(body: bytes) -> None:
+    with pytest.raises(XetFormatError):
+        parse_xorb(body, bytes(32))
+    with contextlib.suppress(XetFormatError):
+        list(decode_chunk_records(body))
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(st.data())
+def test_mutated_xorbs_are_a_format_error(data: st.DataObject) -> None:
+    expected, body = VALID_XORB
+    mutated = bytearray(body)
+    for _ in range(data.draw(st.integers(1, 4))):
+        at = data.draw(st.integers(0, len(mutated) - 1))
+        mutated[at] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(mutated)))
+    candidate = bytes(mutated[:cut]) if data.draw(st.booleans()) else bytes(mutated)
+    if candidate == body:
+        return
+    with pytest.raises(XetFormatError):
+        parse_xorb(candidate, expected)
+    with contextlib.suppress(XetFormatError):
+        list(decode_chunk_records(candidate))
+
+
+# --- shards ------------------------------------------------------------------------------------------------
+
+
+class Stored:
+    """A stand-in for the store: xorb hash -> chunk index."""
+
+    def __init__(self) -> None:
+        self.xorbs: dict[bytes, list[ChunkEntry]] = {}
+
+    def add(self, chunks: Sequence[bytes], scheme: int = 1) -> bytes:
+        expected, body = _xorb(chunks, scheme)
+        self.xorbs[expected] = parse_xorb(body, expected)
+        return expected
+
+    def __call__(self, xorb: bytes) -> list[ChunkEntry] | None:
+        return self.xorbs.get(xorb)
+
+
+def _term(store: Stored, xorb: bytes, start: int, end: int) -> tuple[Term, bytes]:
+    chunks = store.xorbs[xorb][start:end]
+    term = Term(xorb, sum(c.unpacked_size for c in chunks), start, end)
+    return term, verification_hash([c.hash for c in chunks])
+
+
+def _file_entry(store: Stored, spans: Sequence[tuple[bytes, int, int]], sha256: str | None = "ab" * 32) -> FileEntry:
+    terms, proofs = zip(*(_term(store, x, s, e) for x, s, e in spans), strict=True)
+    nodes = [(c.hash, c.unpacked_size) for x, s, e in spans for c in store.xorbs[x][s:e]]
+    return FileEntry(file_hash(nodes), tuple(terms), tuple(proofs), sha256)
+
+
+@pytest.fixture()
+def store() -> Stored:
+    return Stored()
+
+
+def test_shard_round_trip_and_check(store: Stored) -> None:
+    a = store.add(CHUNKS[:3])
+    b = store.add(CHUNKS[3:])
+    one = _file_entry(store, [(a, 0, 3), (b, 0, 2)])
+    two = _file_entry(store, [(b, 1, 2), (a, 1, 2), (a, 0, 2)], sha256=None)
+    xorbs = [XorbEntry(x, tuple((c.hash, c.unpacked_size) for c in store.xorbs[x])) for x in (a, b)]
+    body = build_shard([one, two], xorbs)
+    assert len(body) == 48 + (48 + 2 * 2 * 48 + 48) + (48 + 3 * 2 * 48) + 48 + (48 + 3 * 48) + (48 + 2 * 48) + 48
+    assert parse_shard(body) == Shard((one, two), tuple(xorbs))
+    assert check_file(one, store) == sum(map(len, CHUNKS))
+    assert check_file(two, store) == len(CHUNKS[4]) + len(CHUNKS[1]) + len(CHUNKS[0]) + len(CHUNKS[1])
+    for entry in xorbs:
+        check_xorb(entry, store(entry.xorb))
+    empty = build_shard([one], [])
+    assert len(empty) == 48 + 48 + 2 * 2 * 48 + 48 + 48 + 48
+    lookup_tables = b"\x99" * (2 * 12 + 16)  # lookup entries are 12 or 16 bytes, not 48
+    with_footer = body[:32] + struct.pack("<QQ", 2, 200) + body[48:] + lookup_tables + bytes(200)
+    assert parse_shard(with_footer) == Shard((one, two), tuple(xorbs))
+
+
+def test_shard_sha256_is_in_xet_byte_order(store: Stored) -> None:
+    a = store.add(CHUNKS[:1])
+    sha = "3829caab2bb5085e147c556f5b28f801b4122cefce2c902176f80a29b2ae8f6f"
+    body = build_shard([_file_entry(store, [(a, 0, 1)], sha)], [])
+    assert str_to_hash(sha) in body and bytes.fromhex(sha) not in body
+    assert parse_shard(body).files[0].sha256 == sha
+
+
+def _shard_rejects(body: bytes, words: str) -> None:
+    with pytest.raises(XetFormatError, match=words):
+        parse_shard(body)
+
+
+def test_malformed_shards(store: Stored) -> None:
+    a = store.add(CHUNKS[:3])
+    body = build_shard([_file_entry(store, [(a, 0, 3)])], [XorbEntry(a, tuple(_nodes(CHUNKS[:3])))])
+    assert parse_shard(body).files
+    _shard_rejects(body[:47], "shorter than its header")
+    _shard_rejects(b"X" + body[1:], "tag")
+    _shard_rejects(body[:32] + struct.pack("<Q", 3) + body[40:], "version 3")
+    _shard_rejects(body[:40] + struct.pack("<Q", 100) + body[48:], "footer size 100")
+    _shard_rejects(body[:40] + struct.pack("<Q", 200) + body[48:], "truncated|end marker")  # no room for the footer it claims
+    _shard_rejects(body[:-48], "without its end marker")
+    _shard_rejects(body[:-1], "whole number")
+    _shard_rejects(body + bytes(48), "after its xorb section")
+    _shard_rejects(body[:-1] + b"\x01", "end marker")
+    file_header = 48
+    flags_at = file_header + 32
+    _shard_rejects(body[:flags_at] + struct.pack("<I", 0xC0000001) + body[flags_at + 4 :], "unknown flags")
+    for count in (0, 100, 2**32 - 1):
+        at = flags_at + 4
+        _shard_rejects(body[:at] + struct.pack("<I", count) + body[at + 4 :], "no terms" if count == 0 else "truncated")
+    term = file_header + 48
+    _shard_rejects(body[: term + 40] + struct.pack("<II", 2, 2) + body[term + 48 :], "invalid term")
+    xorb_header = len(body) - 48 - (48 + 3 * 48)
+    for count in (0, 8193, 2**32 - 1):
+        at = xorb_header + 36
+        _shard_rejects(body[:at] + struct.pack("<I", count) + body[at + 4 :], "chunks|truncated")
+    # a huge claimed count in a short body is refused before anything is allocated
+    at = xorb_header + 36
+    _shard_rejects(body[:at] + struct.pack("<I", 8192) + body[at + 4 :], "truncated")
+    assert BOOKEND in body
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(st.data())
+def test_random_and_mutated_shards(data: st.DataObject) -> None:
+    store = Stored()
+    a = store.add(CHUNKS[:3])
+    body = build_shard([_file_entry(store, [(a, 0, 3), (a, 1, 2)])], [XorbEntry(a, tuple(_nodes(CHUNKS[:3])))])
+    if data.draw(st.booleans()):
+        candidate = data.draw(st.binary(max_size=2048))
+        if data.draw(st.booleans()):
+            candidate = body[:48] + candidate
+    else:
+        mutated = bytearray(body)
+        for _ in range(data.draw(st.integers(1, 4))):
+            mutated[data.draw(st.integers(0, len(mutated) - 1))] = data.draw(st.integers(0, 255))
+        candidate = bytes(mutated[: data.draw(st.integers(0, len(mutated)))])
+    try:
+        shard = parse_shard(candidate)
+    except XetFormatError:
+        return
+    for entry in shard.files:
+        with contextlib.suppress(XetFormatError):
+            check_file(entry, store)
+
+
+def test_check_file_negatives(store: Stored) -> None:
+    a = store.add(CHUNKS[:3])
+    good = _file_entry(store, [(a, 0, 3), (a, 1, 2)])
+    assert check_file(good, store) == sum(map(len, CHUNKS[:3])) + len(CHUNKS[1])
+    term = good.terms[0]
+
+    def rejects(entry: FileEntry, words: str) -> None:
+        with pytest.raises(XetFormatError, match=words):
+            check_file(entry, store)
+
+    def with_terms(*terms: Term) -> FileEntry:
+        return FileEntry(good.file_hash, terms, good.verification, good.sha256)
+
+    missing = Term(os.urandom(32), term.unpacked_size, 0, 3)
+    rejects(with_terms(missing, good.terms[1]), "not uploaded")
+    rejects(with_terms(Term(a, term.unpacked_size, 0, 4), good.terms[1]), "which has 3")
+    rejects(with_terms(Term(a, term.unpacked_size + 1, 0, 3), good.terms[1]), "size disagrees")
+    wrong_proof = (good.verification or ())[::-1]
+    rejects(FileEntry(good.file_hash, good.terms, wrong_proof, None), "verification hash")
+    rejects(FileEntry(good.file_hash, good.terms, None, None), "lacks its verification")
+    rejects(FileEntry(good.file_hash, good.terms, (good.verification or ())[:1], None), "lacks its verification")
+    rejects(FileEntry(os.urandom(32), good.terms, good.verification, None), "hash of its chunks")
+    # a wrong file hash that is the file hash of a different chunk order
+    swapped = FileEntry(good.file_hash, good.terms[::-1], (good.verification or ())[::-1], None)
+    rejects(swapped, "hash of its chunks")
+    with pytest.raises(XetFormatError, match="not uploaded"):
+        check_xorb(XorbEntry(os.urandom(32), ()), None)
+    with pytest.raises(XetFormatError, match="disagrees"):
+        check_xorb(XorbEntry(a, tuple(_nodes(CHUNKS[:2]))), store(a))
+
+
+def test_random_file_layouts_check(store: Stored) -> None:
+    rng = random.Random(11)
+    xorbs = [store.add([rng.randbytes(rng.randint(1, 3000)) for _ in range(rng.randint(1, 9))]) for _ in range(4)]
+    for _ in range(50):
+        spans = []
+        for _ in range(rng.randint(1, 6)):
+            x = rng.choice(xorbs)
+            n = len(store.xorbs[x])
+            start = rng.randrange(n)
+            spans.append((x, start, rng.randint(start + 1, n)))
+        entry = _file_entry(store, spans)
+        size = sum(c.unpacked_size for x, s, e in spans for c in store.xorbs[x][s:e])
+        assert check_file(entry, store) == size
+        assert parse_shard(build_shard([entry], [])).files == (entry,)

@@ -38,7 +38,7 @@ def client_venvs() -> dict[str, Venv | BaseException]:
 
 
 def venv_for(client_venvs: dict[str, Venv | BaseException], version: str) -> Venv:
-    found = client_venvs[version]
+    found = client_venvs[CLIENTS[version].name]
     if isinstance(found, BaseException):
         pytest.fail(f"could not build the venv for huggingface_hub {version}:\n{found}")
     return found

@@ -2,7 +2,8 @@
 
 Each environment lives in `<repo>/.venvs/<name>` (gitignored). It is built with `python -m venv`
 and `pip install` from the package registry, every dependency pinned by
-`tests/client-constraints.txt` (hf_xet, httpx, requests and the rest), and is marked complete by
+`tests/client-constraints.txt` (hf_xet, httpx, requests and the rest; a spec may override some of
+those pins, e.g. an older hf_xet), and is marked complete by
 a small JSON stamp written last; a later run reuses it when the stamp names the same
 requirements and the installed huggingface_hub and every constrained package report the pinned
 versions. A file lock keeps two concurrent test
@@ -16,6 +17,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -33,19 +35,33 @@ INSTALL_TIMEOUT = 1200
 
 @dataclass(frozen=True)
 class ClientSpec:
-    """One pinned client: a venv name, the pip requirements, and the version to expect."""
+    """One pinned client: a venv name, the pip requirements, the version to expect, and the
+    constraints it pins otherwise than `client-constraints.txt` ({distribution: version})."""
 
     name: str
     hub_version: str
     requirements: tuple[str, ...]
+    overrides: tuple[tuple[str, str], ...] = ()
 
     @property
     def path(self) -> Path:
         return VENV_ROOT / self.name
 
+    def pins(self) -> dict[str, str]:
+        """{distribution: version} this venv must hold besides huggingface_hub."""
+        found = pins()
+        for name, version in self.overrides:
+            found = {k: v for k, v in found.items() if _normal(k) != _normal(name)}
+            found[name] = version
+        return found
+
 
 def hub_client(version: str) -> ClientSpec:
     return ClientSpec(f"hf-hub-{version}", version, (f"huggingface_hub[hf_xet]=={version}",))
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 # 2.4.0: the current release (httpx2, Xet uploads); 1.33.0: a 1.x after the switch to Xet
@@ -53,6 +69,9 @@ def hub_client(version: str) -> ClientSpec:
 CLIENTS: dict[str, ClientSpec] = {
     spec.hub_version: spec for spec in map(hub_client, ("2.4.0", "1.33.0", "1.19.0", "0.36.2"))
 }
+# 2.4.0 with the oldest hf_xet it accepts (>=1.6): no xorb upload grants, which 1.8 asks for first.
+HF_XET_1_6 = ClientSpec("hf-hub-2.4.0-hf-xet-1.6.0", "2.4.0", ("huggingface_hub[hf_xet]==2.4.0",),
+                        (("hf-xet", "1.6.0"),))
 
 
 @dataclass(frozen=True)
@@ -103,7 +122,7 @@ def _installed(python: Path, names: list[str]) -> dict[str, str | None] | None:
 
 def drift(spec: ClientSpec) -> list[str]:
     """How the venv differs from its pins (empty: it matches them)."""
-    wanted = {"huggingface_hub": spec.hub_version, **pins()}
+    wanted = {"huggingface_hub": spec.hub_version, **spec.pins()}
     found = _installed(spec.path / "bin" / "python", list(wanted))
     if found is None:
         return ["no working python"]
@@ -119,7 +138,12 @@ def _is_ready(spec: ClientSpec) -> bool:
         recorded = json.loads(stamp.read_text())
     except (OSError, ValueError):
         return False
-    return recorded.get("requirements") == list(spec.requirements) and not drift(spec)
+    return recorded.get("requirements") == _recorded(spec) and not drift(spec)
+
+
+def _recorded(spec: ClientSpec) -> list[str]:
+    """What the stamp records: the requirements, and the overridden pins if any."""
+    return [*spec.requirements, *(f"{name}=={version}" for name, version in spec.overrides)]
 
 
 def _run(args: list[str], log: list[str]) -> None:
@@ -142,6 +166,8 @@ def ensure(spec: ClientSpec) -> Venv:
         try:
             _run([sys.executable, "-m", "venv", str(spec.path)], log)
             python = str(spec.path / "bin" / "python")
+            constraints = spec.path / "constraints.txt"  # the shared pins, with this venv's overrides
+            constraints.write_text("".join(f"{name}=={version}\n" for name, version in spec.pins().items()))
             _run(
                 [
                     python,
@@ -152,7 +178,7 @@ def ensure(spec: ClientSpec) -> Venv:
                     "--no-input",
                     "--prefer-binary",
                     "--constraint",
-                    str(CONSTRAINTS),
+                    str(constraints),
                     *spec.requirements,
                 ],
                 log,
@@ -163,12 +189,12 @@ def ensure(spec: ClientSpec) -> Venv:
         except BaseException:
             shutil.rmtree(spec.path, ignore_errors=True)
             raise
-        (spec.path / STAMP).write_text(json.dumps({"requirements": list(spec.requirements), "log": log[-1][-4000:]}))
+        (spec.path / STAMP).write_text(json.dumps({"requirements": _recorded(spec), "log": log[-1][-4000:]}))
         return Venv(spec.path, spec, True, time.monotonic() - started)
 
 
 def ensure_many(specs: list[ClientSpec]) -> dict[str, Venv | BaseException]:
-    """Build or reuse several venvs in parallel; a failure is returned in place of its Venv."""
+    """Build or reuse several venvs in parallel, by spec name; a failure is returned in place of its Venv."""
 
     def one(spec: ClientSpec) -> Venv | BaseException:
         try:
@@ -177,13 +203,14 @@ def ensure_many(specs: list[ClientSpec]) -> dict[str, Venv | BaseException]:
             return exc
 
     with ThreadPoolExecutor(max_workers=max(1, len(specs))) as pool:
-        return dict(zip((s.hub_version for s in specs), pool.map(one, specs)))
+        return dict(zip((s.name for s in specs), pool.map(one, specs), strict=True))
 
 
 if __name__ == "__main__":
-    wanted = [CLIENTS[v] for v in sys.argv[1:]] or list(CLIENTS.values())
-    for version, result in ensure_many(wanted).items():
+    every = {spec.name: spec for spec in [*CLIENTS.values(), HF_XET_1_6]}
+    wanted = [CLIENTS[v] if v in CLIENTS else every[v] for v in sys.argv[1:]] or list(every.values())
+    for name, result in ensure_many(wanted).items():
         if isinstance(result, BaseException):
-            print(f"{version}: FAILED\n{result}")
+            print(f"{name}: FAILED\n{result}")
         else:
-            print(f"{version}: {'created' if result.created else 'reused'} {result.path} in {result.seconds:.1f}s")
+            print(f"{name}: {'created' if result.created else 'reused'} {result.path} in {result.seconds:.1f}s")

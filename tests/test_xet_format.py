@@ -4,16 +4,20 @@ every malformed input gives XetFormatError (a clean 400 upstream), never another
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import random
 import struct
 from collections.abc import Sequence
+from pathlib import Path
 
+import hf_xet
 import lz4.frame
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hubgate.xet.chunking import GEAR_TABLE, MAX_CHUNK, MIN_CHUNK, chunk_boundaries
 from hubgate.xet.hashing import (
     chunk_hash,
     file_hash,
@@ -97,6 +101,91 @@ def test_vectors_hello_and_zeros() -> None:
 
 def test_lcg_prefix() -> None:
     assert _lcg(16).hex() == "ac6f576cb386688299e1faa5cd550362"
+
+
+# --- chunking ----------------------------------------------------------------------------------------------
+
+
+def _chunks(data: bytes) -> list[bytes]:
+    ends = chunk_boundaries(data)
+    return [data[a:b] for a, b in zip([0, *ends], ends, strict=False)]
+
+
+def _reference_boundaries(data: bytes) -> list[int]:
+    """§3.2 literally: one byte at a time, the hash reset after every cut (slow; small inputs only)."""
+    table = [int(x) for x in GEAR_TABLE]
+    ends, h, size = [], 0, 0
+    for i, byte in enumerate(data):
+        h = ((h << 1) + table[byte]) & 0xFFFFFFFFFFFFFFFF
+        size += 1
+        if size >= MIN_CHUNK and (size >= MAX_CHUNK or h & 0xFFFF000000000000 == 0):
+            ends.append(i + 1)
+            h, size = 0, 0
+    if size:
+        ends.append(len(data))
+    return ends
+
+
+def test_gear_table() -> None:
+    assert len(GEAR_TABLE) == 256 and len(set(GEAR_TABLE.tolist())) == 256
+    assert (int(GEAR_TABLE[0]), int(GEAR_TABLE[128]), int(GEAR_TABLE[255])) == (
+        0xB088D3A9E840F559, 0xA315F5EBFB706D26, 0x63C7A906C1DD187B)
+
+
+def test_vectors_lcg() -> None:
+    data = _lcg(1048576)
+    chunks = _chunks(data)
+    assert [len(c) for c in chunks[:8]] == [10536, 62603, 15850, 40636, 11221, 82940, 131072, 29766]
+    assert len(chunks) == 19
+    nodes = _nodes(chunks)
+    assert hash_to_str(nodes[0][0]) == "ca89110d996026e92a5829264debfdfceb158d422da0139ee50c385cf4dee32d"
+    assert hash_to_str(xorb_hash(nodes)) == "f5569207bb70c1e3708e3137c8da4db73e6953c684a7e414b9543dda128e212a"
+    assert hash_to_str(file_hash(nodes)) == "75f5fd99da30912c2c896d1eacd3c3dd38c4233ce41596b41ab8033ad903c665"
+    proof = verification_hash([h for h, _ in nodes])
+    assert hash_to_str(proof) == "493abb2a16cfbe5033d85053cd1bc095b07dcdc3a8ebd84218f99f6f58b24ad7"
+    assert hashlib.sha256(data).hexdigest() == "3829caab2bb5085e147c556f5b28f801b4122cefce2c902176f80a29b2ae8f6f"
+
+
+def test_zero_runs_cut_at_the_maximum() -> None:
+    assert [len(c) for c in _chunks(bytes(300000))] == [131072, 131072, 37856]
+    assert chunk_boundaries(b"") == []
+    assert chunk_boundaries(b"x") == [1]
+    assert chunk_boundaries(bytes(MAX_CHUNK)) == [MAX_CHUNK]
+    assert chunk_boundaries(bytes(MAX_CHUNK + 1)) == [MAX_CHUNK, MAX_CHUNK + 1]
+
+
+def _inputs() -> dict[str, bytes]:
+    rng = random.Random(7)
+    words = [b"weights ", b"layer.0 ", b"\n", b"attention ", b"0.125 ", b"tokenizer "]
+    return {
+        "random-1": rng.randbytes(1),
+        "random-8191": rng.randbytes(8191),
+        "random-8193": rng.randbytes(8193),
+        "random-131073": rng.randbytes(131073),
+        "random-3M": rng.randbytes(3 * 1024 * 1024 + 17),
+        "zeros-1M": bytes(1 << 20),
+        "runs": rng.randbytes(70000) + bytes(400000) + rng.randbytes(200000) + b"ab" * 150000 + rng.randbytes(9000),
+        "text": b"".join(rng.choice(words) for _ in range(300000)),
+        "repeated-block": rng.randbytes(50000) * 12,
+    }
+
+
+def test_file_hash_matches_hf_xet(tmp_path: Path) -> None:
+    inputs = _inputs()
+    paths = []
+    for name, data in inputs.items():
+        paths.append(tmp_path / name)
+        paths[-1].write_bytes(data)
+    reference = hf_xet.hash_files([str(p) for p in paths])
+    for (name, data), info in zip(inputs.items(), reference, strict=True):
+        assert (name, hash_to_str(file_hash(_nodes(_chunks(data)))), len(data)) == (name, info.hash, info.file_size)
+
+
+def test_chunking_matches_the_byte_at_a_time_definition() -> None:
+    rng = random.Random(3)
+    for data in [rng.randbytes(400000), bytes(20000) + rng.randbytes(300000), (rng.randbytes(70) * 5000)[:350000]]:
+        assert chunk_boundaries(data) == _reference_boundaries(data)
+        assert chunk_boundaries(memoryview(data)) == chunk_boundaries(bytearray(data))
 
 
 # --- xorbs -------------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from sqlalchemy import create_engine, text
 
 from databases import DATABASES, wanted
 from processes import Child, leftovers, reap, run_id, stop_group
+from seaweed import SHARED as SEAWEED
 
 run_id()  # before any child starts: every process this run starts carries it
 READY = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
@@ -74,16 +75,17 @@ class Server:
 
 
 def start_server(data: Path, *extra: str, env: dict[str, str] | None = None, config: Path | None = None,
-                 timeout: float = 60, database: str | None = None) -> Server:
+                 timeout: float = 60, database: str | None = None, port: int = 0) -> Server:
     """Start `hubgate serve` (a session of its own) on a free port and return once it accepts
     requests; stop it and raise with its log if it exits or is not up within `timeout` seconds.
     `database`: "sqlite" (in the data folder) or "postgresql" (a database of its own for this data
-    folder, see tests/databases.py); default: HUBGATE_TEST_DATABASE, else sqlite."""
+    folder, see tests/databases.py); default: HUBGATE_TEST_DATABASE, else sqlite. `port`: 0 for
+    any free one."""
     full_env = {**os.environ, **(env or {})}
     full_env.pop("HF_ENDPOINT", None)
     if wanted(database) == "postgresql" and "HUBGATE_DATABASE_URL" not in full_env:
         full_env["HUBGATE_DATABASE_URL"] = DATABASES.url_for(data)
-    args = [sys.executable, "-m", "hubgate", "serve", "--host", "127.0.0.1", "--port", "0", "--data", str(data), *extra]
+    args = [sys.executable, "-m", "hubgate", "serve", "--host", "127.0.0.1", "--port", str(port), "--data", str(data), *extra]
     if config is not None:
         args += ["--config", str(config)]
     workers = int(extra[extra.index("--workers") + 1]) if "--workers" in extra else 1
@@ -150,7 +152,8 @@ def fresh_server(tmp_path: Path) -> Iterator[Server]:
 @pytest.hookimpl(trylast=True)  # after the session's fixtures are torn down
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """Fail the run if any server (or other process) it started is still alive, and kill those;
-    drop the PostgreSQL databases the run created."""
+    stop the run's SeaweedFS, drop the PostgreSQL databases the run created."""
+    SEAWEED.stop()
     alive = leftovers()
     if alive:
         reap(alive)

@@ -6,14 +6,8 @@ Skipped without nginx (`apt-get install -y nginx-light`).
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import os
-import select
-import shutil
-import signal
-import socket
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,42 +17,16 @@ import huggingface_hub.constants
 import pytest
 from huggingface_hub import HfApi, HfFileSystem, get_hf_file_metadata, hf_hub_download, hf_hub_url
 
+import nginx
 from conftest import Server, start_server
 from processes import until
 
-NGINX = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
-pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed (apt-get install -y nginx-light)")
+pytestmark = pytest.mark.skipif(nginx.NGINX is None, reason=nginx.MISSING)
 
 REPO = "alice/behind-nginx"
 PREFIX = "/_hubgate_blobs/"
 
-# The configuration of docs/deployment.md; {accel} is the internal location in accel mode.
-NGINX_CONF = """\
-{user}worker_processes 1; pid nginx.pid; error_log error.log warn; daemon on;
-events {{ worker_connections 256; }}
-http {{
-  map $request_uri $path_only {{ "~^(?<path>[^?]*)" $path; }}  # no query: presigned links carry sig=
-  log_format hubgate '$request_method $path_only $status uri=$uri bytes=$body_bytes_sent';
-  access_log access.log hubgate;
-  client_body_temp_path tmp/client_body; proxy_temp_path tmp/proxy;
-  fastcgi_temp_path tmp/fastcgi; uwsgi_temp_path tmp/uwsgi; scgi_temp_path tmp/scgi;
-  upstream hubgate {{
-    server 127.0.0.1:{hubgate_port};
-    keepalive 16; keepalive_timeout 20s;  # below hubgate's [http] keep_alive (30 s)
-  }}
-  server {{
-    listen 127.0.0.1:{port};
-    client_max_body_size 0; proxy_request_buffering off; proxy_buffering off;
-    location / {{
-      proxy_pass http://hubgate; proxy_http_version 1.1;
-      proxy_set_header Connection ""; proxy_set_header Host $http_host;
-      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-      proxy_set_header X-Forwarded-Proto $scheme;
-      proxy_read_timeout 300s; proxy_send_timeout 300s;
-    }}
-{accel}  }}
-}}
-"""
+# nginx's internal location in accel mode (as in docs/deployment.md).
 ACCEL_LOCATION = """\
     location {prefix} {{
       internal;
@@ -83,13 +51,7 @@ class Front:
     token: str  # alice's, a write token
 
     def access_log(self) -> list[str]:
-        return (self.prefix / "access.log").read_text().splitlines()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        return [line.rsplit(" up=", 1)[0] for line in nginx.access_log(self.prefix)]
 
 
 @pytest.fixture(scope="module", params=["accel", "proxy"])
@@ -101,34 +63,16 @@ def front(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     config.write_text(f'lfs_for_xet_clients = true\n[http]\ntrusted_proxies = ["127.0.0.1"]\n{accel_line}')
     with start_server(base / "data", config=config) as hubgate:
         hubgate.add_user("alice")
-        port, nginx_dir = _free_port(), base / "nginx"
-        (nginx_dir / "tmp").mkdir(parents=True)
+        port, nginx_dir = nginx.free_port(), base / "nginx"
         accel = ACCEL_LOCATION.format(prefix=PREFIX, blobs=(base / "data" / "blobs").absolute()) if mode == "accel" else ""
-        user = f"user {getpass.getuser()};\n" if os.geteuid() == 0 else ""  # workers read hubgate's 0600 blobs
         hubgate_port = hubgate.url.rsplit(":", 1)[1]
-        (nginx_dir / "nginx.conf").write_text(NGINX_CONF.format(user=user, hubgate_port=hubgate_port, port=port, accel=accel))
-        assert NGINX is not None
-        subprocess.run([NGINX, "-p", str(nginx_dir), "-c", "nginx.conf"], check=True, timeout=30, capture_output=True)
+        nginx.start(nginx_dir, port, [f"127.0.0.1:{hubgate_port}"], accel)
         try:
             url = f"http://127.0.0.1:{port}"
             assert httpx.get(f"{url}/healthz", timeout=10).status_code == 200
             yield Front(url, mode, hubgate, nginx_dir, hubgate.token("alice", "write"))
         finally:
-            _stop_nginx(nginx_dir)
-
-
-def _stop_nginx(nginx_dir: Path) -> None:
-    """Fast shutdown, waiting for the master (which outlives its workers) to exit: a daemon is not
-    our child, so its exit is watched through a pidfd."""
-    assert NGINX is not None
-    pid = int((nginx_dir / "nginx.pid").read_text())
-    watch = os.pidfd_open(pid)
-    try:
-        subprocess.run([NGINX, "-p", str(nginx_dir), "-c", "nginx.conf", "-s", "stop"], timeout=30, check=False)
-        if not select.select([watch], [], [], 20)[0]:
-            signal.pidfd_send_signal(watch, signal.SIGKILL)
-    finally:
-        os.close(watch)
+            nginx.stop(nginx_dir)
 
 
 @pytest.fixture(scope="module")

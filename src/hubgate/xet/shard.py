@@ -57,6 +57,9 @@ class Shard:
     xorbs: tuple[XorbEntry, ...]
 
 
+ChunkIndex = Callable[[bytes], Sequence[ChunkEntry] | None]  # xorb hash -> its stored chunk index, None if unknown
+
+
 class _Reader:
     """Reads 48-byte entries from body[at:limit], refusing counts the remaining bytes cannot hold."""
 
@@ -178,7 +181,7 @@ def check_xorb(entry: XorbEntry, stored: Sequence[ChunkEntry] | None) -> None:
         raise XetFormatError(f"the shard's chunk list for xorb {hash_to_str(entry.xorb)} disagrees with the xorb")
 
 
-def check_file(entry: FileEntry, index: Callable[[bytes], Sequence[ChunkEntry] | None]) -> int:
+def check_file(entry: FileEntry, index: ChunkIndex) -> int:
     """Check one file against the stored xorb indexes and return its size; XetFormatError on any failure.
 
     The verification entries are required: they prove the uploader holds the chunks of each xorb it reuses.

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hubgate.xet.chunking import GEAR_TABLE, MAX_CHUNK, MIN_CHUNK, chunk_boundaries
+from hubgate.xet.chunking import GEAR_TABLE, MAX_CHUNK, MIN_CHUNK, chunk_boundaries, chunk_nodes
 from hubgate.xet.hashing import (
     chunk_hash,
     file_hash,
@@ -179,6 +179,7 @@ def test_file_hash_matches_hf_xet(tmp_path: Path) -> None:
     reference = hf_xet.hash_files([str(p) for p in paths])
     for (name, data), info in zip(inputs.items(), reference, strict=True):
         assert (name, hash_to_str(file_hash(_nodes(_chunks(data)))), len(data)) == (name, info.hash, info.file_size)
+        assert chunk_nodes(data) == _nodes(_chunks(data))
 
 
 def test_chunking_matches_the_byte_at_a_time_definition() -> None:

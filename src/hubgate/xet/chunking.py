@@ -14,6 +14,8 @@ import bisect
 import numpy as np
 import numpy.typing as npt
 
+from hubgate.xet.hashing import chunk_hash
+
 MIN_CHUNK = 8192
 MAX_CHUNK = 131072
 WINDOW = 64
@@ -127,3 +129,14 @@ def chunk_boundaries(data: bytes | bytearray | memoryview) -> list[int]:
         ends.append(cut + 1)
         start = cut + 1
     return ends
+
+
+def chunk_nodes(data: bytes | bytearray | memoryview) -> list[tuple[bytes, int]]:
+    """(chunk hash, size) of each chunk of `data`, in order: what xorb_hash and file_hash take."""
+    view = memoryview(data).cast("B")
+    nodes = []
+    start = 0
+    for end in chunk_boundaries(view):
+        nodes.append((chunk_hash(view[start:end]), end - start))
+        start = end
+    return nodes

@@ -46,7 +46,7 @@ def str_to_hash(s: str) -> bytes:
     return b"".join(raw[i : i + 8][::-1] for i in range(0, HASH_SIZE, 8))
 
 
-def chunk_hash(data: bytes) -> bytes:
+def chunk_hash(data: bytes | bytearray | memoryview) -> bytes:
     return blake3(data, key=DATA_KEY).digest()
 
 

@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hubgate.cli import app as cli_app
+from hubgate.config import Settings
 
 
 def hubgate(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
@@ -166,3 +167,35 @@ def test_serve_refuses_without_traceback(tmp_path: Path) -> None:
     assert len(lines) == 1
     assert lines[0].startswith(f"error: {config}: prot: unknown setting (did you mean port?); expected one of host, port, ")
     assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_server_key_from_config_or_environment_is_hidden_and_checked(tmp_path: Path, data: Path) -> None:
+    key = "k3y-" + "0123456789abcdef" * 3
+    status, out, err = hubgate("config", "check", "--data", str(data), env={"HUBGATE_SECRET_KEY": key})
+    assert (status, err) == (0, "") and key not in out
+    assert settings_of(out)["secret_key"] == "*** (hidden)  (env HUBGATE_SECRET_KEY)"
+    config = write(tmp_path, f"secret_key = '{key}'\n")
+    status, out, _ = hubgate("config", "check", "--config", str(config), "--data", str(data))
+    assert status == 0 and key not in out and settings_of(out)["secret_key"] == f"*** (hidden)  (file {config})"
+    expected = "got a value; expected 32 to 512 printable ASCII characters without spaces, such as the output of `openssl rand -hex 32`"
+    for value in ("too-short-a-key", key[:20] + " " + key[20:], key + "é"):
+        status, _, err = hubgate("config", "check", "--data", str(data), env={"HUBGATE_SECRET_KEY": value})
+        assert (status, err) == (2, f"error: HUBGATE_SECRET_KEY (environment): {expected}\n")
+    config = write(tmp_path, "secret_key = 'too-short-a-key'\n")
+    status, _, err = hubgate("config", "check", "--config", str(config), "--data", str(data))
+    assert (status, err) == (2, f"error: {config}: secret_key: {expected}\n") and "too-short" not in err
+    # a secret inside a refused table is not echoed either
+    config = write(tmp_path, "[blobs]\nbackend = 's3'\nsecret_access_key = 'very-secret-value'\n")
+    status, _, err = hubgate("config", "check", "--config", str(config), "--data", str(data))
+    assert status == 2 and "bucket" in err and "very-secret-value" not in err
+
+
+def test_server_key_configured_or_kept_in_the_data_folder(tmp_path: Path) -> None:
+    key = "0123456789abcdef" * 4
+    configured = Settings.load(data=tmp_path / "a", secret_key=key)
+    assert configured.signing_key() == key.encode() and key not in repr(configured)
+    assert not (tmp_path / "a" / "secret.key").exists()
+    embedded = Settings.load(data=tmp_path / "b")
+    first = embedded.signing_key()
+    assert len(first) == 32 and (tmp_path / "b" / "secret.key").stat().st_mode & 0o777 == 0o600
+    assert Settings.load(data=tmp_path / "b").signing_key() == first  # kept

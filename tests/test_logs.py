@@ -99,7 +99,7 @@ def test_no_secret_in_the_log_after_uploads_downloads_and_failed_logins(server: 
 def test_start_up_summary(server: Server) -> None:
     summary = next(line for line in server.log if "starting hubgate" in line)
     for part in (f"version {__version__}", f"data {server.data}", f"database sqlite:///{server.data.resolve()}/hubgate.db",
-                 f"blob store {server.data}/blobs", "config /", "upstreams hub=http://mirror:***@127.0.0.1:9 "
+                 f"blob store {server.data}/blobs", f"server key {server.data.absolute()}/secret.key", "config /", "upstreams hub=http://mirror:***@127.0.0.1:9 "
                  "(token from $LOGS_UPSTREAM_TOKEN)", "offline no", "workers 2", "listen 127.0.0.1:0"):
         assert part in summary, (part, summary)
 

@@ -37,6 +37,15 @@ def _database_url(value: str) -> str:
     return value
 
 
+SECRET_KEY_FORMAT = re.compile(r"[!-~]{32,512}")
+
+
+def _secret_key(value: str) -> str:
+    if not SECRET_KEY_FORMAT.fullmatch(value):
+        raise ValueError("32 to 512 printable ASCII characters without spaces, such as the output of `openssl rand -hex 32`")
+    return value
+
+
 def _env_name(value: str) -> str:
     if not value or not value.replace("_", "A").isalnum() or value[0].isdigit():
         raise ValueError("the name of an environment variable, such as HF_TOKEN")
@@ -185,6 +194,9 @@ class Settings(BaseModel):
     database_url: Annotated[str, AfterValidator(_database_url)] | None = None
     # Database connections each process keeps open (as many more may open for a burst).
     db_pool_size: int = Field(5, ge=1, le=100, description="a number of connections from 1 to 100")
+    # The server key (signs presigned links, encrypts stored upstream tokens); every replica of one
+    # deployment needs the same. Default: a random key kept in the data folder's secret.key.
+    secret_key: Annotated[str, AfterValidator(_secret_key)] | None = Field(None, repr=False)
     # Externally visible base URL (used in URLs handed to clients); default: the request's own.
     public_url: HttpUrl | None = None
     workers: int = Field(1, ge=1, le=64, description="a number of processes from 1 to 64")
@@ -273,8 +285,11 @@ class Settings(BaseModel):
     def tmp_dir(self) -> Path:
         return self.data / "tmp"
 
-    def secret_key(self) -> bytes:
-        """Key that signs presigned URLs; created once per data folder (0600, first starter wins)."""
+    def signing_key(self) -> bytes:
+        """The server key: `secret_key` (config or HUBGATE_SECRET_KEY), else the data folder's
+        secret.key, created once (0600, first starter wins)."""
+        if self.secret_key is not None:
+            return self.secret_key.encode("ascii")
         path = self.data / "secret.key"
         if not path.exists():
             self.data.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,7 @@ from hubgate import constants
 
 M = TypeVar("M", bound=BaseModel)
 SECRET_KEYS = frozenset({"database_url"})  # may hold a password: never shown
+HIDDEN_KEYS = frozenset({"secret_key", "secret_access_key"})  # secrets: never shown, not even masked
 
 
 class ConfigError(Exception):
@@ -86,7 +87,7 @@ class Layers:
         if error["type"] == "missing":
             return f"{prefix}missing; expected {_expected(model, error)}"
         given = str(error["input"]) if isinstance(error["input"], Path) else error["input"]
-        shown = "a value" if top in SECRET_KEYS or "secret_access_key" in loc else repr(given)
+        shown = "a value" if top in SECRET_KEYS or _holds_secret(loc, given) else repr(given)
         return f"{prefix}got {shown}; expected {_expected(model, error)}"
 
     def effective(self, settings: BaseModel) -> Iterator[tuple[str, str, str]]:
@@ -217,12 +218,17 @@ def _dotted(loc: tuple[int | str, ...]) -> str:
     return text
 
 
+def _holds_secret(loc: tuple[int | str, ...], given: Any) -> bool:
+    """Whether a refused value is, or is a table holding, a secret."""
+    return any(part in HIDDEN_KEYS for part in loc) or (isinstance(given, dict) and any(key in HIDDEN_KEYS for key in given))
+
+
 def _shown(key: str, value: Any) -> str:
     if value is None:
         return "(none)"
     if key in SECRET_KEYS or (key == "url" and isinstance(value, str)):
         return masked_url(str(value))
-    if key == "secret_access_key":
+    if key in HIDDEN_KEYS:
         return "*** (hidden)"
     if key == "token_env":
         return f"{value} ({'set' if os.environ.get(value) else 'NOT SET'}; value hidden)"

@@ -137,11 +137,11 @@ class Hub:
 
     @cached_property
     def upstream_tokens(self) -> UpstreamTokens:
-        return UpstreamTokens(self.metadata, self.settings.secret_key(), [u.name for u in self.settings.upstream])
+        return UpstreamTokens(self.metadata, self.settings.signing_key(), [u.name for u in self.settings.upstream])
 
     @cached_property
     def signer(self) -> Signer:
-        return Signer(self.settings.secret_key())
+        return Signer(self.settings.signing_key())
 
     def collector(self, grace: float | None = None, upload_grace: float | None = None) -> Collector:
         gc = self.settings.gc

@@ -164,6 +164,7 @@ def log_start(settings: Settings) -> None:
         "data": str(settings.data.absolute()),
         "database": masked_url(settings.db_url),
         "blob_store": str(settings.blob_dir.absolute()),
+        "server_key": "from secret_key" if settings.secret_key else str((settings.data / "secret.key").absolute()),
         "config": str(settings.config.absolute()) if settings.config else "none",
         "upstreams": ", ".join(upstreams) or "none",
         "offline": settings.offline,

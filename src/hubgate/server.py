@@ -50,7 +50,7 @@ def serve(settings: Settings) -> None:
         if value is not None:
             os.environ[f"HUBGATE_{name.upper()}"] = value if isinstance(value, str) else json.dumps(value)
     hub = Hub(settings)  # create the data folder, schema and signing key once, before workers start
-    hub.settings.secret_key()
+    hub.settings.signing_key()
     hub.blobs.remove_partial_writes()  # uploads cut off by a crash: never visible, now gone
     hub.blobs.recover_deletes()  # a garbage collection cut off by a crash: its blob put back
     check_part_files(settings.tmp_dir)  # fetches cut off by a crash: kept only if whole and verified

@@ -14,11 +14,13 @@ from pathlib import Path
 import hf_xet
 import lz4.frame
 import pytest
+from blake3 import blake3
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hubgate.xet.chunking import GEAR_TABLE, MAX_CHUNK, MIN_CHUNK, chunk_boundaries, chunk_nodes
 from hubgate.xet.hashing import (
+    NODE_KEY,
     chunk_hash,
     file_hash,
     hash_to_str,
@@ -97,6 +99,37 @@ def test_vectors_hello_and_zeros() -> None:
     zeros = _nodes([bytes(131072), bytes(131072), bytes(37856)])
     assert hash_to_str(file_hash(zeros)) == "3d7bd4178bc2851ba07d59c24c3a88ae0c7220e9920d6c5c6a06b01556d46404"
     assert file_hash([]) == bytes(32)
+
+
+def _level_by_level(nodes: list[tuple[bytes, int]]) -> bytes:
+    """§3.4 as written: rebuild the whole list level by level (the library streams instead)."""
+    level = nodes
+    if not level:
+        return bytes(32)
+    while len(level) > 1:
+        merged, start = [], 0
+        while start < len(level):
+            remaining = len(level) - start
+            end = len(level) if remaining <= 2 else start + min(9, remaining)
+            if remaining > 2:
+                for i in range(2, min(9, remaining)):
+                    if int.from_bytes(level[start + i][0][24:32], "little") % 4 == 0:
+                        end = start + i + 1
+                        break
+            text = "".join(f"{hash_to_str(h)} : {size}\n" for h, size in level[start:end])
+            merged.append((blake3(text.encode(), key=NODE_KEY).digest(), sum(size for _, size in level[start:end])))
+            start = end
+        level = merged
+    return level[0][0]
+
+
+def test_streaming_aggregation_equals_the_level_by_level_rule() -> None:
+    rng = random.Random(2)
+    for n in [*range(40), 81, 82, 729, 5000]:
+        nodes = [(rng.randbytes(32), rng.randint(1, 131072)) for _ in range(n)]
+        assert xorb_hash(nodes) == _level_by_level(nodes), n
+        expected = bytes(32) if n == 0 else blake3(_level_by_level(nodes), key=bytes(32)).digest()
+        assert file_hash(iter(nodes)) == expected
 
 
 def test_lcg_prefix() -> None:

@@ -5,7 +5,7 @@ Every hash is 32 raw bytes; `hash_to_str` gives the 64-hex form used on the wire
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from blake3 import blake3
 
@@ -31,35 +31,31 @@ _MAX_GROUP = 2 * _BRANCHING + 1
 _HEX = frozenset("0123456789abcdef")
 
 
+def _swap_words(h: bytes) -> bytes:
+    """Reverse the bytes within each 8-byte word (its own inverse)."""
+    return h[7::-1] + h[15:7:-1] + h[23:15:-1] + h[31:23:-1]
+
+
 def hash_to_str(h: bytes) -> str:
     """The Xet string form: each 8-byte word printed as a little-endian u64 in lowercase hex."""
     if len(h) != HASH_SIZE:
         raise ValueError(f"a Xet hash has {HASH_SIZE} bytes, not {len(h)}")
-    return b"".join(h[i : i + 8][::-1] for i in range(0, HASH_SIZE, 8)).hex()
+    return _swap_words(h).hex()
 
 
 def str_to_hash(s: str) -> bytes:
     """The inverse of `hash_to_str`; ValueError unless `s` is 64 lowercase hex digits."""
     if len(s) != 2 * HASH_SIZE or not _HEX.issuperset(s):
         raise ValueError("a Xet hash is 64 lowercase hexadecimal digits")
-    raw = bytes.fromhex(s)
-    return b"".join(raw[i : i + 8][::-1] for i in range(0, HASH_SIZE, 8))
+    return _swap_words(bytes.fromhex(s))
 
 
 def chunk_hash(data: bytes | bytearray | memoryview) -> bytes:
     return blake3(data, key=DATA_KEY).digest()
 
 
-def _cut(nodes: Sequence[tuple[bytes, int]], start: int) -> int:
-    """The end (exclusive) of the group that starts at `start`."""
-    remaining = len(nodes) - start
-    if remaining <= 2:
-        return len(nodes)
-    end = min(_MAX_GROUP, remaining)
-    for i in range(2, end):
-        if int.from_bytes(nodes[start + i][0][24:32], "little") % _BRANCHING == 0:
-            return start + i + 1
-    return start + end
+def _closes_group(h: bytes) -> bool:
+    return int.from_bytes(h[24:32], "little") % _BRANCHING == 0
 
 
 def _merge(group: Sequence[tuple[bytes, int]]) -> tuple[bytes, int]:
@@ -67,32 +63,70 @@ def _merge(group: Sequence[tuple[bytes, int]]) -> tuple[bytes, int]:
     return blake3(text.encode(), key=NODE_KEY).digest(), sum(size for _, size in group)
 
 
-def aggregate(nodes: Sequence[tuple[bytes, int]]) -> bytes:
-    """The aggregated ("merkle") hash of (hash, size) nodes; 32 zero bytes for none."""
-    level = list(nodes)
-    if not level:
+class Aggregator:
+    """The aggregated ("merkle") hash of (hash, size) nodes fed one at a time (§3.4), in bounded memory.
+
+    Each tree level holds only its open group (under 9 nodes): a group closes after the first node at position 2 or
+    later whose last word is divisible by 4, or at 9 nodes, exactly where the level-by-level rule cuts it; what is
+    left open at the end forms the level's last group. Use once: add() every node, then root() or file_hash().
+    """
+
+    def __init__(self) -> None:
+        self._open: list[list[tuple[bytes, int]]] = []  # per level: its open group
+        self._seen: list[int] = []  # per level: nodes it has received
+
+    def add(self, h: bytes, size: int) -> None:
+        self._push(0, (h, size))
+
+    def _push(self, level: int, node: tuple[bytes, int]) -> None:
+        if level == len(self._open):
+            self._open.append([])
+            self._seen.append(0)
+        group = self._open[level]
+        group.append(node)
+        self._seen[level] += 1
+        if len(group) == _MAX_GROUP or (len(group) > 2 and _closes_group(node[0])):
+            self._open[level] = []
+            self._push(level + 1, _merge(group))
+
+    def root(self) -> bytes:
+        """The aggregated hash; 32 zero bytes for no nodes."""
+        level = 0
+        while level < len(self._open):
+            if self._seen[level] == 1 and level == len(self._open) - 1:
+                return self._open[level][0][0]
+            if self._open[level]:
+                group, self._open[level] = self._open[level], []
+                self._push(level + 1, _merge(group))
+            level += 1
         return ZERO_HASH
-    while len(level) > 1:
-        merged: list[tuple[bytes, int]] = []
-        start = 0
-        while start < len(level):
-            end = _cut(level, start)
-            merged.append(_merge(level[start:end]))
-            start = end
-        level = merged
-    return level[0][0]
+
+    def file_hash(self) -> bytes:
+        """The file hash of the nodes as a file's chunks (§3.5); all zeros for an empty file."""
+        if not self._seen:
+            return ZERO_HASH
+        return blake3(self.root(), key=ZERO_HASH).digest()
 
 
-def xorb_hash(chunks: Sequence[tuple[bytes, int]]) -> bytes:
+def aggregate(nodes: Iterable[tuple[bytes, int]]) -> bytes:
+    """The aggregated ("merkle") hash of (hash, size) nodes; 32 zero bytes for none."""
+    aggregator = Aggregator()
+    for h, size in nodes:
+        aggregator.add(h, size)
+    return aggregator.root()
+
+
+def xorb_hash(chunks: Iterable[tuple[bytes, int]]) -> bytes:
     """A xorb's hash: the aggregation over its (chunk hash, unpacked size) in stored order."""
     return aggregate(chunks)
 
 
-def file_hash(chunks: Sequence[tuple[bytes, int]]) -> bytes:
+def file_hash(chunks: Iterable[tuple[bytes, int]]) -> bytes:
     """A file's hash over all its (chunk hash, size) in file order; all zeros for an empty file."""
-    if not chunks:
-        return ZERO_HASH
-    return blake3(aggregate(chunks), key=ZERO_HASH).digest()
+    aggregator = Aggregator()
+    for h, size in chunks:
+        aggregator.add(h, size)
+    return aggregator.file_hash()
 
 
 def verification_hash(chunk_hashes: Sequence[bytes]) -> bytes:

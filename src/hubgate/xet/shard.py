@@ -10,7 +10,7 @@ import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from hubgate.xet.hashing import HASH_SIZE, file_hash, hash_to_str, str_to_hash, verification_hash
+from hubgate.xet.hashing import HASH_SIZE, Aggregator, hash_to_str, str_to_hash, verification_hash
 from hubgate.xet.xorb import MAX_XORB_CHUNKS, ChunkEntry, XetFormatError
 
 TAG = bytes.fromhex("48465265706f4d6574614461746100556967456a7b815783a5bdd95ccdd14aa9")  # "HFRepoMetaData\0"...
@@ -189,7 +189,8 @@ def check_file(entry: FileEntry, index: ChunkIndex) -> int:
     name = hash_to_str(entry.file_hash)
     if entry.verification is None or len(entry.verification) != len(entry.terms):
         raise XetFormatError(f"file {name} lacks its verification entries")
-    nodes: list[tuple[bytes, int]] = []
+    hasher = Aggregator()  # bounded memory, however many chunks the file claims
+    size = 0
     for term, proof in zip(entry.terms, entry.verification, strict=True):
         chunks = index(term.xorb)
         xorb = hash_to_str(term.xorb)
@@ -202,7 +203,10 @@ def check_file(entry: FileEntry, index: ChunkIndex) -> int:
             raise XetFormatError(f"file {name}: a term's size disagrees with chunks {term.start}..{term.end} of xorb {xorb}")
         if verification_hash([chunk.hash for chunk in used]) != proof:
             raise XetFormatError(f"file {name}: wrong verification hash for chunks {term.start}..{term.end} of xorb {xorb}")
-        nodes.extend((chunk.hash, chunk.unpacked_size) for chunk in used)
-    if file_hash(nodes) != entry.file_hash:
-        raise XetFormatError(f"file {name}: the hash of its chunks is {hash_to_str(file_hash(nodes))}")
-    return sum(size for _, size in nodes)
+        for chunk in used:
+            hasher.add(chunk.hash, chunk.unpacked_size)
+        size += term.unpacked_size
+    actual = hasher.file_hash()
+    if actual != entry.file_hash:
+        raise XetFormatError(f"file {name}: the hash of its chunks is {hash_to_str(actual)}")
+    return size

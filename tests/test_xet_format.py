@@ -22,6 +22,7 @@ from hubgate.xet.chunking import GEAR_TABLE, MAX_CHUNK, MIN_CHUNK, chunk_boundar
 from hubgate.xet.hashing import (
     NODE_KEY,
     chunk_hash,
+    dedup_eligible,
     file_hash,
     hash_to_str,
     str_to_hash,
@@ -34,6 +35,7 @@ from hubgate.xet.shard import (
     Shard,
     Term,
     XorbEntry,
+    build_dedup_shard,
     build_shard,
     check_file,
     check_xorb,
@@ -497,3 +499,41 @@ def test_random_file_layouts_check(store: Stored) -> None:
         size = sum(c.unpacked_size for x, s, e in spans for c in store.xorbs[x][s:e])
         assert check_file(entry, store) == size
         assert parse_shard(build_shard([entry], [])).files == (entry,)
+
+
+def test_dedup_shard_layout(store: Stored) -> None:
+    rng = random.Random(12)
+    xorbs = [store.add([rng.randbytes(rng.randint(1, 2000)) for _ in range(n)]) for n in (3, 1, 7)]
+    entries = [XorbEntry(x, tuple((c.hash, c.unpacked_size) for c in store.xorbs[x])) for x in xorbs]
+    key = rng.randbytes(32)
+    body = build_dedup_shard(entries, key, 1_800_000_000, 1_800_604_800)
+    shard = parse_shard(body)
+    assert shard.files == ()
+    by_xorb = {x.xorb: x for x in shard.xorbs}
+    order = [x.xorb for x in shard.xorbs]
+    assert order == sorted(order, key=lambda h: int.from_bytes(h[:8], "little"))
+    for entry in entries:
+        assert by_xorb[entry.xorb].chunks == tuple((blake3(h, key=key).digest(), n) for h, n in entry.chunks)
+    (version, file_info, xorb_info, file_lookup, file_count, xorb_lookup, xorb_count, chunk_lookup, chunk_count,
+     footer_key, created, expiry, _, _, stored, footer_offset) = struct.unpack("<9Q32sQQ48xQQQQ", body[-200:])
+    assert (version, file_info, xorb_info, file_count, xorb_count, chunk_count) == (1, 48, 96, 0, 3, 11)
+    assert (footer_key, created, expiry, footer_offset) == (key, 1_800_000_000, 1_800_604_800, len(body) - 200)
+    assert stored == sum(c.unpacked_size for x in xorbs for c in store.xorbs[x])
+    assert file_lookup == xorb_lookup == 96 + 48 * (3 + 11) + 48 and chunk_lookup == xorb_lookup + 3 * 12
+    rows = [struct.unpack_from("<QI", body, xorb_lookup + 12 * i) for i in range(3)]
+    for (truncated, index), xorb in zip(rows, order, strict=True):
+        at = xorb_info + 48 * index
+        assert body[at : at + 32] == xorb and truncated == int.from_bytes(xorb[:8], "little")
+    chunks = [struct.unpack_from("<QII", body, chunk_lookup + 16 * i) for i in range(11)]
+    assert [c[0] for c in chunks] == sorted(c[0] for c in chunks)
+    for truncated, index, ordinal in chunks:
+        at = xorb_info + 48 * (index + 1 + ordinal)
+        assert int.from_bytes(body[at : at + 8], "little") == truncated
+    with pytest.raises(ValueError):
+        build_dedup_shard(entries, bytes(32), 0, 0)
+
+
+def test_dedup_eligibility() -> None:
+    assert dedup_eligible(bytes(24) + (3 * 1024).to_bytes(8, "little"))
+    assert not dedup_eligible(bytes(24) + (3 * 1024 + 1).to_bytes(8, "little"))
+    assert not dedup_eligible((1024).to_bytes(8, "little") + bytes(16) + (7).to_bytes(8, "little"))

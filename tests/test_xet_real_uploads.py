@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import os
 import random
 import textwrap
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +22,7 @@ import pytest
 from client_env import clean_env, run_python
 from hubgate.xet.hashing import str_to_hash
 from hubgate.xet.reconstruct import file_bytes
-from hubgate.xet.shard import FileEntry, check_file, check_xorb, parse_shard
+from hubgate.xet.shard import FileEntry, XorbEntry, build_dedup_shard, check_file, check_xorb, parse_shard
 from hubgate.xet.xorb import ChunkEntry, parse_xorb
 
 
@@ -29,6 +31,15 @@ class Recorder(http.server.ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.xorbs: dict[bytes, bytes] = {}
         self.shards: list[bytes] = []
+        self.dedup = False  # answer global dedup queries with build_dedup_shard
+        self.holders: dict[bytes, list[XorbEntry]] = {}  # chunk hash -> xorbs holding it
+        self.dedup_answers = 0
+
+    def keep(self, xorb: bytes, body: bytes) -> None:
+        entry = XorbEntry(xorb, tuple((c.hash, c.unpacked_size) for c in parse_xorb(body, xorb)))
+        self.xorbs[xorb] = body
+        for chunk, _ in entry.chunks:
+            self.holders.setdefault(chunk, []).append(entry)
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -45,13 +56,20 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def do_GET(self) -> None:  # dedup probes: nothing is known
-        self._answer(404)
+    def do_GET(self) -> None:
+        asked = str_to_hash(self.path.rsplit("/", 1)[1]) if self.path.startswith("/v1/chunks/") else None
+        holders = self.server.holders.get(asked) if asked else None
+        if not (self.server.dedup and holders):
+            self._answer(404)
+            return
+        self.server.dedup_answers += 1
+        now = int(time.time())
+        self._answer(200, build_dedup_shard(holders, os.urandom(32), now, now + 7 * 86400))
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         if self.path.startswith("/v1/xorbs/default/"):
-            self.server.xorbs[str_to_hash(self.path.rsplit("/", 1)[1])] = body
+            self.server.keep(str_to_hash(self.path.rsplit("/", 1)[1]), body)
             self._answer(200, b'{"was_inserted": true}')
         elif self.path == "/v1/shards":
             self.server.shards.append(body)
@@ -140,3 +158,29 @@ def test_real_uploads_validate_and_rebuild(recorder: Recorder, tmp_path: Path) -
     assert file.sha256 == hashlib.sha256(edited).hexdigest()
     assert {t.xorb for t in file.terms} & first_xorbs
     assert sum(len(recorder.xorbs[x]) for x in set(recorder.xorbs) - first_xorbs) < 300_000
+
+
+@pytest.mark.parametrize("dedup", [False, True], ids=["no-global-dedup", "global-dedup"])
+def test_global_dedup_answer_spares_a_fresh_client_the_unchanged_chunks(recorder: Recorder, tmp_path: Path, dedup: bool) -> None:
+    """A client with an empty cache uploads an edited copy: answered with build_dedup_shard, it sends only the changed
+    chunk and its terms reuse the first upload's xorb (verified); answered 404, it sends everything again."""
+    original = random.Random(8).randbytes(2_000_000)
+    (tmp_path / "v1.bin").write_bytes(original)
+    _upload(recorder, tmp_path / "home-1", [tmp_path / "v1.bin"])
+    indexes: dict[bytes, list[ChunkEntry]] = {}
+    _check(recorder, indexes)
+    first_xorbs = set(recorder.xorbs)
+    edited = bytearray(original)
+    edited[1_200_000:1_200_004] = b"v2!!"
+    (tmp_path / "v2.bin").write_bytes(edited)
+    recorder.dedup = dedup
+    _upload(recorder, tmp_path / "home-2", [tmp_path / "v2.bin"])
+    (file,) = _check(recorder, indexes)
+    assert file.sha256 == hashlib.sha256(edited).hexdigest()
+    sent = sum(len(recorder.xorbs[x]) for x in set(recorder.xorbs) - first_xorbs)
+    if dedup:
+        assert recorder.dedup_answers > 0
+        assert {t.xorb for t in file.terms} & first_xorbs
+        assert sent < 300_000
+    else:
+        assert sent > len(original)

@@ -28,6 +28,7 @@ ZERO_HASH = bytes(HASH_SIZE)
 # The aggregation cuts a group after a node whose last word is divisible by this (§3.4).
 _BRANCHING = 4
 _MAX_GROUP = 2 * _BRANCHING + 1
+_DEDUP_MODULUS = 1024
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -127,6 +128,16 @@ def file_hash(chunks: Iterable[tuple[bytes, int]]) -> bytes:
     for h, size in chunks:
         aggregator.add(h, size)
     return aggregator.file_hash()
+
+
+def keyed_hash(key: bytes, h: bytes) -> bytes:
+    """A hash as a protected dedup shard lists it: BLAKE3 keyed with the shard's key."""
+    return blake3(h, key=key).digest()
+
+
+def dedup_eligible(chunk: bytes) -> bool:
+    """Whether clients ask the global dedup endpoint about this chunk hash (§3.7; the first chunk of each file too)."""
+    return int.from_bytes(chunk[24:32], "little") % _DEDUP_MODULUS == 0
 
 
 def verification_hash(chunk_hashes: Sequence[bytes]) -> bytes:

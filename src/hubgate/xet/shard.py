@@ -10,7 +10,7 @@ import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from hubgate.xet.hashing import HASH_SIZE, Aggregator, hash_to_str, str_to_hash, verification_hash
+from hubgate.xet.hashing import HASH_SIZE, Aggregator, hash_to_str, keyed_hash, str_to_hash, verification_hash
 from hubgate.xet.xorb import MAX_XORB_CHUNKS, ChunkEntry, XetFormatError
 
 TAG = bytes.fromhex("48465265706f4d6574614461746100556967456a7b815783a5bdd95ccdd14aa9")  # "HFRepoMetaData\0"...
@@ -171,6 +171,50 @@ def _pack_xorb(entry: XorbEntry) -> bytes:
 def build_shard(files: Sequence[FileEntry], xorbs: Sequence[XorbEntry]) -> bytes:
     """Serialize a shard as a client uploads it (footer_size 0)."""
     return b"".join([_HEADER.pack(TAG, VERSION, 0), *map(_pack_file, files), BOOKEND, *map(_pack_xorb, xorbs), BOOKEND])
+
+
+_FOOTER = struct.Struct("<9Q32sQQ48xQQQQ")
+_LOOKUP = struct.Struct("<QI")  # file and xorb lookup tables: truncated hash, entry index
+_CHUNK_LOOKUP = struct.Struct("<QII")  # truncated keyed chunk hash, xorb entry index, chunk ordinal
+
+
+def _truncated(h: bytes) -> int:
+    return int.from_bytes(h[:8], "little")
+
+
+def build_dedup_shard(xorbs: Sequence[XorbEntry], key: bytes, created: int, expiry: int) -> bytes:
+    """The answer to a global dedup query (GET /v1/chunks/...): a complete shard, footer and lookup tables included,
+    listing `xorbs` (raw chunk hashes, as stored) with each chunk hash replaced by BLAKE3 keyed with `key`.
+
+    `key` (32 random bytes, not all zero) keeps the response from revealing raw chunk hashes: a client can only
+    match chunks it holds. `created` and `expiry` are Unix seconds; the client forgets the shard after `expiry`.
+    """
+    if len(key) != HASH_SIZE or key == bytes(HASH_SIZE):
+        raise ValueError("the dedup key is 32 bytes, not all zero")
+    ordered = sorted(xorbs, key=lambda x: (_truncated(x.xorb), x.xorb))
+    keyed = [XorbEntry(x.xorb, tuple((keyed_hash(key, h), size) for h, size in x.chunks)) for x in ordered]
+    xorb_info = [_pack_xorb(x) for x in keyed]
+    xorb_lookup, chunk_lookup = [], []
+    index = 0  # in 48-byte entries from the start of the xorb section
+    for entry in keyed:
+        xorb_lookup.append(_LOOKUP.pack(_truncated(entry.xorb), index))
+        chunk_lookup += [(_truncated(h), index, ordinal) for ordinal, (h, _) in enumerate(entry.chunks)]
+        index += 1 + len(entry.chunks)
+    chunk_lookup.sort(key=lambda row: row[0])
+    file_info_offset = _HEADER.size
+    xorb_info_offset = file_info_offset + ENTRY
+    lookup_offset = xorb_info_offset + sum(map(len, xorb_info)) + ENTRY
+    chunk_lookup_offset = lookup_offset + len(xorb_lookup) * _LOOKUP.size
+    footer_offset = chunk_lookup_offset + len(chunk_lookup) * _CHUNK_LOOKUP.size
+    stored = sum(size for x in xorbs for _, size in x.chunks)
+    footer = _FOOTER.pack(
+        1, file_info_offset, xorb_info_offset, lookup_offset, 0, lookup_offset, len(xorb_lookup),
+        chunk_lookup_offset, len(chunk_lookup), key, created, expiry, 0, 0, stored, footer_offset,
+    )  # fmt: skip
+    return b"".join([
+        _HEADER.pack(TAG, VERSION, FOOTER_SIZE), BOOKEND, *xorb_info, BOOKEND, *xorb_lookup,
+        *(_CHUNK_LOOKUP.pack(*row) for row in chunk_lookup), footer,
+    ])  # fmt: skip
 
 
 def check_xorb(entry: XorbEntry, stored: Sequence[ChunkEntry] | None) -> None:

@@ -10,8 +10,12 @@ the true SHA-256); the secondary serves it intact. Client behaviours checked her
   their `http_get`) and never hash what they downloaded (1.x and 2.4.0 download to a file unique
   to the run and delete it on failure; 0.36 keeps `.incomplete` files between runs);
 - `curl -C -` resumes with `Range: bytes=N-` and stops with exit code 33 when answered 200;
-- aria2c (as hfd runs it: several connections, closed ranges, a `.aria2` control file) falls back
-  to one connection when a range is answered 200.
+- aria2c 1.36 (as hfd runs it: `-x 4 -s 4`, a `.aria2` control file) reads its first request (no
+  Range) as the first segment and keeps every piece any of its answers delivered, even from an
+  answer that then breaks; it ignores `Accept-Ranges`, aborts a connection whose Range is answered
+  200 (exit code 8 when none is left), and retries a broken segment from where it stopped. So it
+  finishes only if some answer covering the last pieces completes: none may, once the file was
+  found bad while that answer ran.
 """
 
 from __future__ import annotations
@@ -196,8 +200,6 @@ def test_curl_resume_of_a_bad_transfer_fails_clearly(mirror: Server, weights: tu
     assert fresh.returncode == 0 and sha256_of(out) == weights[1]
 
 
-@pytest.mark.xfail(strict=False, reason="known gap (README, Corruption and resume): aria2c may take its first "
-                   "segment from a cold whole-file answer it closes before the held-back tail; seen in ~1 of 10 runs")
 def test_aria2c_parallel_ranges_end_with_the_right_file_or_fail(mirror: Server, weights: tuple[Path, str], tmp_path: Path) -> None:
     aria2c = shutil.which("aria2c")
     if aria2c is None:

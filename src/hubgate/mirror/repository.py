@@ -7,18 +7,20 @@ known mapping is served with an `X-Hubgate-Stale` header.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import re
 import time
 from collections.abc import AsyncGenerator, Callable, Iterator
+from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from hubgate.errors import EntryNotFound, GatedRepo, HubError, RepoDisabled, RepoNotFound, RevisionNotFound
 from hubgate.git.objects import CommitData
 from hubgate.ids import RepoRef, check_path, is_commit_id
-from hubgate.mirror.fetcher import Fetcher, FileSource
+from hubgate.mirror.fetcher import Fetcher, FileSource, TransferFailed
 from hubgate.mirror.upstream import Upstream, UpstreamError, UpstreamMissing, origin, raise_for_missing
 from hubgate.repos.base import Content, Entry, LfsInfo, RepoMeta
 
@@ -297,10 +299,32 @@ class MirroredRepository:
         def stream(start: int, end: int) -> AsyncGenerator[bytes, None]:
             # Tail the shared download, unless the range lies well past what has arrived.
             if start > self._fetcher.available(src) + DIRECT_RANGE_GAP:
-                return self._fetcher.read_direct(src, start, end, self.token_for)
-            return self._fetcher.read(src, start, end)
+                chunks = self._fetcher.read_direct(src, start, end, self.token_for)
+            else:
+                chunks = self._fetcher.read(src, start, end)
+            return self._unless_found_bad(src, chunks, end + 1 - start) if resumable else chunks
 
         return Content(src.size, stream=stream, resumable=resumable)
+
+    async def _unless_found_bad(self, src: FileSource, chunks: AsyncGenerator[bytes, None],
+                                length: int) -> AsyncGenerator[bytes, None]:
+        """`chunks`, except that the answer breaks before its last bytes if the file was found bad
+        while it ran (it was not when the answer began, or it would not continue a prefix).
+
+        A segmented downloader (aria2c) keeps every piece it got, from any of its answers: if one
+        transfer turned out bad, no answer that began before that was known may complete, even one
+        that then followed a later, good transfer, or the client could finish a file holding bad
+        pieces of the first. Identity checks of the transfer an answer follows are not enough: an
+        answer that began just before the failure may find only the next transfer under way.
+        """
+        sent = 0
+        async with aclosing(chunks):
+            async for chunk in chunks:
+                sent += len(chunk)
+                if sent >= length and await asyncio.to_thread(self.mirror.cache.served_bad, src.oid):
+                    log.warning("an answer with %s ends broken: the file was found bad while it was sent", src.url_path)
+                    raise TransferFailed(f"{src.url_path} was found bad while it was sent")
+                yield chunk
 
 
 def refused_file(exc: UpstreamMissing, path: str, commit: str) -> HubError:

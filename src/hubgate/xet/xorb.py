@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import lz4.frame
+import numpy as np
 
 from hubgate.xet.hashing import HASH_SIZE, chunk_hash, hash_to_str, xorb_hash
 
@@ -73,14 +74,15 @@ def _lz4(payload: bytes, unpacked: int, at: int) -> bytes:
 def _bg4_join(grouped: bytes) -> bytes:
     """Undo the byte grouping: byte i of the data is the next byte of group i mod 4."""
     n = len(grouped)
-    out = bytearray(n)
+    source = np.frombuffer(grouped, dtype=np.uint8)
+    out = np.empty(n, dtype=np.uint8)
     base, extra = divmod(n, 4)
     at = 0
     for group in range(4):
         size = base + (1 if group < extra else 0)
-        out[group::4] = grouped[at : at + size]
+        out[group::4] = source[at : at + size]
         at += size
-    return bytes(out)
+    return out.tobytes()
 
 
 def _bg4_split(data: bytes) -> bytes:
@@ -126,18 +128,27 @@ def decode_stream(pieces: Iterable[bytes]) -> Iterator[bytes]:
 
     Holds at most one record plus one piece in memory.
     """
-    buffer = bytearray()
+    parts: list[bytes] = []  # what has arrived since the last whole record
+    have = 0
+    need = HEADER_SIZE  # bytes the next record needs before it can be decoded
     for piece in pieces:
-        buffer += piece
+        parts.append(piece)
+        have += len(piece)
+        if have < need:
+            continue
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
         at = 0
-        while len(buffer) - at >= HEADER_SIZE:
-            compressed = _header(buffer, at)[0]
-            if len(buffer) - at < HEADER_SIZE + compressed:
+        while True:
+            need = HEADER_SIZE
+            if len(data) - at >= HEADER_SIZE:
+                need += _header(data, at)[0]
+            if len(data) - at < need:
                 break
-            data, at = _decode(buffer, at)
-            yield data
-        del buffer[:at]
-    if buffer:
+            chunk, at = _decode(data, at)
+            yield chunk
+        rest = data[at:]
+        parts, have = ([rest] if rest else []), len(rest)
+    if have:
         raise XetFormatError("the chunk data ends in the middle of a record")
 
 

@@ -43,6 +43,7 @@ from hubgate.xet.shard import (
 )
 from hubgate.xet.xorb import (
     ChunkEntry,
+    IndexView,
     XetFormatError,
     build_xorb,
     decode_chunk_records,
@@ -299,6 +300,22 @@ def test_packed_index_rejects_partial_entries() -> None:
     entries = [ChunkEntry(os.urandom(32), 5, 0, 13)]
     with pytest.raises(XetFormatError):
         unpack_index(pack_index(entries) + b"x")
+    with pytest.raises(XetFormatError):
+        IndexView(pack_index(entries)[:-1])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 12), st.integers(-15, 15), st.integers(-15, 15), st.sampled_from([None, 1, 2, -1, 3]))
+def test_index_view_reads_like_the_list(n: int, start: int, stop: int, step: int | None) -> None:
+    entries = [ChunkEntry(bytes([i]) * 32, 100 + i, 108 * i, 108) for i in range(n)]
+    view = IndexView(pack_index(entries))
+    assert len(view) == n and list(view) == entries == unpack_index(pack_index(entries))
+    assert view[start:stop:step] == entries[start:stop:step]
+    if -n <= start < n:
+        assert view[start] == entries[start]
+    else:
+        with pytest.raises(IndexError):
+            view[start]
 
 
 VALID_XORB = _xorb(CHUNKS[:3], 2)
@@ -498,6 +515,7 @@ def test_random_file_layouts_check(store: Stored) -> None:
         entry = _file_entry(store, spans)
         size = sum(c.unpacked_size for x, s, e in spans for c in store.xorbs[x][s:e])
         assert check_file(entry, store) == size
+        assert check_file(entry, lambda x: IndexView(pack_index(store.xorbs[x]))) == size  # as the CAS reads it
         assert parse_shard(build_shard([entry], [])).files == (entry,)
 
 

@@ -16,7 +16,15 @@ from hubgate.xet.hashing import chunk_hash, xorb_hash
 from hubgate.xet.plan import FetchRange, RangeNotSatisfiable, StoredDataError, plan
 from hubgate.xet.reconstruct import file_bytes
 from hubgate.xet.shard import Term
-from hubgate.xet.xorb import ChunkEntry, build_xorb, decode_chunk_records, encode_record, parse_xorb
+from hubgate.xet.xorb import (
+    ChunkEntry,
+    IndexView,
+    build_xorb,
+    decode_chunk_records,
+    encode_record,
+    pack_index,
+    parse_xorb,
+)
 
 
 class Store:
@@ -27,6 +35,7 @@ class Store:
         self.indexes: dict[bytes, list[ChunkEntry]] = {}
         self.pieces = 1 << 20
         self.reads: list[tuple[bytes, int, int]] = []
+        self.packed = False  # answer with IndexView over the packed index, as the CAS does
 
     def add(self, chunks: Sequence[bytes], schemes: Sequence[int] | None = None) -> bytes:
         body = b"".join(encode_record(c, s) for c, s in zip(chunks, schemes or [1] * len(chunks), strict=True))
@@ -35,8 +44,9 @@ class Store:
         self.bodies[xorb] = body
         return xorb
 
-    def index(self, xorb: bytes) -> list[ChunkEntry] | None:
-        return self.indexes.get(xorb)
+    def index(self, xorb: bytes) -> Sequence[ChunkEntry] | None:
+        found = self.indexes.get(xorb)
+        return IndexView(pack_index(found)) if self.packed and found is not None else found
 
     def read(self, xorb: bytes, first: int, last: int) -> Iterator[bytes]:
         self.reads.append((xorb, first, last))
@@ -177,6 +187,7 @@ def _random_file(rng: random.Random) -> tuple[Store, list[Term], bytes]:
 def test_random_ranges_rebuild_the_original_bytes(seed: int, data: st.DataObject) -> None:
     store, terms, original = _random_file(random.Random(seed))
     store.pieces = data.draw(st.integers(1, 2000))
+    store.packed = data.draw(st.booleans())
     start = data.draw(st.integers(0, len(original) - 1))
     end = data.draw(st.none() | st.integers(start, len(original) + 50))
     assert _rebuild(store, terms, start, end) == original[start : None if end is None else end + 1]

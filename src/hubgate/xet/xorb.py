@@ -9,6 +9,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import overload
 
 import lz4.frame
 import numpy as np
@@ -184,6 +185,39 @@ def pack_index(entries: Sequence[ChunkEntry]) -> bytes:
 
 
 def unpack_index(data: bytes) -> list[ChunkEntry]:
-    if len(data) % _INDEX_ENTRY.size:
-        raise XetFormatError("a packed chunk index has a partial entry")
-    return [ChunkEntry(*fields) for fields in _INDEX_ENTRY.iter_unpack(data)]
+    return list(IndexView(data))
+
+
+class IndexView(Sequence[ChunkEntry]):
+    """A packed chunk index read in place: an entry is decoded only when asked for, so a plan or a check that needs a
+    few chunks of a large xorb does not decode its thousands."""
+
+    def __init__(self, data: bytes) -> None:
+        if len(data) % _INDEX_ENTRY.size:
+            raise XetFormatError("a packed chunk index has a partial entry")
+        self._data = data
+
+    def __len__(self) -> int:
+        return len(self._data) // _INDEX_ENTRY.size
+
+    def __iter__(self) -> Iterator[ChunkEntry]:
+        return (ChunkEntry(*fields) for fields in _INDEX_ENTRY.iter_unpack(self._data))
+
+    @overload
+    def __getitem__(self, at: int) -> ChunkEntry: ...
+
+    @overload
+    def __getitem__(self, at: slice) -> list[ChunkEntry]: ...
+
+    def __getitem__(self, at: int | slice) -> ChunkEntry | list[ChunkEntry]:
+        size = _INDEX_ENTRY.size
+        if isinstance(at, slice):
+            start, stop, step = at.indices(len(self))
+            if step != 1:
+                return [self[i] for i in range(start, stop, step)]
+            packed = self._data[start * size : max(start, stop) * size]
+            return [ChunkEntry(*fields) for fields in _INDEX_ENTRY.iter_unpack(packed)]
+        index = at + len(self) if at < 0 else at
+        if not 0 <= index < len(self):
+            raise IndexError("chunk index out of range")
+        return ChunkEntry(*_INDEX_ENTRY.unpack_from(self._data, index * size))

@@ -1,8 +1,10 @@
-"""What hf_xet really uploads passes hubgate.xet's checks: the real client (hf_xet 1.8.0, in a child process) uploads to
+"""What hf_xet really uploads passes hubgate.xet's checks: the real client (hf_xet 1.8.0, and 1.6.0 from the client venv
+the oldest 2.4.0 accepts; in a child process) uploads to
 a recorder that stores the xorb and shard bodies it POSTs; every xorb parses and validates (all three compression
 schemes occur), every shard parses and each file checks against the stored xorbs, and the bytes rebuilt from them
 hash to the sha256 the shard claims. A second upload of an edited copy, with the same local cache, reuses the first
-xorb: its terms and verification entries for it check too."""
+xorb: its terms and verification entries for it check too. And a client with an empty cache, answered by
+build_dedup_shard (global dedup), sends only the changed chunks of an edited copy."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ import hashlib
 import http.server
 import os
 import random
+import subprocess
+import sys
 import textwrap
 import threading
 import time
@@ -19,11 +23,12 @@ from pathlib import Path
 
 import pytest
 
-from client_env import clean_env, run_python
+from client_env import clean_env
 from hubgate.xet.hashing import str_to_hash
 from hubgate.xet.reconstruct import file_bytes
 from hubgate.xet.shard import FileEntry, XorbEntry, build_dedup_shard, check_file, check_xorb, parse_shard
 from hubgate.xet.xorb import ChunkEntry, parse_xorb
+from venvs import HF_XET_1_6, ensure
 
 
 class Recorder(http.server.ThreadingHTTPServer):
@@ -98,9 +103,10 @@ UPLOAD = textwrap.dedent("""
 """)
 
 
-def _upload(recorder: Recorder, home: Path, paths: list[Path]) -> None:
+def _upload(recorder: Recorder, home: Path, paths: list[Path], python: str = sys.executable) -> None:
     url = f"http://127.0.0.1:{recorder.server_address[1]}"
-    done = run_python(UPLOAD, url, *map(str, paths), env=clean_env(HF_HOME=str(home)))
+    done = subprocess.run([python, "-c", UPLOAD, url, *map(str, paths)], env=clean_env(HF_HOME=str(home)),
+                          capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
 
 
@@ -125,7 +131,13 @@ def _check(recorder: Recorder, indexes: dict[bytes, list[ChunkEntry]]) -> list[F
     return files
 
 
-def test_real_uploads_validate_and_rebuild(recorder: Recorder, tmp_path: Path) -> None:
+@pytest.fixture(params=["hf_xet-1.8.0", pytest.param("hf_xet-1.6.0", marks=pytest.mark.clients)])
+def python(request: pytest.FixtureRequest) -> str:
+    """The interpreter whose hf_xet uploads: this venv's (1.8.0), or the client venv with the oldest hf_xet 2.4.0 takes."""
+    return sys.executable if request.param == "hf_xet-1.8.0" else str(ensure(HF_XET_1_6).python)
+
+
+def test_real_uploads_validate_and_rebuild(recorder: Recorder, tmp_path: Path, python: str) -> None:
     rng = random.Random(4)
     inputs = {
         "random.bin": rng.randbytes(1_500_000),
@@ -138,7 +150,7 @@ def test_real_uploads_validate_and_rebuild(recorder: Recorder, tmp_path: Path) -
         paths.append(tmp_path / name)
         paths[-1].write_bytes(data)
     home = tmp_path / "hf-home"
-    _upload(recorder, home, paths)
+    _upload(recorder, home, paths, python)
     indexes: dict[bytes, list[ChunkEntry]] = {}
     files = _check(recorder, indexes)
     assert sorted(f.sha256 or "" for f in files) == sorted(hashlib.sha256(d).hexdigest() for d in inputs.values())
@@ -153,7 +165,7 @@ def test_real_uploads_validate_and_rebuild(recorder: Recorder, tmp_path: Path) -
     edited[700_000:700_010] = b"0123456789"
     paths = [tmp_path / "edited.bin"]
     paths[0].write_bytes(edited)
-    _upload(recorder, home, paths)
+    _upload(recorder, home, paths, python)
     (file,) = _check(recorder, indexes)
     assert file.sha256 == hashlib.sha256(edited).hexdigest()
     assert {t.xorb for t in file.terms} & first_xorbs
@@ -161,12 +173,13 @@ def test_real_uploads_validate_and_rebuild(recorder: Recorder, tmp_path: Path) -
 
 
 @pytest.mark.parametrize("dedup", [False, True], ids=["no-global-dedup", "global-dedup"])
-def test_global_dedup_answer_spares_a_fresh_client_the_unchanged_chunks(recorder: Recorder, tmp_path: Path, dedup: bool) -> None:
+def test_global_dedup_answer_spares_a_fresh_client_the_unchanged_chunks(recorder: Recorder, tmp_path: Path, dedup: bool,
+                                                                       python: str) -> None:
     """A client with an empty cache uploads an edited copy: answered with build_dedup_shard, it sends only the changed
     chunk and its terms reuse the first upload's xorb (verified); answered 404, it sends everything again."""
     original = random.Random(8).randbytes(2_000_000)
     (tmp_path / "v1.bin").write_bytes(original)
-    _upload(recorder, tmp_path / "home-1", [tmp_path / "v1.bin"])
+    _upload(recorder, tmp_path / "home-1", [tmp_path / "v1.bin"], python)
     indexes: dict[bytes, list[ChunkEntry]] = {}
     _check(recorder, indexes)
     first_xorbs = set(recorder.xorbs)
@@ -174,7 +187,7 @@ def test_global_dedup_answer_spares_a_fresh_client_the_unchanged_chunks(recorder
     edited[1_200_000:1_200_004] = b"v2!!"
     (tmp_path / "v2.bin").write_bytes(edited)
     recorder.dedup = dedup
-    _upload(recorder, tmp_path / "home-2", [tmp_path / "v2.bin"])
+    _upload(recorder, tmp_path / "home-2", [tmp_path / "v2.bin"], python)
     (file,) = _check(recorder, indexes)
     assert file.sha256 == hashlib.sha256(edited).hexdigest()
     sent = sum(len(recorder.xorbs[x]) for x in set(recorder.xorbs) - first_xorbs)

@@ -1,0 +1,1 @@
+"""Xet storage: the formats as pure functions (hashing, chunking, xorbs, shards, reconstruction plans), no I/O."""

@@ -1,1 +1,1 @@
-"""Xet storage: the formats as pure functions (hashing, chunking, xorbs, shards, reconstruction plans), no I/O."""
+"""Xet storage. hashing, chunking, xorb, shard, plan and reconstruct are the formats, as pure functions without I/O."""

@@ -36,6 +36,8 @@ LFS_BATCH_MAX_OBJECTS = 1000
 LFS_UPLOAD_URL_TTL = 3600
 # A download link is fetched right away (git-lfs asks again for expired ones): a leaked one is short-lived.
 LFS_DOWNLOAD_URL_TTL = 600
+# Seconds a xorb-range URL of a Xet reconstruction answer stays valid (hf_xet asks again on a 403).
+XET_FETCH_URL_TTL = 900
 
 # Chunk size used when streaming blobs to clients.
 STREAM_CHUNK = 1024 * 1024

@@ -14,6 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from hubgate.audit import AuditLog
 from hubgate.auth.accounts import Accounts
+from hubgate.auth.castokens import CasTokens
 from hubgate.auth.gate import Gate, MirrorPolicy
 from hubgate.auth.throttle import FailureThrottle
 from hubgate.auth.upstream_tokens import UpstreamTokens
@@ -33,6 +34,7 @@ from hubgate.repos.service import MovedRepo, RepoService
 from hubgate.signing import Signer
 from hubgate.storage.blobs import BlobStore, LocalBlobStore
 from hubgate.storage.metadata import MetadataStore
+from hubgate.xet.store import XetStore
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +65,7 @@ class Hub:
         rules = settings.mirror
         self.mirror_policy = MirrorPolicy(rules.anonymous_read, tuple(rules.allow), tuple(rules.deny))
         self.gate = Gate(self.open_repo, self.open_hosted, self.access, self.mirror_policy,
-                         lambda repo, num: self.discussions.find(repo, num).author)
+                         lambda repo, num: self.discussions.find(repo, num).author, self.cas_tokens)
         self._periodic_gc: PeriodicCollector | None = None
         self.metrics = Metrics(self.mirror.cache.counters if self.mirror is not None else None)
 
@@ -142,6 +144,15 @@ class Hub:
     @cached_property
     def signer(self) -> Signer:
         return Signer(self.settings.signing_key())
+
+    @cached_property
+    def cas_tokens(self) -> CasTokens:
+        """Mints (for xet-read-token / xet-write-token) and checks (the gate) Xet CAS tokens."""
+        return CasTokens(self.signer)
+
+    @cached_property
+    def xet(self) -> XetStore:
+        return XetStore(self.metadata, self.blobs)
 
     def collector(self, grace: float | None = None, upload_grace: float | None = None) -> Collector:
         gc = self.settings.gc

@@ -14,6 +14,7 @@ from typing import TypeVar
 
 from hubgate.auth import policy
 from hubgate.auth.accounts import Principal
+from hubgate.auth.castokens import CasGrant, CasTokens, TokenRefused
 from hubgate.errors import Forbidden, RepoNotCached, Unauthorized
 from hubgate.ids import RepoRef
 from hubgate.repos.access import RepoAccess, Standing
@@ -36,6 +37,11 @@ class Action(enum.Enum):
     CREATE_REPO = "create repo"  # in a namespace
     MANAGE_TOKENS = "manage tokens"  # one's own tokens; admins everybody's
     ADMIN = "admin"  # server operators only
+    CAS_READ = "read xet storage"  # a Xet CAS token (read or write) of the repo it names
+    CAS_WRITE = "write xet storage"  # a Xet CAS write token
+
+
+CAS_ACTIONS = frozenset({Action.CAS_READ, Action.CAS_WRITE})
 
 
 REPO_ACTIONS = frozenset(
@@ -86,8 +92,10 @@ class MirrorPolicy:
 
 class Gate:
     def __init__(
-        self, open_repo: OpenRepo, open_hosted: OpenHosted, access: RepoAccess, mirror: MirrorPolicy, author_of: AuthorOf
+        self, open_repo: OpenRepo, open_hosted: OpenHosted, access: RepoAccess, mirror: MirrorPolicy, author_of: AuthorOf,
+        cas_tokens: CasTokens,
     ) -> None:
+        self._cas_tokens = cas_tokens
         self._open_repo = open_repo
         self._author_of = author_of
         self._open_hosted = open_hosted
@@ -128,6 +136,7 @@ class Gate:
         """The authorised repo of a repo action (None for the others); a HubError if refused."""
         if action in (Action.PUBLIC, Action.SIGNED):
             return None
+        assert action not in CAS_ACTIONS, "CAS calls are authorised by authorize_cas"
         if action is Action.AUTHENTICATED:
             if principal is None:
                 raise Unauthorized("Invalid credentials in Authorization header")
@@ -172,6 +181,20 @@ class Gate:
         if subject.namespace is not None:  # a move: the target namespace too
             policy.check_namespace_write(principal, subject.namespace)
         return hosted
+
+    def authorize_cas(self, token: str | None, action: Action) -> CasGrant:
+        """The grant of the Xet CAS token a CAS call presents: 401 without a valid, unexpired one,
+        403 for a read token on a write action."""
+        assert action in CAS_ACTIONS
+        if token is None:
+            raise Unauthorized("A Xet access token is required (Authorization: Bearer <accessToken>)")
+        try:
+            grant = self._cas_tokens.verify(token)
+        except TokenRefused as refused:
+            raise Unauthorized(str(refused)) from None
+        if action is Action.CAS_WRITE and not grant.writes:
+            raise Forbidden("This Xet access token is read-only: uploads need one from xet-write-token")
+        return grant
 
     def _authors_own(self, principal: Principal | None, ref: RepoRef, hosted: HostedRepository | None, num: int) -> Repository:
         """A discussion's author changes it with a token that may write; anybody else needs write access.

@@ -16,7 +16,8 @@ from starlette.types import Receive, Scope, Send
 
 from hubgate import constants
 from hubgate.auth.accounts import Principal
-from hubgate.auth.gate import REPO_ACTIONS, Action, Subject
+from hubgate.auth.castokens import is_cas_token
+from hubgate.auth.gate import CAS_ACTIONS, REPO_ACTIONS, Action, Subject
 from hubgate.errors import (
     BadRequest,
     HubError,
@@ -117,10 +118,12 @@ class HubgateApp:
             raise HubError(f"Method {request.method} not allowed here", status=405)
         route, params = found  # type: ignore[misc]
         request.scope[ROUTE_NAME] = route.handler.__name__  # the metrics' route label
-        principal, upstream_token = await self._principal(request)
+        token = bearer_token(request.headers.get("authorization"))
+        cas_token = token if token is not None and is_cas_token(token) else None
+        principal, upstream_token = (None, None) if cas_token is not None else await self._principal(request, token)
         trail.principal, trail.params = principal, params
         body = await self._body(request, route.body)
-        call = Call(request, self.hub, params, principal, body, upstream_token, audit=trail.details)
+        call = Call(request, self.hub, params, principal, body, upstream_token, audit=trail.details, cas_token=cas_token)
         await run_in_threadpool(self._authorize, route, call, trail)
         response: Response = await route.handler(call) if route.is_async else await run_in_threadpool(route.handler, call)
         return response
@@ -133,6 +136,9 @@ class HubgateApp:
             trail.undecided = True  # audited as refused: a malformed request is no excuse to go unrecorded
             raise
         trail.action = action
+        if action in CAS_ACTIONS:
+            call.cas_grant = self.hub.gate.authorize_cas(call.cas_token, action)
+            return
         if action in REPO_ACTIONS and route.subject is None:
             subject = Subject(ref=call.repo_ref, revision=call.params.get("rev"), path=call.params.get("path"))
         else:
@@ -140,9 +146,8 @@ class HubgateApp:
         trail.subject = subject
         call.authorized = self.hub.gate.authorize(call.principal, action, subject, call.upstream_token)
 
-    async def _principal(self, request: Request) -> tuple[Principal | None, str | None]:
+    async def _principal(self, request: Request, token: str | None) -> tuple[Principal | None, str | None]:
         """The hubgate user behind the token, or (passthrough) the client's own upstream token."""
-        token = bearer_token(request.headers.get("authorization"))
         if token is None:
             return None, None
         settings = self.hub.settings

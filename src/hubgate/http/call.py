@@ -10,6 +10,7 @@ from starlette.requests import Request
 
 from hubgate import constants
 from hubgate.auth.accounts import Principal
+from hubgate.auth.castokens import CasGrant
 from hubgate.hub import Hub
 from hubgate.ids import RepoRef, check_repo_type
 from hubgate.repos.base import Repository
@@ -28,6 +29,8 @@ class Call:
     upstream_token: str | None = None  # a client's own upstream token (passthrough), never a hubgate one
     authorized: Repository | None = None  # the repo of a repo action, opened and checked by the gate
     audit: dict[str, Any] = field(default_factory=dict)  # details for this request's audit record
+    cas_token: str | None = None  # a Xet CAS token presented as the bearer token (checked by the gate)
+    cas_grant: CasGrant | None = None  # what that token allows, once the gate accepted it (CAS actions)
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -54,6 +57,12 @@ class Call:
         if "/" not in repo_id:  # a legacy one-segment id (`gpt2`): only an upstream can resolve it
             return RepoRef.legacy(repo_type, repo_id)
         return RepoRef.parse(check_repo_type(repo_type), repo_id)
+
+    @property
+    def cas(self) -> CasGrant:
+        """The Xet CAS token's grant of a CAS action, already checked."""
+        assert self.cas_grant is not None, "a CAS action's handler runs only with its grant"
+        return self.cas_grant
 
     @property
     def repo(self) -> Repository:

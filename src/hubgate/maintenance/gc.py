@@ -12,7 +12,8 @@ goes, in this order, each step safe to interrupt and to repeat:
 2. Mark: walk every ref. Sweep unmarked git objects in batches, each in a transaction that excludes
    writers (`storage.gcguard`) and first re-walks the refs as they are now, so a commit made since
    the mark (which may reuse an old object it found unused) keeps what it reaches.
-3. Drop links (repo_lfs_objects) older than `upload_grace` that no remaining git object uses.
+3. Drop links (repo_lfs_objects) older than `upload_grace` that no remaining git object uses; then
+   Xet links, files and xorbs nothing keeps (`maintenance.xetgc`).
 4. Check the candidates, in a writer-excluding transaction, against what still names them; delete the
    unnamed ones with `delete_if_older`, which leaves alone a blob written again meanwhile.
 
@@ -37,6 +38,7 @@ from sqlalchemy.orm import Session
 
 from hubgate.crashpoints import NO_CRASH, CrashPoints
 from hubgate.maintenance.reach import Reach, roots, walk
+from hubgate.maintenance.xetgc import sweep_xet, xorb_blobs
 from hubgate.processes import alive
 from hubgate.storage.blobs import BlobStore
 from hubgate.storage.gcguard import GC, exclude_writers
@@ -56,6 +58,9 @@ class GcReport:
     blobs_deleted: int = 0
     bytes_freed: int = 0
     blobs_kept_young: int = 0
+    xet_links_dropped: int = 0
+    xet_files_deleted: int = 0
+    xorbs_deleted: int = 0
     skipped: str | None = None
 
     def summary(self) -> str:
@@ -63,6 +68,7 @@ class GcReport:
             return f"gc skipped: {self.skipped}"
         return (
             f"gc: {self.objects_deleted} git objects, {self.links_dropped} upload links, "
+            f"{self.xet_links_dropped} Xet file links, {self.xet_files_deleted} Xet files, {self.xorbs_deleted} xorbs, "
             f"{self.blobs_deleted} blobs ({self.bytes_freed} bytes) collected; "
             f"{self.blobs_kept_young} blobs younger than the grace period left for later"
         )
@@ -145,6 +151,10 @@ class Collector:
                     RepoLfsObject.oid.not_in(used),
                 )
             )
+        with self.metadata.session() as session:
+            exclude_writers(session)
+            swept = sweep_xet(session, started - self.upload_grace, cutoff)
+            report.xet_links_dropped, report.xet_files_deleted, report.xorbs_deleted = swept.links, swept.files, swept.xorbs
         for batch in _chunks(sorted(candidates), BLOB_BATCH):
             with self.metadata.session() as session:
                 exclude_writers(session)
@@ -152,6 +162,7 @@ class Collector:
                 named |= set(session.scalars(select(GitObject.content_sha256).where(GitObject.content_sha256.in_(batch))))
                 named |= set(session.scalars(select(RepoLfsObject.oid).where(RepoLfsObject.oid.in_(batch))))
                 named |= set(session.scalars(select(MirrorFile.sha256).where(MirrorFile.sha256.in_(batch))))
+                named |= xorb_blobs(session, batch)
             for sha256 in batch:
                 if sha256 not in named and self.blobs.delete_if_older(sha256, cutoff):
                     report.blobs_deleted += 1

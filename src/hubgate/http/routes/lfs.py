@@ -130,7 +130,8 @@ def verify(call: Call) -> Response:
     return _lfs_json({})
 
 
-def _signed(request: Request, signer: Signer, *parts: str) -> None:
+def check_signed(request: Request, signer: Signer, *parts: str) -> None:
+    """Forbidden unless the URL carries a valid, unexpired `sig` over `exp` and `parts`."""
     try:
         expires = int(request.query_params.get("exp", "0"))
     except ValueError:
@@ -145,7 +146,7 @@ async def upload(call: Call) -> Response:
     size_text, repo_pk = call.query.get("size", ""), call.query.get("repo", "")
     if not size_text.isdigit() or not repo_pk.isdigit():
         raise BadRequest("Missing size or repo")
-    _signed(call.request, call.hub.signer, "upload", oid, size_text, repo_pk)
+    check_signed(call.request, call.hub.signer, "upload", oid, size_text, repo_pk)
     size = int(size_text)
     writer = await run_in_threadpool(call.hub.blobs.writer)
     try:
@@ -171,7 +172,7 @@ async def upload(call: Call) -> Response:
 @table.add("GET", r"/_hubgate/lfs/download/(?P<oid>[0-9a-f]{64})", action=Action.SIGNED)
 def download(call: Call) -> Response:
     oid, repo_pk = call.params["oid"], call.query.get("repo", "")
-    _signed(call.request, call.hub.signer, "download", oid, repo_pk)
+    check_signed(call.request, call.hub.signer, "download", oid, repo_pk)
     # Issued for one repo: once that repo is deleted (or no longer has the object), nothing.
     size = call.hub.blobs.size(oid) if repo_pk.isdigit() and call.hub.repos.serves_lfs(int(repo_pk), oid) else None
     content = stored_content(call.hub.blobs, oid, size) if size is not None else None

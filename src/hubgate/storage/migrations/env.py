@@ -2,6 +2,7 @@
 
 from alembic import context
 
+from hubgate.storage import xettables  # noqa: F401 - its tables belong to Base too
 from hubgate.storage.metadata import Base
 
 connection = context.config.attributes["connection"]

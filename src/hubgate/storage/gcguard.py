@@ -5,34 +5,24 @@ objects or naming an uploaded LFS object, a new branch at an existing commit) ca
 first in its transaction; the collector's sweeping transactions call `exclude_writers`. Each sweep
 then sees either the writer's whole transaction or none of it, and a writer that comes after a
 sweep finds the collected objects gone (and fails or re-creates them) instead of pointing at them.
-SQLite serialises writing transactions anyway (both take its write lock); PostgreSQL gets a shared
-and an exclusive row lock on the `maintenance` row of `gc`, so writers do not wait for each other.
+Both lock the `maintenance` row of `gc` (`storage.dialects.lock_rows`): writers a shared lock, so
+they do not wait for each other on PostgreSQL, the collector an exclusive one (SQLite, having one
+writer at a time, serialises both anyway).
 """
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from hubgate.storage.dialects import lock_rows
 from hubgate.storage.metadata import Maintenance
 
 GC = "gc"
 
 
 def hold_off_gc(session: Session) -> None:
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(select(Maintenance.name).where(Maintenance.name == GC).with_for_update(read=True))
-    else:
-        _write_lock(session)
+    lock_rows(session, Maintenance.name, Maintenance.name == GC, shared=True)
 
 
 def exclude_writers(session: Session) -> None:
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(select(Maintenance.name).where(Maintenance.name == GC).with_for_update())
-    else:
-        _write_lock(session)
-
-
-def _write_lock(session: Session) -> None:
-    # A write that changes nothing: SQLite's write lock from here to the end of the transaction.
-    session.execute(update(Maintenance).where(Maintenance.name == GC).values(name=Maintenance.name))
+    lock_rows(session, Maintenance.name, Maintenance.name == GC, shared=False)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 from sqlalchemy import (
     BigInteger,
@@ -23,13 +22,13 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    create_engine,
-    event,
     func,
     select,
 )
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+
+from hubgate.storage.dialects import create
 
 
 def utcnow() -> dt.datetime:
@@ -320,23 +319,11 @@ class MetadataStore:
 
     def __init__(self, url: str, pool_size: int = 5) -> None:
         """`pool_size`: connections kept open per process (as many more may open under load)."""
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        parsed = make_url(url)
-        if parsed.drivername == "postgresql":  # the driver hubgate depends on, not SQLAlchemy's default (psycopg2)
-            parsed = parsed.set(drivername="postgresql+psycopg")
-        # A database that does not answer fails a request (and /readyz) in seconds, not minutes.
-        connect_args = {"connect_timeout": 10} if parsed.get_backend_name() == "postgresql" else {}
-        self.engine: Engine = create_engine(
-            parsed, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size, connect_args=connect_args
-        )
-        if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.engine: Engine = create(url, pool_size)
         from hubgate.storage.schema import upgrade
 
-        lock = Path(url.removeprefix("sqlite:///") + ".migrate.lock") if url.startswith("sqlite:///") else None
         # Whether this start brought the schema to the newest revision (False: it was there already).
-        self.migrated = upgrade(self.engine, lock)
+        self.migrated = upgrade(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
@@ -353,11 +340,3 @@ class MetadataStore:
     def dispose(self) -> None:
         self.engine.dispose()
 
-
-def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()

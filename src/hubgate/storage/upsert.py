@@ -1,17 +1,17 @@
 """Insert-or-update in one statement, whichever database holds the metadata.
 
 SQLite and PostgreSQL both speak `INSERT ... ON CONFLICT`; SQLAlchemy builds it from each
-dialect's own `insert`. This module is the only place that chooses between them.
+dialect's own `insert` (`storage.dialects.insert_for` picks it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from hubgate.storage.dialects import insert_for
 from hubgate.storage.metadata import Base
 
 Row = Mapping[str, Any]
@@ -19,16 +19,13 @@ Row = Mapping[str, Any]
 # a list names the columns to copy, and a mapping sets columns to expressions.
 Updates = Sequence[str] | Mapping[str, Any] | None
 
-_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
-
-
 def upsert(session: Session, model: type[Base], rows: Row | Sequence[Row], keys: Sequence[str], updates: Updates = None) -> None:
     """Insert `rows` (one or many) into `model`'s table; a row whose `keys` exist is updated as
     `updates` says. Many rows go as one executemany (batched by SQLAlchemy)."""
     many = [rows] if isinstance(rows, Mapping) else list(rows)
     if not many:
         return
-    statement = _insert(session)(model)
+    statement = insert_for(session)(model)
     if isinstance(updates, Mapping):
         values = dict(updates)
     else:
@@ -40,12 +37,4 @@ def upsert(session: Session, model: type[Base], rows: Row | Sequence[Row], keys:
 def insert_missing(session: Session, model: type[Base], rows: Sequence[Row]) -> None:
     """Insert the `rows` whose primary key is not there yet; leave existing rows alone."""
     if rows:
-        session.connection().execute(_insert(session)(model).on_conflict_do_nothing(), list(rows))
-
-
-def _insert(session: Session) -> Callable[[type[Base]], Any]:
-    dialect = session.get_bind().dialect.name
-    try:
-        return _INSERTS[dialect]
-    except KeyError:
-        raise NotImplementedError(f"hubgate's metadata runs on SQLite or PostgreSQL, not {dialect}") from None
+        session.connection().execute(insert_for(session)(model).on_conflict_do_nothing(), list(rows))

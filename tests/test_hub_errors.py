@@ -10,7 +10,13 @@ from pathlib import Path
 import httpx
 import pytest
 from huggingface_hub import CommitOperationDelete, HfApi, hf_hub_download
-from huggingface_hub.errors import DisabledRepoError, EntryNotFoundError, GatedRepoError, LocalEntryNotFoundError
+from huggingface_hub.errors import (
+    DisabledRepoError,
+    EntryNotFoundError,
+    GatedRepoError,
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+)
 
 from conftest import Server
 from fakehub import FakeHub, start_fakehub
@@ -106,3 +112,21 @@ def test_invalid_card_metadata_is_refused_with_the_hubs_words(server: Server, al
     # a client that skips validate-yaml meets the same words at commit
     answer = commit_files(server.url, alice_token, repo, {"README.md": card})
     assert answer.status_code == 400 and answer.json()["error"].startswith("Invalid metadata in README.md.")
+
+
+@pytest.mark.parametrize("path", ["a/./b.txt", "a//b.txt", "a\\b.txt", "dir /b.txt", "sub/.git/x"])
+def test_an_invalid_path_in_an_upload_is_refused_with_422(server: Server, alice_token: str, path: str) -> None:
+    api = HfApi(endpoint=server.url, token=alice_token)
+    repo = f"alice/errors-{uuid.uuid4().hex[:6]}"
+    api.create_repo(repo)
+    if path != "sub/.git/x":  # huggingface_hub refuses `.git` folders itself; the others reach the server
+        with pytest.raises(HfHubHTTPError) as caught:
+            api.upload_file(path_or_fileobj=b"x", path_in_repo=path, repo_id=repo)
+        assert caught.value.response.status_code == 422 and "Invalid path" in str(caught.value)
+    headers = {"Authorization": f"Bearer {alice_token}"}
+    preupload = httpx.post(f"{server.url}/api/models/{repo}/preupload/main", headers=headers,
+                           json={"files": [{"path": path, "sample": "eA==", "size": 1}]})
+    assert preupload.status_code == 422 and preupload.json()["error"].startswith("Invalid path")
+    answer = commit_files(server.url, alice_token, repo, {path: b"x"})
+    assert answer.status_code == 422 and answer.json()["error"].startswith("Invalid path")
+    assert [f for f in api.list_repo_files(repo) if f != ".gitattributes"] == []

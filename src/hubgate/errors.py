@@ -123,6 +123,12 @@ class Conflict(HubError):
     status = 409
 
 
+class InvalidPath(HubError):
+    """A path that a commit or an upload names and no repo may hold: 422, as the Hub answers."""
+
+    status = 422
+
+
 class PreconditionFailed(HubError):
     status = 412
 

@@ -12,7 +12,7 @@ import unicodedata
 from dataclasses import dataclass
 
 from hubgate import constants
-from hubgate.errors import BadRequest
+from hubgate.errors import BadRequest, InvalidPath
 
 # The Hub's repo names (huggingface_hub's REPO_ID_REGEX): ASCII letters, digits, `-_.`, at most
 # 96, starting with a letter or digit and ending with a letter, digit or `_`; no `--` nor `..`.
@@ -147,6 +147,14 @@ def check_path(path: str) -> str:
     return path
 
 
+def check_path_to_write(path: str) -> str:
+    """A file path a commit or a preupload names: as `check_path`, refused with the Hub's 422."""
+    try:
+        return check_path(path)
+    except BadRequest as exc:
+        raise InvalidPath(exc.message) from None
+
+
 def check_folder(path: str) -> str:
     """A folder path to read: like a file path, but may be empty (the root) or end with `/`."""
     path = path.strip("/") if isinstance(path, str) else path
@@ -156,8 +164,8 @@ def check_folder(path: str) -> str:
 def check_folder_to_delete(path: str) -> str:
     """A folder named by a commit operation: relative and not the root (a trailing `/` is fine)."""
     if not isinstance(path, str):
-        raise BadRequest(f"Invalid path: {shown(path)}")
-    return check_path(path.removesuffix("/"))
+        raise InvalidPath(f"Invalid path: {shown(path)}")
+    return check_path_to_write(path.removesuffix("/"))
 
 
 def _ref_format_ok(name: str) -> bool:

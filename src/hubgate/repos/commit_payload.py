@@ -20,7 +20,7 @@ from hubgate import constants
 from hubgate.errors import BadRequest
 from hubgate.git.blobid import blob_hasher
 from hubgate.git.objects import MAX_POINTER_SIZE
-from hubgate.ids import check_path, is_utf8, shown
+from hubgate.ids import check_path_to_write, is_utf8, shown
 from hubgate.repos import modelcard
 from hubgate.repos.commits import AddBytes, AddLfs, AddStored, DeleteFile, DeleteFolder, Operation
 from hubgate.repos.ndjson import Line, Span, lines
@@ -93,7 +93,7 @@ def _operation(
     if not isinstance(path, str):
         raise BadRequest(f"Operation {shown(key)} needs a 'path'")
     if key == "file":
-        return _file(line, check_path(path), value, lfs_threshold, blobs, room)
+        return _file(line, check_path_to_write(path), value, lfs_threshold, blobs, room)
     if key == "lfsFile":
         oid = line.text(value.get("oid"), "The oid")
         if line.text(value.get("algo", "sha256"), "algo") != "sha256" or not isinstance(oid, str) or not is_sha256(oid):
@@ -101,9 +101,9 @@ def _operation(
         size = value.get("size")
         if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
             raise BadRequest(f"LFS file {shown(path)}: invalid size")
-        return AddLfs(check_path(path), oid, size)
+        return AddLfs(check_path_to_write(path), oid, size)
     if key == "deletedFile":
-        return DeleteFile(check_path(path))
+        return DeleteFile(check_path_to_write(path))
     if key == "deletedFolder":
         return DeleteFolder(path)
     raise BadRequest(f"Unknown commit operation {shown(key)}")

@@ -11,7 +11,7 @@ from functools import cached_property
 from hubgate import constants
 from hubgate.errors import BadRequest, EntryNotFound
 from hubgate.git import objects as git
-from hubgate.ids import check_folder_to_delete, check_path
+from hubgate.ids import check_folder_to_delete, check_path_to_write
 from hubgate.storage.blobs import BlobStore
 
 
@@ -171,7 +171,7 @@ class TreeEdit:
     def apply(self, ops: list[Operation], blobs: BlobStore, policy: LfsPolicy) -> None:
         for op in ops:
             if isinstance(op, (AddBytes, AddLfs, AddStored)):
-                path = check_path(op.path)
+                path = check_path_to_write(op.path)
                 prefix = path.rpartition("/")[0]
                 while prefix:
                     if prefix in self.files:
@@ -184,7 +184,7 @@ class TreeEdit:
                 self.files[path] = (git.FILE_MODE, obj.sha1)
                 self._link(path)
             elif isinstance(op, DeleteFile):
-                path = check_path(op.path)
+                path = check_path_to_write(op.path)
                 if self.files.pop(path, None) is None:  # huggingface_hub looks for the Hub's words
                     raise EntryNotFound(path, message=f"A file with this name doesn't exist: {path}")
                 self._unlink(path)

@@ -15,7 +15,7 @@ from hubgate.http.responses import json_response
 from hubgate.http.routes.discussions import hosted, proposal, proposal_subject
 from hubgate.http.routes.manage import author_of
 from hubgate.http.routing import API_TYPE, REPO_ID, REV, RouteTable
-from hubgate.ids import check_path, check_revision
+from hubgate.ids import check_path_to_write, check_revision
 from hubgate.repos import commit_payload
 from hubgate.repos.preupload import Wanted, plan
 from hubgate.repos.service import PR_REF
@@ -58,7 +58,7 @@ def preupload(call: Call) -> Response:
         path, size = item.get("path"), item.get("size")
         if not isinstance(path, str) or not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise BadRequest("Each file needs a 'path' and a non-negative integer 'size'")
-        wanted.append(Wanted(check_path(path), size))
+        wanted.append(Wanted(check_path_to_write(path), size))
     hub = call.hub
     answers = plan(repo, commit, wanted, hub.repos.policy_for(repo, commit), _client_takes_lfs(call), gitignore,
                    hub.repos.content_oids)

@@ -15,15 +15,11 @@ from __future__ import annotations
 
 import argparse
 import base64
-import datetime as dt
 import json
-import shutil
-import tempfile
 import time
-from pathlib import Path
 
 import httpx
-from common import Hubgate, log, machine, publish, require_clean_tree
+from common import log, publish_table, require_clean_tree, scratch_hubgate
 
 
 def body(n: int, tag: str) -> bytes:
@@ -51,11 +47,7 @@ def main() -> None:
     opts = parser.parse_args()
     if not opts.no_doc:
         require_clean_tree()
-    info = machine()
-    tmp = Path(tempfile.mkdtemp(prefix="hubgate-bench-commit-"))
-    hub = None
-    try:
-        hub = Hubgate.start(tmp / "data", 1)
+    with scratch_hubgate("commit") as hub:
         hub.cli("user", "add", "bench")
         token = hub.cli("token", "create", "bench", "--role", "write").strip().splitlines()[-1]
         rows, summary = [], []
@@ -66,23 +58,11 @@ def main() -> None:
             first = timed_commit(hub.url, token, repo, body(n, "a"))
             second = timed_commit(hub.url, token, repo, body(n, "b"))
             log(f"{n} files: {first:.2f} s, then {second:.2f} s on top of them")
-            rows.append(f"| {n} | {first:.2f} s | {first / n * 1e6:.0f} µs | {second:.2f} s |")
+            rows.append((n, f"{first:.2f} s", f"{first / n * 1e6:.0f} µs", f"{second:.2f} s"))
             summary.append(f"{n}: {first:.2f} / {second:.2f} s")
-        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-        section = "\n".join([
-            f"Run {now} with `python bench/commit_scale.py --sizes {opts.sizes}` on {info['cpu']} "
-            f"({info['cores']} shared cores), hubgate {info['commit']}, SQLite:",
-            "",
-            "| files in one commit | commit (new repo) | per file | same again on top (tree of 2N) |",
-            "|---:|---:|---:|---:|",
-            *rows,
-        ])
-        publish(section, f"| {now} | {info['commit']} | {'; '.join(summary)} |", "commitscale", write=not opts.no_doc)
-    finally:
-        if hub is not None:
-            hub.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
-        log("stopped hubgate, removed the temporary folder")
+    publish_table("commitscale", f"python bench/commit_scale.py --sizes {opts.sizes}",
+                  [("files in one commit", "r"), ("commit (new repo)", "r"), ("per file", "r"),
+                   ("same again on top (tree of 2N)", "r")], rows, summary, write=not opts.no_doc, note=", SQLite")
 
 
 if __name__ == "__main__":

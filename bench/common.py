@@ -6,6 +6,8 @@ Nothing here writes a report: each benchmark renders its own section of docs/ben
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import hashlib
 import os
 import platform
@@ -15,9 +17,10 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -212,6 +215,21 @@ class Hubgate:
 
     def stop(self) -> None:
         stop_process(self.process, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def scratch_hubgate(prefix: str, workers: int = 1) -> Iterator[Hubgate]:
+    """A fresh `hubgate serve` on a temporary data folder, stopped and the folder removed afterwards."""
+    tmp = Path(tempfile.mkdtemp(prefix=f"hubgate-bench-{prefix}-"))
+    hub = None
+    try:
+        hub = Hubgate.start(tmp / "data", workers)
+        yield hub
+    finally:
+        if hub is not None:
+            hub.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+        log("stopped hubgate, removed the temporary folder")
 
 
 DIAGNOSTIC_LAUNCHER = """
@@ -504,3 +522,19 @@ def publish(section: str, history_row: str, prefix: str, *, write: bool) -> None
     text = f"{head}{start}\n{section}\n{end}{tail}"
     doc.write_text(text.replace(history, f"{history_row}\n{history}", 1))  # rows oldest first, table unbroken
     log(f"wrote {doc.relative_to(ROOT)}")
+
+
+def publish_table(prefix: str, command: str, columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[object]],
+                  summary: Sequence[str], *, write: bool, note: str = "") -> None:
+    """`publish` a run as one table: a line naming the date, `command`, machine and commit (then
+    `note`), the table (`columns`: heading and alignment, "l" or "r"), and a history row of `summary`."""
+    info = machine()
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    section = "\n".join([
+        f"Run {now} with `{command}` on {info['cpu']} ({info['cores']} shared cores), hubgate {info['commit']}{note}:",
+        "",
+        "| " + " | ".join(name for name, _ in columns) + " |",
+        "|" + "|".join("---:" if align == "r" else "---" for _, align in columns) + "|",
+        *("| " + " | ".join(str(cell) for cell in row) + " |" for row in rows),
+    ])
+    publish(section, f"| {now} | {info['commit']} | {'; '.join(summary)} |", prefix, write=write)

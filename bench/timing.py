@@ -18,15 +18,11 @@ the folder.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import shutil
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 import httpx
-from common import Hubgate, log, machine, publish, require_clean_tree
+from common import publish_table, require_clean_tree, scratch_hubgate
 
 
 def pairs(client: httpx.Client, url: str, count: int) -> list[float]:
@@ -51,11 +47,7 @@ def main() -> None:
     opts = parser.parse_args()
     if not opts.no_doc:
         require_clean_tree()
-    info = machine()
-    tmp = Path(tempfile.mkdtemp(prefix="hubgate-bench-timing-"))
-    hub = None
-    try:
-        hub = Hubgate.start(tmp / "data", 1)
+    with scratch_hubgate("timing") as hub:
         for user in ("owner", "outsider"):
             hub.cli("user", "add", user)
         owner = hub.cli("token", "create", "owner", "--role", "write").strip().splitlines()[-1]
@@ -70,24 +62,12 @@ def main() -> None:
                 pairs(client, hub.url, 50)  # warm-up
                 diffs = pairs(client, hub.url, opts.pairs)
             slower = sum(d > 0 for d in diffs) / len(diffs)
-            rows.append(f"| {caller} | {len(diffs)} | {statistics.median(diffs):+.0f} µs | "
-                        f"{statistics.mean(diffs):+.0f} µs | {slower:.0%} |")
+            rows.append((caller, len(diffs), f"{statistics.median(diffs):+.0f} µs", f"{statistics.mean(diffs):+.0f} µs",
+                         f"{slower:.0%}"))
             summary.append(f"{caller} {statistics.median(diffs):+.0f} µs, {slower:.0%}")
-        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-        section = "\n".join([
-            f"Run {now} with `python bench/timing.py --pairs {opts.pairs} --repos {opts.repos}` on {info['cpu']} "
-            f"({info['cores']} shared cores), hubgate {info['commit']}:",
-            "",
-            "| caller | pairs | median private − missing | mean | private slower in |",
-            "|---|---:|---:|---:|---:|",
-            *rows,
-        ])
-        publish(section, f"| {now} | {info['commit']} | {'; '.join(summary)} |", "timing", write=not opts.no_doc)
-    finally:
-        if hub is not None:
-            hub.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
-        log("stopped hubgate, removed the temporary folder")
+    publish_table("timing", f"python bench/timing.py --pairs {opts.pairs} --repos {opts.repos}",
+                  [("caller", "l"), ("pairs", "r"), ("median private − missing", "r"), ("mean", "r"),
+                   ("private slower in", "r")], rows, summary, write=not opts.no_doc)
 
 
 if __name__ == "__main__":

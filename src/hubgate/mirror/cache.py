@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import case, delete, func, select, update
+from sqlalchemy import Table, bindparam, case, delete, func, select, update
+from sqlalchemy.orm import Session
 
+from hubgate.mirror.tally import AccessTally
 from hubgate.storage.metadata import (
     Counter,
     MetadataStore,
@@ -41,9 +44,24 @@ class KnownRevision:
     upstream: str
 
 
+@dataclass(frozen=True)
+class KnownRepo:
+    """What the cache knows of a repo, read in one transaction: the name it is cached under (the
+    canonical one, if an alias was followed), its most recently fetched info and its revisions."""
+
+    repo_id: str
+    info: dict[str, Any] | None
+    revisions: dict[str, KnownRevision]
+
+
 class MirrorCache:
     def __init__(self, metadata: MetadataStore) -> None:
         self.metadata = metadata
+        self._tally = AccessTally(self._write_tally)
+
+    def close(self) -> None:
+        """Write the hits and recency counted in memory (see mirror/tally.py)."""
+        self._tally.close()
 
     # -- revisions -------------------------------------------------------------------------
     def revision(self, repo_type: str, repo_id: str, revision: str) -> KnownRevision | None:
@@ -78,6 +96,12 @@ class MirrorCache:
                 return None
             return _unpack(row.info), (_unpack(row.tree) if row.tree is not None else None)
 
+    def has_commit(self, repo_type: str, repo_id: str, commit: str) -> bool:
+        with self.metadata.session() as session:
+            found = session.scalar(select(MirrorCommit.fetched_at).where(
+                MirrorCommit.repo_type == repo_type, MirrorCommit.repo_id == repo_id, MirrorCommit.commit == commit))
+            return found is not None
+
     def remember_commit(self, repo_type: str, repo_id: str, commit: str, info: dict[str, Any]) -> None:
         with self.metadata.session() as session:
             # The tree of a commit never changes; its info (private, gated, ...) may: keep the newest.
@@ -94,16 +118,22 @@ class MirrorCache:
                 .values(tree=_pack(entries))
             )
 
-    def latest_info(self, repo_type: str, repo_id: str) -> dict[str, Any] | None:
-        """The most recently fetched info of a repo (for offline and stale answers)."""
+    def known_repo(self, repo_type: str, asked: str, follow: Callable[[str, float], bool]) -> KnownRepo:
+        """The repo `asked` names, or the canonical one its alias names if `follow(canonical, fetched_at)`."""
         with self.metadata.session() as session:
-            row = session.scalars(
-                select(MirrorCommit)
+            alias = session.get(MirrorAlias, (repo_type, asked.lower()))
+            repo_id = alias.canonical if alias is not None and follow(alias.canonical, alias.fetched_at) else asked
+            info = session.scalars(  # the newest info alone: a packed tree may be large
+                select(MirrorCommit.info)
                 .where(MirrorCommit.repo_type == repo_type, MirrorCommit.repo_id == repo_id)
                 .order_by(MirrorCommit.fetched_at.desc())
                 .limit(1)
             ).first()
-            return _unpack(row.info) if row else None
+            revisions = session.scalars(
+                select(MirrorRevision).where(MirrorRevision.repo_type == repo_type, MirrorRevision.repo_id == repo_id)
+            )
+            known = {r.revision: KnownRevision(r.commit, r.fetched_at, r.upstream) for r in revisions}
+            return KnownRepo(repo_id, _unpack(info) if info is not None else None, known)
 
     # -- negative cache --------------------------------------------------------------------
     def is_missing(self, key: str) -> bool:
@@ -118,11 +148,6 @@ class MirrorCache:
             upsert(session, MirrorNegative, {"key": key[:600], "expires_at": time.time() + ttl}, ["key"])
 
     # -- names an upstream resolves to another repo -----------------------------------------
-    def alias(self, repo_type: str, asked: str) -> tuple[str, float] | None:
-        with self.metadata.session() as session:
-            row = session.get(MirrorAlias, (repo_type, asked.lower()))
-            return (row.canonical, row.fetched_at) if row else None
-
     def remember_alias(self, repo_type: str, asked: str, canonical: str) -> None:
         with self.metadata.session() as session:
             upsert(session, MirrorAlias, {"repo_type": repo_type, "asked": asked.lower(), "canonical": canonical,
@@ -150,9 +175,22 @@ class MirrorCache:
                 ["oid"],
             )
 
-    def touch(self, oid: str) -> None:
+    def record_access(self, oid: str, hit: bool) -> None:
+        """A download of a cached file (`hit`) or of one fetched for it: counted in memory, written soon."""
+        self._tally.record(oid, hit)
+
+    def _write_tally(self, counts: dict[str, int], touched: dict[str, float]) -> None:
+        files = MirrorFile.__table__
+        assert isinstance(files, Table)
         with self.metadata.session() as session:
-            session.execute(update(MirrorFile).where(MirrorFile.oid == oid).values(last_access=time.time()))
+            for name, n in sorted(counts.items()):
+                self._add(session, name, n)
+            if touched:  # recency only moves forward, whichever process saw the later hit
+                session.execute(
+                    update(files).where(files.c.oid == bindparam("at_oid"), files.c.last_access < bindparam("at_time"))
+                    .values(last_access=bindparam("at_time")),
+                    [{"at_oid": oid, "at_time": at} for oid, at in sorted(touched.items())],
+                )
 
     def cached_bytes(self) -> tuple[int, int]:
         with self.metadata.session() as session:
@@ -161,6 +199,7 @@ class MirrorCache:
 
     def eviction_candidates(self, over: int) -> list[tuple[str, str, int]]:
         """Least recently used files whose sizes add up to at least `over` bytes."""
+        self._tally.flush()  # this process's recent hits count
         picked: list[tuple[str, str, int]] = []
         freed = 0
         with self.metadata.session() as session:
@@ -210,8 +249,14 @@ class MirrorCache:
     # -- counters --------------------------------------------------------------------------
     def count(self, name: str, n: int = 1) -> None:
         with self.metadata.session() as session:
-            upsert(session, Counter, {"name": name, "value": n}, ["name"], {"value": Counter.value + n})
+            self._add(session, name, n)
+
+    @staticmethod
+    def _add(session: Session, name: str, n: int) -> None:
+        upsert(session, Counter, {"name": name, "value": n}, ["name"], {"value": Counter.value + n})
 
     def counters(self) -> dict[str, int]:
+        """Every process's counts (this one's up to now, the others' up to their last flush)."""
+        self._tally.flush()
         with self.metadata.session() as session:
             return {name: value for name, value in session.execute(select(Counter.name, Counter.value))}

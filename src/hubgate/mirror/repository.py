@@ -21,10 +21,12 @@ from hubgate.errors import EntryNotFound, GatedRepo, HubError, RepoDisabled, Rep
 from hubgate.git.objects import CommitData
 from hubgate.ids import RepoRef, check_path, is_commit_id
 from hubgate.mirror.fetcher import Fetcher, FileSource, TransferFailed
+from hubgate.mirror.trees import CommitTree
 from hubgate.mirror.upstream import Upstream, UpstreamError, UpstreamMissing, origin, raise_for_missing
 from hubgate.repos.base import Content, Entry, LfsInfo, RepoMeta
 
 if TYPE_CHECKING:
+    from hubgate.mirror.cache import KnownRevision
     from hubgate.mirror.service import Mirror
 
 log = logging.getLogger("hubgate.mirror")
@@ -82,10 +84,14 @@ def disabled(exc: UpstreamMissing) -> bool:
 
 
 class MirroredRepository:
-    def __init__(self, mirror: Mirror, ref: RepoRef, info: dict[str, Any], upstream: str, token: str | None) -> None:
+    def __init__(self, mirror: Mirror, ref: RepoRef, info: dict[str, Any], upstream: str, token: str | None,
+                 revisions: dict[str, KnownRevision] | None = None) -> None:
+        """`revisions`: what the cache knew of the repo's branches and tags as it was opened, read in the
+        same transaction as its info; used by the first `resolve` only (any later one reads the cache)."""
         self.mirror = mirror
         self.ref = ref
         self._token = token
+        self._revisions = dict(revisions) if revisions is not None else None
         self._stale = False
         restricted = bool(info.get("private")) or bool(info.get("gated"))
         # What a client's own token fetched is for callers upstream vouches for, nobody else.
@@ -117,9 +123,10 @@ class MirroredRepository:
     def resolve(self, revision: str) -> str:
         cache = self.mirror.cache
         key = (self.ref.type, self.ref.repo_id)
-        if is_commit_id(revision) and cache.commit(*key, revision) is not None:
+        if is_commit_id(revision) and ((*key, revision) in self.mirror.trees or cache.has_commit(*key, revision)):
             return revision
-        known = cache.revision(*key, revision)
+        known = self._revisions.pop(revision, None) if self._revisions is not None else cache.revision(*key, revision)
+        self._revisions = None
         if known and (self.mirror.offline or time.time() - known.fetched_at < self.mirror.settings.revision_ttl):
             return known.commit
         if self.mirror.offline:
@@ -222,10 +229,19 @@ class MirroredRepository:
             return {}
 
     # -- trees -----------------------------------------------------------------------------
-    def _tree(self, commit: str) -> list[dict[str, Any]]:
-        _, tree = self._info(commit)
-        if tree is not None:
-            return tree
+    def _tree(self, commit: str) -> CommitTree:
+        key = (self.ref.type, self.ref.repo_id, commit)
+        known = self.mirror.trees.get(key)
+        if known is not None:
+            return known
+        _, entries = self._info(commit)
+        if entries is None:
+            entries = self._fetched_tree(commit)
+        tree = CommitTree(entries)
+        self.mirror.trees.put(key, tree)
+        return tree
+
+    def _fetched_tree(self, commit: str) -> list[dict[str, Any]]:
         if self.mirror.offline:
             raise NotCached(f"The file list of {self.ref} at {commit}")
         try:
@@ -251,21 +267,21 @@ class MirroredRepository:
 
     def list_tree(self, commit: str, path: str = "", recursive: bool = False) -> list[Entry]:
         tree = self._tree(commit)
-        if path and not any(e["path"] == path and e["type"] == "directory" for e in tree):
+        if path and path not in tree.directories:
             raise EntryNotFound(path or "/", commit=commit)
         prefix = f"{path}/" if path else ""
         found = []
-        for item in tree:
+        for item in tree.entries:
             rest = item["path"][len(prefix):] if item["path"].startswith(prefix) else None
             if rest and (recursive or "/" not in rest):
                 found.append(_entry(item))
         return found
 
     def describe(self, commit: str, path: str) -> Entry:
-        for item in self._tree(commit):
-            if item["path"] == path and item["type"] == "file":
-                return _entry(item)
-        raise EntryNotFound(path, commit=commit)
+        item = self._tree(commit).files.get(path)
+        if item is None:
+            raise EntryNotFound(path, commit=commit)
+        return _entry(item)
 
     # -- bytes -----------------------------------------------------------------------------
     def source(self, commit: str, entry: Entry) -> FileSource:
@@ -279,7 +295,7 @@ class MirroredRepository:
             raise ValueError("a mirrored file is opened at a commit")
         src = self.source(commit, entry)
         cached = self._fetcher.cached_path(src)
-        self.mirror.count_access(src, cached is not None)
+        self.mirror.cache.record_access(src.oid, cached is not None)
         resumable = not self.mirror.cache.served_bad(src.oid)
         if cached is not None:
             return Content(src.size, path=cached, resumable=resumable, refetchable=True)

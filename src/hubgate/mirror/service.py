@@ -16,9 +16,11 @@ from hubgate.config import Settings
 from hubgate.crashpoints import NO_CRASH, CrashPoints
 from hubgate.errors import HubError, RepoNotCached
 from hubgate.ids import RepoRef, is_commit_id
+from hubgate.memcache import ByteCache
 from hubgate.mirror.cache import MirrorCache
-from hubgate.mirror.fetcher import Fetcher, FileSource
+from hubgate.mirror.fetcher import Fetcher
 from hubgate.mirror.repository import VIA_KEY, MirroredRepository, UpstreamUnavailable, credentials, disabled, missing_to_error
+from hubgate.mirror.trees import TREE_CACHE_BYTES, CommitTree
 from hubgate.mirror.upstream import Health, Upstream, UpstreamError, UpstreamMissing, Upstreams, raise_for_missing
 from hubgate.storage.blobs import LocalBlobStore
 from hubgate.storage.metadata import GitObject, MetadataStore, RepoLfsObject
@@ -39,6 +41,7 @@ class Mirror:
         self.blobs = blobs
         self.upstreams = Upstreams(settings.upstream, offline=settings.offline)
         self.cache = MirrorCache(metadata)
+        self.trees: ByteCache[tuple[str, str, str], CommitTree] = ByteCache(TREE_CACHE_BYTES, CommitTree.weight)
         self.fetcher = Fetcher(blobs, self.cache, self.upstreams, settings.tmp_dir, crash)
         self.fetcher.on_published = lambda _size: self.evict()
         self.restricted_readers = settings.mirror.restricted_access
@@ -93,15 +96,20 @@ class Mirror:
             self.cache.remember_revision(*key, label, info["sha"], upstream.name)
         return info, upstream.name
 
-    def _known_alias(self, ref: RepoRef) -> RepoRef:
-        """The canonical repo of a name an upstream resolved before (re-asked after ALIAS_TTL)."""
-        known = self.cache.alias(ref.type, ref.repo_id)
-        if known is None or not (self.offline or time.time() - known[1] < ALIAS_TTL):
-            return ref
-        try:
-            return RepoRef.parse(ref.type, known[0])
-        except HubError:
-            return ref
+    def _follow_alias(self, repo_type: str) -> Callable[[str, float], bool]:
+        """Whether a name an upstream resolved before still stands for its canonical repo (re-asked
+        after ALIAS_TTL)."""
+
+        def follow(canonical: str, fetched_at: float) -> bool:
+            if not (self.offline or time.time() - fetched_at < ALIAS_TTL):
+                return False
+            try:
+                RepoRef.parse(repo_type, canonical)
+            except HubError:
+                return False
+            return True
+
+        return follow
 
     def _server_may_read(self, ref: RepoRef, info: dict[str, Any], upstream: Upstream) -> bool:
         """Whether the server's own credential reads this repo's files (always, for public repos).
@@ -129,12 +137,14 @@ class Mirror:
         """
         if not self.upstreams and not self.offline:
             return None
-        ref = self._known_alias(ref)
-        key = (ref.type, ref.repo_id)
-        cached = self.cache.latest_info(*key)
+        known = self.cache.known_repo(ref.type, ref.repo_id, self._follow_alias(ref.type))
+        if known.repo_id != ref.repo_id:
+            ref = RepoRef.parse(ref.type, known.repo_id)
+        cached = known.info
         restricted = cached is not None and bool(cached.get("private") or cached.get("gated"))
         if cached is not None and (token is None or self.offline or not restricted):
-            return MirroredRepository(self, ref, cached, cached.get(SOURCE_KEY, "cache"), token if restricted else None)
+            return MirroredRepository(self, ref, cached, cached.get(SOURCE_KEY, "cache"), token if restricted else None,
+                                      known.revisions)
         if self.offline:
             raise RepoNotCached(str(ref), anonymous=True)  # the gate says it to the caller as it is
         negative = f"repo:{ref.type}:{ref.repo_id}"
@@ -200,11 +210,6 @@ class Mirror:
         return commit, len(entries), total
 
     # -- cache bookkeeping -----------------------------------------------------------------
-    def count_access(self, src: FileSource, hit: bool) -> None:
-        self.cache.count("hits" if hit else "misses")
-        if hit:
-            self.cache.touch(src.oid)
-
     def evict(self) -> list[str]:
         """Drop least recently used cached files until the cache fits `cache_max_bytes`."""
         limit = self.settings.cache_max_bytes
@@ -251,6 +256,7 @@ class Mirror:
 
     def close(self) -> None:
         self.upstreams.close()
+        self.cache.close()
 
 
 

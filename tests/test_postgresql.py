@@ -39,6 +39,12 @@ from test_api_write import (  # noqa: F401
 from test_mirror_hubgate import mirror, origin, test_download_by_branch_tag_and_commit  # noqa: F401
 from test_schema import assert_schema_matches_models
 from test_tokens import srv, test_http_api, test_states_revoke_twice_unknown_and_by_name  # noqa: F401
+from test_xet_cas import (  # noqa: F401
+    cas,
+    test_a_shard_naming_a_missing_xorb_or_with_a_wrong_proof_is_refused,
+    test_gc_collects_uncommitted_xorbs_and_files_and_keeps_committed_ones,
+    test_upload_register_reconstruct_and_fetch_ranges,
+)
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -112,8 +112,8 @@ class Cas:
         return sum(1 for _ in (self.server.data / "blobs").glob("*/*/*"))
 
 
-def open_cas(data: Path) -> tuple[Server, Cas]:
-    srv = start_server(data)
+def open_cas(data: Path, config: Path | None = None, env: dict[str, str] | None = None) -> tuple[Server, Cas]:
+    srv = start_server(data, config=config, env=env)
     try:
         srv.add_user("alice")
         token = srv.token("alice")
@@ -168,6 +168,8 @@ def test_upload_register_reconstruct_and_fetch_ranges(cas: Cas) -> None:
     assert cas.blobs() == blobs + 1
     again = cas.put_xorb(xorb)
     assert again.status_code == 200 and again.json() == {"was_inserted": False}
+    audited = httpx.get(f"{cas.server.url}/api/audit?kind=xet-xorb", headers=cas.server.admin_headers()).json()
+    assert any(r["repo"] == "alice/xet" and r["path"].endswith(xorb.name) and r["status"] == 200 for r in audited), audited
     assert cas.blobs() == blobs + 1  # nothing stored twice
 
     entry, data = file_of((xorb, 0, 4))
@@ -422,3 +424,48 @@ def test_concurrent_upload_during_gc_keeps_its_xorb(tmp_path: Path) -> None:
         entry, data = file_of((xorb, 0, 1))
         assert cas.put_shard([entry], [xorb.entry()]).json() == {"result": 1}
         assert rebuild(cas.reconstruction(entry.file_hash).json(), len(data)) == data
+
+
+def test_refused_uploads_leave_the_connection_usable(cas: Cas) -> None:
+    """hf_xet sends a whole shard to /v2/shards, gets 404 and sends it again to /v1/shards on the same
+    keep-alive connection; a refused xorb body is followed by the next xorb the same way."""
+    xorb = random_xorb([20_000, 30_000])
+    entry, _ = file_of((xorb, 0, 2))
+    shard = build_shard([entry], [xorb.entry()])
+    headers = cas.token("alice/xet")
+    with httpx.Client(headers=headers, timeout=60) as client:
+        grant = client.post(cas.url(f"/v1/xorb-grants/default/{xorb.name}"), json={"length": len(xorb.body)})
+        assert grant.status_code == 404
+        bad = client.post(cas.url(f"/v1/xorbs/default/{xorb.name}"), content=os.urandom(len(xorb.body)))
+        assert bad.status_code == 400
+        assert client.post(cas.url(f"/v1/xorbs/default/{xorb.name}"), content=xorb.body).status_code == 200
+        assert client.post(cas.url("/v2/shards"), content=shard + bytes(1_000_000)).status_code == 404
+        answer = client.post(cas.url("/v1/shards"), content=shard)
+        assert answer.status_code == 200 and answer.json() == {"result": 1}, answer.text
+
+
+def test_xorbs_live_in_the_s3_bucket(tmp_path: Path) -> None:
+    """With `[blobs] backend = "s3"` (even serving files by redirect), xorb bytes go to the bucket and the
+    signed xorb ranges are answered from it; gc removes them from the bucket."""
+    import seaweed
+
+    if seaweed.unavailable():
+        pytest.skip(seaweed.unavailable())
+    store, prefix = seaweed.shared(), seaweed.new_prefix("xet")
+    config = tmp_path / "hubgate.toml"
+    table = seaweed.blobs_table(store, prefix, serve="redirect")
+    config.write_text("[blobs]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in table.items()))
+    srv, cas = open_cas(tmp_path / "data", config=config, env=seaweed.ENV)
+    with srv:
+        xorb = random_xorb([50_000, 60_000])
+        assert cas.put_xorb(xorb).json() == {"was_inserted": True}
+        digest = hashlib.sha256(xorb.body).hexdigest()
+        assert any(key.endswith(digest) for key in store.keys(prefix))
+        assert cas.blobs() == 0  # nothing on the local disk
+        entry, data = file_of((xorb, 0, 2))
+        assert cas.put_shard([entry], [xorb.entry()]).json() == {"result": 1}
+        answer = cas.reconstruction(entry.file_hash, byte_range=f"bytes=10-{len(data) - 1}")
+        assert rebuild(answer.json(), len(data) - 10) == data[10:]
+        result = srv.cli("gc", "--grace", "0", "--upload-grace", "0", "--config", str(config))  # the same bucket
+        assert "1 xorbs, 1 blobs" in result.stdout, result.stdout
+        assert not any(key.endswith(digest) for key in store.keys(prefix))

@@ -36,6 +36,7 @@ from hubgate.http.responses import break_connection, error_response
 from hubgate.http.routes import ALL
 from hubgate.http.routing import Route, match
 from hubgate.hub import Hub
+from hubgate.ids import RepoRef
 from hubgate.mirror.fetcher import TransferFailed
 
 log = logging.getLogger("hubgate.http")
@@ -137,7 +138,8 @@ class HubgateApp:
             raise
         trail.action = action
         if action in CAS_ACTIONS:
-            call.cas_grant = self.hub.gate.authorize_cas(call.cas_token, action)
+            call.cas_grant = grant = self.hub.gate.authorize_cas(call.cas_token, action)
+            trail.subject = Subject(ref=RepoRef.parse(grant.repo_type, grant.repo_id))  # audited with its repo
             return
         if action in REPO_ACTIONS and route.subject is None:
             subject = Subject(ref=call.repo_ref, revision=call.params.get("rev"), path=call.params.get("path"))

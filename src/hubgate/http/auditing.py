@@ -20,11 +20,11 @@ from hubgate.auth.gate import Action, Subject
 # so is a request refused before its action was known (a route choosing it from a malformed body).
 RECORDED = frozenset({
     Action.DOWNLOAD, Action.REQUEST_ACCESS, Action.DISCUSS, Action.AUTHOR, Action.WRITE_REPO, Action.MANAGE_REPO,
-    Action.CREATE_REPO, Action.MANAGE_TOKENS, Action.ADMIN,
+    Action.CREATE_REPO, Action.MANAGE_TOKENS, Action.ADMIN, Action.CAS_WRITE,
 })
 KINDS = {Action.DOWNLOAD: "download", Action.WRITE_REPO: "upload", Action.CREATE_REPO: "repo",
          Action.MANAGE_REPO: "repo", Action.MANAGE_TOKENS: "token", Action.REQUEST_ACCESS: "access",
-         Action.DISCUSS: "discussion", Action.AUTHOR: "discussion", Action.ADMIN: "admin"}
+         Action.DISCUSS: "discussion", Action.AUTHOR: "discussion", Action.ADMIN: "admin", Action.CAS_WRITE: "upload"}
 UNDECIDED = "refused"  # the kind of a request refused while its action was being chosen
 
 

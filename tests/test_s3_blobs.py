@@ -14,7 +14,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import pytest
 
 import seaweed as seaweed_store
 from conftest import Server, start_server
+from processes import until
 from seaweed import BUCKET, ENV, KEY, PART, SECRET, Seaweed
 
 boto3 = pytest.importorskip("boto3", reason="boto3 is not installed (pip install 'hubgate[s3]')")
@@ -182,41 +182,43 @@ def lfs_upload_href(srv: Server, token: str, repo: str, oid: str, size: int) -> 
     return response.json()["objects"][0]["actions"]["upload"]["href"]  # type: ignore[no-any-return]
 
 
+@contextlib.contextmanager
+def stalled_upload(href: str, data: bytes) -> Iterator[None]:
+    """PUT `data` to `href` from a thread: two multipart parts and a bit, then the client stalls
+    until the block ends (the server may be killed meanwhile)."""
+    release = threading.Event()
+
+    def body() -> Iterator[bytes]:
+        yield data[: 2 * PART + 1000]
+        release.wait(120)
+        yield data[2 * PART + 1000 :]
+
+    def send() -> None:
+        with contextlib.suppress(httpx.HTTPError):  # the server dies under it
+            httpx.put(href, content=body(), timeout=120)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    try:
+        yield
+    finally:
+        release.set()
+        sender.join()
+
+
 def test_kill_mid_upload_leaves_nothing_visible(seaweed: Seaweed, tmp_path: Path) -> None:
     prefix = "killed/"
-    srv = s3_server(tmp_path, seaweed, prefix)
-    try:
+    with s3_server(tmp_path, seaweed, prefix) as srv:
         token = srv.token("alice")
         httpx.post(f"{srv.url}/api/repos/create", json={"name": "m", "organization": "alice"},
                    headers={"Authorization": f"Bearer {token}"}).raise_for_status()
         data = os.urandom(4 * PART)
-        href = lfs_upload_href(srv, token, "alice/m", sha256(data), len(data))
-        release = threading.Event()
-
-        def body() -> Iterator[bytes]:
-            yield data[: 2 * PART + 1000]  # two parts sent to S3, then the client stalls
-            release.wait(60)
-            yield data[2 * PART + 1000 :]
-
-        def send() -> None:
-            with contextlib.suppress(httpx.HTTPError):  # the server dies under it
-                httpx.put(href, content=body(), timeout=60)
-
-        sender = threading.Thread(target=send)
-        sender.start()
-        deadline = time.monotonic() + 60
-        while not seaweed.client.list_multipart_uploads(Bucket=BUCKET, Prefix=f"{prefix}tmp/").get("Uploads"):
-            assert time.monotonic() < deadline, "the upload never reached S3"
-            time.sleep(0.1)
-        os.killpg(srv.process.pid, signal.SIGKILL)
-        srv.process.wait()
-        release.set()
-        sender.join()
+        with stalled_upload(lfs_upload_href(srv, token, "alice/m", sha256(data), len(data)), data):
+            until(lambda: bool(seaweed.uploads(f"{prefix}tmp/")), "the upload to reach S3")
+            os.killpg(srv.process.pid, signal.SIGKILL)
+            srv.process.wait()
         assert seaweed.keys(f"{prefix}blobs/") == []  # nothing published, nothing partial visible
         assert seaweed.keys(f"{prefix}tmp/") == []  # only an unfinished multipart upload is left
-    finally:
-        release.set()
-        srv.stop()
 
 
 def test_config_check_masks_the_secret_and_refuses_a_bucketless_s3(tmp_path: Path) -> None:

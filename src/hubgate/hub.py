@@ -45,6 +45,7 @@ class Hub:
         settings.data.mkdir(mode=0o700, parents=True, exist_ok=True)
         with contextlib.suppress(PermissionError):  # a folder from before: closed to other users now
             settings.data.chmod(0o700)
+        settings.tmp_dir.mkdir(mode=0o700, exist_ok=True)  # request bodies spool here, whatever the blob store
         self.metadata = MetadataStore(settings.db_url, settings.db_pool_size)
         self.crash = crash = CrashPoints.parse(settings.crash_at)
         local = LocalBlobStore(settings.blob_dir, settings.tmp_dir, crash=crash) if settings.blobs.backend == "local" else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,9 +19,11 @@ from huggingface_hub.errors import (
     LocalEntryNotFoundError,
 )
 
+from clients.harness import client_env
 from conftest import Server
 from fakehub import FakeHub, start_fakehub
 from ndjson_commit import commit_files
+from test_client_matrix import client_venvs, venv_for  # noqa: F401 - fixture reuse
 from test_mirror_faults import mirror_of
 
 
@@ -130,3 +133,54 @@ def test_an_invalid_path_in_an_upload_is_refused_with_422(server: Server, alice_
     answer = commit_files(server.url, alice_token, repo, {path: b"x"})
     assert answer.status_code == 422 and answer.json()["error"].startswith("Invalid path")
     assert [f for f in api.list_repo_files(repo) if f != ".gitattributes"] == []
+
+
+GATED_DOWNLOAD = """
+import sys
+from huggingface_hub import hf_hub_download
+try:
+    hf_hub_download(sys.argv[1], "file.txt", token=sys.argv[2] or False)
+except Exception as exc:
+    print("RAISED", type(exc).__name__, exc)
+"""
+
+
+@pytest.mark.clients
+@pytest.mark.parametrize("version", ["0.36.2", "1.33.0", "2.4.0"])
+def test_gated_refusals_say_the_hubs_words(version: str, client_venvs, server: Server, alice_token: str,  # noqa: F811
+                                           bob_token: str, tmp_path: Path) -> None:
+    """The Hub's texts (seen on huggingface.co): huggingface_hub raises GatedRepoError on the code
+    and shows the words after its own `Cannot access gated repo for url ...`."""
+    api = HfApi(endpoint=server.url, token=alice_token)
+    repo = f"alice/gated-{uuid.uuid4().hex[:6]}"
+    api.create_repo(repo)
+    api.upload_file(path_or_fileobj=b"gated", path_in_repo="file.txt", repo_id=repo)
+    api.update_repo_settings(repo, gated="manual")
+    python = venv_for(client_venvs, version).python
+
+    def refusal(token: str) -> str:
+        done = subprocess.run([str(python), "-c", GATED_DOWNLOAD, repo, token], capture_output=True, text=True,
+                              env=client_env(server.url, tmp_path / "home"), timeout=120, check=False)
+        assert done.stdout.startswith("RAISED GatedRepoError"), done.stdout + done.stderr
+        assert f"Cannot access gated repo for url {server.url}/{repo}/resolve/main/file.txt" in done.stdout
+        return done.stdout
+
+    assert (f"Access to model {repo} is restricted. You must have access to it and be authenticated to access it. "
+            "Please log in.") in refusal("")
+    assert (f"Access to model {repo} is restricted and you are not in the authorized list. "
+            f"Visit {server.url}/{repo} to ask for access.") in refusal(bob_token)
+    assert httpx.post(f"{server.url}/{repo}/ask-access", headers={"Authorization": f"Bearer {bob_token}"}).is_success
+    assert f"Your request to access model {repo} is awaiting a review from the repo authors." in refusal(bob_token)
+
+
+def test_gated_refusals_name_the_repo_kind(server: Server, alice_token: str, bob_token: str) -> None:
+    api = HfApi(endpoint=server.url, token=alice_token)
+    repo = f"alice/gated-{uuid.uuid4().hex[:6]}"
+    api.create_repo(repo, repo_type="dataset")
+    api.upload_file(path_or_fileobj=b"gated", path_in_repo="file.txt", repo_id=repo, repo_type="dataset")
+    api.update_repo_settings(repo, gated="auto", repo_type="dataset")
+    answer = httpx.get(f"{server.url}/datasets/{repo}/resolve/main/file.txt", headers={"Authorization": f"Bearer {bob_token}"})
+    assert (answer.status_code, answer.headers["x-error-code"]) == (403, "GatedRepo")
+    assert answer.json()["error"] == (f"Access to dataset {repo} is restricted and you are not in the authorized list. "
+                                      f"Visit {server.url}/datasets/{repo} to ask for access.")
+    assert answer.headers["x-error-message"] == answer.json()["error"]

@@ -81,15 +81,38 @@ class RepoNotCached(RepoNotFound):
 
 
 class GatedRepo(HubError):
-    """A gated repo's files, asked for by someone not granted access: 401 anonymous, 403 otherwise."""
+    """A gated repo's files, asked for by someone not granted access: 401 anonymous, 403 otherwise.
+
+    `refused` says it in the Hub's words, which huggingface_hub shows after its own `Cannot access
+    gated repo for url ...`; a refusal that invites the caller to ask for access ends with the
+    repo's page, completed by `visit` (the server's address is known only to the HTTP layer).
+    """
 
     code = "GatedRepo"
 
-    def __init__(self, repo: str, *, anonymous: bool, message: str | None = None) -> None:
-        super().__init__(
-            message or f"Access to {repo} is restricted. You must have access to it and be authenticated to access it.",
-            status=401 if anonymous else 403,
-        )
+    def __init__(self, message: str, *, anonymous: bool, page: str | None = None) -> None:
+        super().__init__(message, status=401 if anonymous else 403)
+        self.page = page
+
+    @classmethod
+    def refused(cls, kind: str, repo_id: str, page: str | None, *, anonymous: bool, request: str | None = None) -> GatedRepo:
+        """`kind` model, dataset or space; `page` where access is asked for here (None: not here);
+        `request` the caller's access request (pending, rejected)."""
+        what = f"{kind} {repo_id}"
+        if anonymous:
+            return cls(f"Access to {what} is restricted. You must have access to it and be authenticated to access it. "
+                       "Please log in.", anonymous=True)
+        if request == "pending":
+            return cls(f"Your request to access {what} is awaiting a review from the repo authors.", anonymous=False)
+        if request == "rejected":
+            return cls(f"Your request to access {what} has been rejected by the repo's authors.", anonymous=False)
+        return cls(f"Access to {what} is restricted and you are not in the authorized list.", anonymous=False, page=page)
+
+    def visit(self, base_url: str) -> None:
+        """End the message with where access is asked for, as the Hub does."""
+        if self.page is not None:
+            self.message += f" Visit {base_url}/{self.page} to ask for access."
+            self.page = None
 
 
 class RepoDisabled(HubError):

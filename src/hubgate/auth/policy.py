@@ -71,11 +71,7 @@ def check_download(principal: Principal | None, meta: RepoMeta, standing: Standi
     if standing.request == "accepted":
         return
     ref = meta.ref
-    message = {
-        "pending": f"Your request to access {ref} is awaiting a review from the repo authors.",
-        "rejected": f"Your request to access {ref} has been rejected by the repo's authors.",
-    }.get(standing.request or "", f"Access to {ref} is restricted. You must have access to it and be authenticated to access it.")
-    raise GatedRepo(str(ref), anonymous=principal is None, message=message)
+    raise GatedRepo.refused(ref.type, ref.repo_id, ref.url_path, anonymous=principal is None, request=standing.request)
 
 
 def check_write(

@@ -20,6 +20,7 @@ from hubgate.auth.castokens import is_cas_token
 from hubgate.auth.gate import CAS_ACTIONS, REPO_ACTIONS, Action, Subject
 from hubgate.errors import (
     BadRequest,
+    GatedRepo,
     HubError,
     InvalidCredentials,
     NotFound,
@@ -29,7 +30,7 @@ from hubgate.errors import (
 )
 from hubgate.http.access import AccessLine, request_id
 from hubgate.http.auditing import RequestTrail
-from hubgate.http.call import Call
+from hubgate.http.call import Call, base_url
 from hubgate.http.headers import make_safe
 from hubgate.http.resources import out_of_resources
 from hubgate.http.responses import break_connection, error_response
@@ -62,6 +63,8 @@ class HubgateApp:
         except HubError as error:
             access.refusal = error.message
             trail.auth_failed = isinstance(error, InvalidCredentials)
+            if isinstance(error, GatedRepo):
+                error.visit(base_url(request, self.hub.settings))
             if isinstance(error, RepoMoved):
                 raw = request.scope.get("raw_path") or request.scope["path"].encode()
                 error.point(raw.decode("latin-1"), request.scope.get("query_string", b"").decode("latin-1"))

@@ -11,12 +11,20 @@ from starlette.requests import Request
 from hubgate import constants
 from hubgate.auth.accounts import Principal
 from hubgate.auth.castokens import CasGrant
+from hubgate.config import Settings
 from hubgate.hub import Hub
 from hubgate.ids import RepoRef, check_repo_type
 from hubgate.repos.base import Repository
 from hubgate.repos.hosted import HostedRepository
 
 _HF_HUB_VERSION = re.compile(r"hf_hub/(\d+)\.(\d+)")
+
+
+def base_url(request: Request, settings: Settings) -> str:
+    """The server's address as clients reach it: `public_url` if set, else what the request names."""
+    if settings.public_url:
+        return settings.public_url.rstrip("/")
+    return str(request.base_url).rstrip("/")
 
 
 @dataclass
@@ -42,9 +50,7 @@ class Call:
 
     @property
     def base_url(self) -> str:
-        if self.hub.settings.public_url:
-            return self.hub.settings.public_url.rstrip("/")
-        return str(self.request.base_url).rstrip("/")
+        return base_url(self.request, self.hub.settings)
 
     @property
     def repo_ref(self) -> RepoRef:

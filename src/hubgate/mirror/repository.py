@@ -74,7 +74,10 @@ def missing_to_error(ref: RepoRef, exc: UpstreamMissing, what: str) -> HubError:
     if exc.code == "EntryNotFound":
         return EntryNotFound(what)
     if exc.code == "GatedRepo":
-        return GatedRepo(str(ref), anonymous=exc.status == 401, message=exc.message or None)
+        anonymous = exc.status == 401
+        if exc.message:  # the upstream's words: its gate, and its page to ask for access
+            return GatedRepo(exc.message, anonymous=anonymous)
+        return GatedRepo.refused(ref.type, ref.repo_id, None, anonymous=anonymous)  # asked for upstream
     return RepoNotFound(str(ref), anonymous=False)
 
 

@@ -672,6 +672,8 @@ class HubApp(Base):
             data.update({"library_name": None, "pipeline_tag": None, "spaces": []})
         if repo.type == "dataset":
             data.update({"description": "", "citation": None, "cardData": {}})
+        if repo.card_data is not None:
+            data["cardData"] = repo.card_data
         if repo.type == "space":
             data.update({"sdk": repo.sdk, "runtime": {"stage": "RUNNING", "hardware": {"current": "cpu-basic"}},
                          "subdomain": repo.id.replace("/", "-")})

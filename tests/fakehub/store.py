@@ -141,11 +141,14 @@ class Repo:
     prs: dict[str, str] = field(default_factory=dict)
     commits: dict[str, CommitRecord] = field(default_factory=dict)
     alias_of: str | None = None
+    card_data: dict[str, Any] | None = None  # repo info's `cardData` (the Hub parses README.md)
+    discussions: list[dict[str, Any]] = field(default_factory=list)  # details as the Hub answers them
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "type": self.type, "private": self.private, "gated": self.gated,
                 "granted": self.granted, "readers": self.readers, "disabled": self.disabled, "xet": self.xet,
                 "sdk": self.sdk, "createdAt": self.created_at, "alias_of": self.alias_of,
+                "cardData": self.card_data, "discussions": self.discussions,
                 "refs": {"heads": self.heads, "tags": self.tags, "pr": self.prs},
                 "commits": {sha: c.to_json() for sha, c in self.commits.items()}}
 
@@ -158,7 +161,8 @@ class Repo:
                    sdk=data.get("sdk"), created_at=data.get("createdAt", format_date(BASE_DATE)),
                    heads=dict(refs.get("heads", {})), tags=dict(refs.get("tags", {})), prs=dict(refs.get("pr", {})),
                    commits={sha: CommitRecord.from_json(sha, c) for sha, c in data.get("commits", {}).items()},
-                   alias_of=data.get("alias_of"))
+                   alias_of=data.get("alias_of"), card_data=data.get("cardData"),
+                   discussions=list(data.get("discussions") or []))
 
     # -- revisions -----------------------------------------------------------------------------
     def resolve(self, rev: str) -> CommitRecord | None:
@@ -410,7 +414,8 @@ class RepoStore:
         return record
 
     def update_repo(self, repo_id: str, *, repo_type: str = "model", **flags: Any) -> None:
-        """Change flags (private, gated, granted, readers, disabled, xet) or refs (`tags`, `heads` dicts)."""
+        """Change flags (private, gated, granted, readers, disabled, xet), refs (`tags`, `heads` dicts),
+        `card_data` (repo info's `cardData`) or `discussions` (details dicts as the Hub answers them)."""
         repo_type = repo_type_of(repo_type)
         repo = self.get(repo_type, repo_id)
         if repo is None:

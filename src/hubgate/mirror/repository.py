@@ -24,6 +24,7 @@ from hubgate.mirror.fetcher import Fetcher, FileSource, TransferFailed
 from hubgate.mirror.trees import CommitTree
 from hubgate.mirror.upstream import Upstream, UpstreamError, UpstreamMissing, origin, raise_for_missing
 from hubgate.repos.base import Content, Entry, LfsInfo, RepoMeta
+from hubgate.repos.modelcard import CARD, CARD_DATA_LIMIT, card_data
 
 if TYPE_CHECKING:
     from hubgate.mirror.cache import KnownRevision
@@ -230,6 +231,19 @@ class MirroredRepository:
         except UpstreamError:
             self._stale = True
             return {}
+
+    def card_data(self, commit: str) -> dict[str, Any] | None:
+        """The upstream's `cardData` for this commit; else, from a README.md already cached here."""
+        info, _ = self._info(commit)
+        if isinstance(info.get("cardData"), dict):
+            found: dict[str, Any] = info["cardData"]
+            return found
+        try:
+            entry = self.describe(commit, CARD)
+        except EntryNotFound:
+            return None
+        path = None if entry.lfs else self._fetcher.cached_path(self.source(commit, entry))
+        return card_data(path.read_bytes()) if path is not None and entry.size <= CARD_DATA_LIMIT else None
 
     # -- trees -----------------------------------------------------------------------------
     def _tree(self, commit: str) -> CommitTree:

@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import AsyncGenerator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import anyio
 
@@ -136,3 +136,6 @@ class Repository(Protocol):
 
     def response_headers(self) -> dict[str, str]:
         """Extra headers for answers about this repo (e.g. that a revision was served stale)."""
+
+    def card_data(self, commit: str) -> dict[str, Any] | None:
+        """The metadata block of the repo's README.md at `commit`: repo info's `cardData` (None: none)."""

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator
+from typing import Any
 
 from hubgate import constants
 from hubgate.errors import EntryNotFound, HubError, RevisionNotFound
 from hubgate.git.objects import CommitData, TreeItem
 from hubgate.ids import is_commit_id
 from hubgate.repos.base import Content, Entry, LfsInfo, RepoMeta, stored_content
+from hubgate.repos.modelcard import CARD, CARD_DATA_LIMIT, card_data
 from hubgate.storage.blobs import BlobStore
 from hubgate.storage.gitstore import GitStore
 
@@ -142,6 +144,13 @@ class HostedRepository:
 
         visit(root.sha1, f"{path}/" if path else "")
         return self._entries(items)
+
+    def card_data(self, commit: str) -> dict[str, Any] | None:
+        try:
+            entry = self.describe(commit, CARD)
+        except EntryNotFound:
+            return None
+        return None if entry.lfs else card_data(self.open(entry, commit).read_small(CARD_DATA_LIMIT))
 
     def describe(self, commit: str, path: str) -> Entry:
         item = self._walk_to(commit, path)

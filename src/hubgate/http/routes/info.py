@@ -16,7 +16,6 @@ from hubgate.http.responses import json_response
 from hubgate.http.routing import API_TYPE, PATH, REPO_ID, REV, RouteTable
 from hubgate.ids import check_folder, check_revision
 from hubgate.repos.base import Repository
-from hubgate.repos.modelcard import CARD, CARD_DATA_LIMIT, card_data
 
 table = RouteTable()
 
@@ -26,12 +25,9 @@ def _info(call: Call, repo: Repository, revision: str) -> dict[str, Any]:
     head = repo.commit(commit)
     meta = repo.meta
     siblings = []
-    card = None
     for entry in repo.list_tree(commit, recursive=True):
         if entry.type != "file":
             continue
-        if entry.path == CARD and entry.lfs is None and meta.source == "hosted":  # a mirror's may not be here yet
-            card = card_data(repo.open(entry, commit).read_small(CARD_DATA_LIMIT))
         sibling: dict[str, Any] = {"rfilename": entry.path, "size": entry.size, "blobId": entry.oid}
         if entry.lfs:
             sibling["lfs"] = {"size": entry.lfs.size, "sha256": entry.lfs.sha256, "pointerSize": entry.lfs.pointer_size}
@@ -52,6 +48,7 @@ def _info(call: Call, repo: Repository, revision: str) -> dict[str, Any]:
         "siblings": siblings,
         "usedStorage": sum(s["size"] for s in siblings),
     }
+    card = repo.card_data(commit)
     if card is not None:
         data["cardData"] = card
     if meta.ref.type == "model":

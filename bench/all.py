@@ -27,6 +27,8 @@ SCRIPTS = {  # name: the script's arguments (its defaults are the documented run
     "pull": [],  # hubgate pull vs snapshot_download, start-up
     "commit_scale": [],
     "timing": [],
+    "percall": [],  # warm small file, hosted vs mirrored, 10 vs 20,000 files, before vs after the fix
+    "replicas": [],  # PostgreSQL + S3: 1 and 3 replicas vs nginx, uploads, cold single-flight
 }
 
 

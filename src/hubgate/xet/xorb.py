@@ -86,12 +86,17 @@ def _bg4_join(grouped: bytes) -> bytes:
     return out.tobytes()
 
 
+def _compress(data: bytes) -> bytes:
+    """An LZ4 frame shaped as hf_xet writes them: independent 64 KiB blocks, no content size, no checksums."""
+    return lz4.frame.compress(data, block_size=lz4.frame.BLOCKSIZE_MAX64KB, block_linked=False, store_size=False)
+
+
 def _bg4_split(data: bytes) -> bytes:
     return b"".join(data[group::4] for group in range(4))
 
 
-def _decode(data: bytes | bytearray | memoryview, at: int) -> tuple[bytes, int]:
-    """The uncompressed bytes of the record at `at`, and where the next record starts."""
+def _decode(data: bytes | bytearray | memoryview, at: int) -> tuple[bytes, int, int]:
+    """The uncompressed bytes of the record at `at`, its scheme, and where the next record starts."""
     compressed, scheme, unpacked = _header(data, at)
     start = at + HEADER_SIZE
     end = start + compressed
@@ -99,29 +104,61 @@ def _decode(data: bytes | bytearray | memoryview, at: int) -> tuple[bytes, int]:
         raise XetFormatError(f"chunk at byte {at} runs past the end of the data")
     payload = bytes(data[start:end])
     if scheme == SCHEME_RAW:
-        return payload, end
+        return payload, scheme, end
     out = _lz4(payload, unpacked, at)
-    return (_bg4_join(out) if scheme == SCHEME_BG4_LZ4 else out), end
+    return (_bg4_join(out) if scheme == SCHEME_BG4_LZ4 else out), scheme, end
 
 
-def parse_xorb(body: bytes, expected_hash: bytes) -> list[ChunkEntry]:
-    """Validate an uploaded xorb and return its chunk index; XetFormatError on anything wrong."""
+def _records(body: bytes) -> Iterator[tuple[bytes, int, int, int]]:
+    """(uncompressed chunk, scheme, offset, stored size) of each record of an uploaded xorb, within the limits."""
     if not body:
         raise XetFormatError("the xorb is empty")
     if len(body) > MAX_XORB_BYTES:
         raise XetFormatError(f"the xorb exceeds {MAX_XORB_BYTES} bytes")
-    entries: list[ChunkEntry] = []
+    count = 0
     at = 0
     while at < len(body):
-        if len(entries) == MAX_XORB_CHUNKS:
+        if count == MAX_XORB_CHUNKS:
             raise XetFormatError(f"the xorb holds more than {MAX_XORB_CHUNKS} chunks")
-        data, end = _decode(body, at)
-        entries.append(ChunkEntry(chunk_hash(data), len(data), at, end - at))
+        data, scheme, end = _decode(body, at)
+        yield data, scheme, at, end - at
+        count += 1
         at = end
+
+
+def _check_hash(entries: Sequence[ChunkEntry], expected_hash: bytes) -> None:
     actual = xorb_hash([(entry.hash, entry.unpacked_size) for entry in entries])
     if actual != expected_hash:
         raise XetFormatError(f"the xorb's contents hash to {hash_to_str(actual)}, not {hash_to_str(expected_hash)}")
+
+
+def parse_xorb(body: bytes, expected_hash: bytes) -> list[ChunkEntry]:
+    """Validate an uploaded xorb and return its chunk index; XetFormatError on anything wrong."""
+    entries = [ChunkEntry(chunk_hash(data), len(data), at, size) for data, _, at, size in _records(body)]
+    _check_hash(entries, expected_hash)
     return entries
+
+
+def canonical_xorb(body: bytes, expected_hash: bytes) -> tuple[bytes, list[ChunkEntry]]:
+    """Validate an uploaded xorb (as parse_xorb) and return the bytes to store, encoded by this server, with their index.
+
+    Raw chunks are kept; compressed ones are compressed again in the scheme the client chose (raw where that is not
+    smaller). The xorb hash covers the chunks, not their encoding, and LZ4 decoders disagree on some malformed streams
+    (a match offset of 0 copies whatever the decoder's buffer holds): storing the uploader's bytes as they came would
+    let one client store, under a xorb hash others will upload too, bytes that only decode right here.
+    """
+    parts: list[bytes] = []
+    entries: list[ChunkEntry] = []
+    at = 0
+    for data, scheme, _, _ in _records(body):
+        record = encode_record(data, scheme)
+        if scheme != SCHEME_RAW and len(record) >= HEADER_SIZE + len(data):
+            record = encode_record(data, SCHEME_RAW)
+        entries.append(ChunkEntry(chunk_hash(data), len(data), at, len(record)))
+        parts.append(record)
+        at += len(record)
+    _check_hash(entries, expected_hash)
+    return b"".join(parts), entries
 
 
 def decode_stream(pieces: Iterable[bytes]) -> Iterator[bytes]:
@@ -145,7 +182,7 @@ def decode_stream(pieces: Iterable[bytes]) -> Iterator[bytes]:
                 need += _header(data, at)[0]
             if len(data) - at < need:
                 break
-            chunk, at = _decode(data, at)
+            chunk, _, at = _decode(data, at)
             yield chunk
         rest = data[at:]
         parts, have = ([rest] if rest else []), len(rest)
@@ -165,9 +202,9 @@ def encode_record(chunk: bytes, scheme: int = SCHEME_LZ4) -> bytes:
     if scheme == SCHEME_RAW:
         payload = chunk
     elif scheme == SCHEME_LZ4:
-        payload = lz4.frame.compress(chunk)
+        payload = _compress(chunk)
     elif scheme == SCHEME_BG4_LZ4:
-        payload = lz4.frame.compress(_bg4_split(chunk))
+        payload = _compress(_bg4_split(chunk))
     else:
         raise ValueError(f"unknown compression scheme {scheme}")
     header = bytes([0]) + len(payload).to_bytes(3, "little") + bytes([scheme]) + len(chunk).to_bytes(3, "little")

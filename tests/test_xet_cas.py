@@ -11,6 +11,9 @@ import base64
 import hashlib
 import json
 import os
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -410,7 +413,7 @@ def _inline(path: str, data: bytes) -> str:
     return json.dumps({"key": "file", "value": {"path": path, "encoding": "base64", "content": base64.b64encode(data).decode()}})
 
 
-def test_concurrent_upload_during_gc_keeps_its_xorb(tmp_path: Path) -> None:
+def test_a_reupload_renews_a_collectable_xorb(tmp_path: Path) -> None:
     """A xorb re-uploaded (was_inserted false) after it became garbage is young again: gc keeps it and
     the shard that follows registers."""
     srv, cas = open_cas(tmp_path / "data")
@@ -469,3 +472,60 @@ def test_xorbs_live_in_the_s3_bucket(tmp_path: Path) -> None:
         result = srv.cli("gc", "--grace", "0", "--upload-grace", "0", "--config", str(config))  # the same bucket
         assert "1 xorbs, 1 blobs" in result.stdout, result.stdout
         assert not any(key.endswith(digest) for key in store.keys(prefix))
+
+
+def test_gc_during_uploads_never_takes_what_a_registered_file_uses(tmp_path: Path) -> None:
+    """Collections with no grace period at all run back to back while xorbs are uploaded and named by
+    shards (old collectable ones uploaded again, and fresh ones). A xorb may go between its upload and
+    its shard (the shard is then refused: "not uploaded"), but a file whose shard was accepted keeps
+    every xorb and byte it uses: it reads whole, and fsck finds nothing missing."""
+    srv, cas = open_cas(tmp_path / "data")
+    with srv:
+        old = [random_xorb([3_000 + i, 2_000]) for i in range(6)]
+        for xorb in old:
+            assert cas.put_xorb(xorb).status_code == 200
+        files: list[tuple[FileEntry, bytes]] = []
+        errors: list[str] = []
+        refused = 0
+        done = threading.Event()
+
+        def upload_loop() -> None:  # each turn: an old xorb again and a fresh one, in a new file
+            nonlocal refused
+            try:
+                for turn in range(1000):
+                    if done.is_set():
+                        return
+                    xorb, fresh = old[turn % len(old)], random_xorb([1_000])
+                    for body in (xorb, fresh):
+                        answer = cas.put_xorb(body)
+                        if answer.status_code != 200:
+                            errors.append(answer.text)
+                            return
+                    entry, data = file_of((xorb, 0, 2), (fresh, 0, 1))
+                    registered = cas.put_shard([entry], [fresh.entry()])
+                    if registered.status_code == 400 and "was not uploaded" in registered.text:
+                        refused += 1  # collected in between: the client uploads it again
+                    elif registered.status_code != 200:
+                        errors.append(registered.text)
+                        return
+                    else:
+                        files.append((entry, data))
+            except Exception as exc:  # reported by the main thread
+                errors.append(repr(exc))
+
+        worker = threading.Thread(target=upload_loop)
+        worker.start()
+        try:
+            for _ in range(3):  # collections back to back, all of them while the uploads go on
+                subprocess.run([sys.executable, "-m", "hubgate", "gc", "--grace", "0", "--data", str(srv.data)],
+                               env=srv.env, check=True, capture_output=True, timeout=120)
+        finally:
+            done.set()
+            worker.join()
+        assert not errors, errors
+        assert files, f"every one of {refused} shards was refused"
+        srv.cli("gc", "--grace", "0")
+        for entry, data in files:
+            assert rebuild(cas.reconstruction(entry.file_hash).json(), len(data)) == data
+        fsck = srv.cli("fsck", check=False)
+        assert fsck.returncode == 0 and "fsck: clean" in fsck.stdout, fsck.stdout

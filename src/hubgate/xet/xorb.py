@@ -153,12 +153,12 @@ def canonical_xorb(body: bytes, expected_hash: bytes) -> tuple[bytes, list[Chunk
     entries: list[ChunkEntry] = []
     at = 0
     for data, scheme, _, _ in _records(body):
-        record = encode_record(data, scheme)
-        if scheme != SCHEME_RAW and len(record) >= HEADER_SIZE + len(data):
-            record = encode_record(data, SCHEME_RAW)
-        entries.append(ChunkEntry(chunk_hash(data), len(data), at, len(record)))
-        parts.append(record)
-        at += len(record)
+        header, payload = _encode(data, scheme)
+        if len(payload) >= len(data):
+            header, payload = _encode(data, SCHEME_RAW)
+        entries.append(ChunkEntry(chunk_hash(data), len(data), at, HEADER_SIZE + len(payload)))
+        parts += (header, payload)
+        at += HEADER_SIZE + len(payload)
     _check_hash(entries, expected_hash)
     return b"".join(parts), entries
 
@@ -197,8 +197,8 @@ def decode_chunk_records(data: bytes) -> Iterator[bytes]:
     return decode_stream([data])
 
 
-def encode_record(chunk: bytes, scheme: int = SCHEME_LZ4) -> bytes:
-    """One chunk record in the given scheme (no fallback to raw: the caller chooses)."""
+def _encode(chunk: bytes, scheme: int) -> tuple[bytes, bytes]:
+    """(header, payload) of a chunk record in the given scheme."""
     if not 0 < len(chunk) <= MAX_CHUNK_BYTES:
         raise ValueError(f"a chunk has 1..{MAX_CHUNK_BYTES} bytes")
     if scheme == SCHEME_RAW:
@@ -210,6 +210,12 @@ def encode_record(chunk: bytes, scheme: int = SCHEME_LZ4) -> bytes:
     else:
         raise ValueError(f"unknown compression scheme {scheme}")
     header = bytes([0]) + len(payload).to_bytes(3, "little") + bytes([scheme]) + len(chunk).to_bytes(3, "little")
+    return header, payload
+
+
+def encode_record(chunk: bytes, scheme: int = SCHEME_LZ4) -> bytes:
+    """One chunk record in the given scheme (no fallback to raw: the caller chooses)."""
+    header, payload = _encode(chunk, scheme)
     return header + payload
 
 

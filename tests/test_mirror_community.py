@@ -9,11 +9,24 @@ from pathlib import Path
 import httpx
 import pytest
 from huggingface_hub import HfApi
+from huggingface_hub.errors import HfHubHTTPError
 
-from conftest import Server
+from conftest import Server, start_server
 from fakehub import FakeHub, start_fakehub
 from test_mirror_faults import mirror_of
 
+WHEN = "2026-11-30T10:00:00.000Z"
+DISCUSSIONS = [
+    {"num": 1, "title": "Which license?", "status": "open", "createdAt": WHEN, "author": {"name": "carol"},
+     "isPullRequest": False,
+     "events": [{"id": "e1", "type": "comment", "createdAt": WHEN, "author": {"name": "carol"},
+                 "data": {"edited": False, "hidden": False, "latest": {"raw": "MIT, really?"}}}]},
+    {"num": 2, "title": "Fix config", "status": "merged", "createdAt": WHEN, "author": {"name": "dave"},
+     "isPullRequest": True, "changes": {"base": "refs/heads/main", "mergeCommitId": "c" * 40},
+     "filesWithConflicts": [], "diff": "diff --git a/config.json b/config.json\n",
+     "events": [{"id": "e2", "type": "commit", "createdAt": WHEN, "author": {"name": "dave"},
+                 "data": {"subject": "Fix config", "oid": "d" * 40}}]},
+]
 CARD = b"---\nlicense: mit\ntags:\n- from-the-readme\n---\n# A model\n"
 
 
@@ -23,6 +36,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeHub]:
     fake.add_repo("hub/carded", {"README.md": CARD, "config.json": "{}"}, xet=False)
     fake.update_repo("hub/carded", card_data={"license": "mit", "tags": ["from-upstream"], "base_model": "hub/base"})
     fake.add_repo("hub/uncarded", {"README.md": CARD}, xet=False)  # an upstream that sends no cardData
+    fake.update_repo("hub/carded", discussions=DISCUSSIONS)
     yield fake
     fake.stop()
 
@@ -46,3 +60,44 @@ def test_without_upstream_card_data_the_cached_readme_is_read(mirror: Server) ->
     assert httpx.get(f"{mirror.url}/hub/uncarded/resolve/main/README.md").content == CARD
     info = HfApi(endpoint=mirror.url).model_info("hub/uncarded")
     assert info.card_data is not None and info.card_data.to_dict() == {"license": "mit", "tags": ["from-the-readme"]}
+
+
+def test_upstream_discussions_are_listed_and_detailed(mirror: Server, hub: FakeHub) -> None:
+    api = HfApi(endpoint=mirror.url)
+    listed = list(api.get_repo_discussions("hub/carded"))
+    assert [(d.num, d.title, d.is_pull_request, d.author) for d in listed] == [
+        (1, "Which license?", False, "carol"), (2, "Fix config", True, "dave")]
+    assert [d.num for d in api.get_repo_discussions("hub/carded", discussion_type="pull_request")] == [2]
+    pr = api.get_discussion_details("hub/carded", 2)
+    assert (pr.status, pr.target_branch, pr.merge_commit_oid) == ("merged", "refs/heads/main", "c" * 40)
+    assert pr.diff and pr.diff.startswith("diff --git") and pr.events[0].summary == "Fix config"
+    assert api.get_discussion_details("hub/carded", 1).events[0].content == "MIT, really?"
+    asked = [r for r in hub.requests() if "/discussions" in r["path"]]
+    assert asked and all(r["token"] == "hf_good" for r in asked)  # the server's token, to its own upstream
+    with pytest.raises(HfHubHTTPError) as missing:
+        api.get_discussion_details("hub/carded", 9)
+    assert missing.value.response.status_code == 404
+
+
+def test_upstream_discussions_are_read_only_here(mirror: Server) -> None:
+    mirror.add_user("erin")
+    api = HfApi(endpoint=mirror.url, token=mirror.token("erin"))
+    for write in (lambda: api.create_discussion("hub/carded", title="Hello"),
+                  lambda: api.comment_discussion("hub/carded", 1, "me too"),
+                  lambda: api.change_discussion_status("hub/carded", 1, "closed"),
+                  lambda: api.merge_pull_request("hub/carded", 2)):
+        with pytest.raises(HfHubHTTPError) as refused:
+            write()
+        assert refused.value.response.status_code == 403, refused.value
+    assert [d.status for d in api.get_repo_discussions("hub/carded")] == ["open", "merged"]  # nothing changed
+
+
+def test_without_an_upstream_discussions_say_so(mirror: Server, hub: FakeHub, tmp_path: Path) -> None:
+    assert HfApi(endpoint=mirror.url).model_info("hub/carded").sha  # known here from now on
+    hub.fault("status", status=503, path="/discussions")
+    down = httpx.get(f"{mirror.url}/api/models/hub/carded/discussions")
+    assert down.status_code == 503 and down.json()["error"].startswith("Upstream unavailable")
+    mirror.stop()
+    with start_server(mirror.data, "--offline", config=tmp_path / "hubgate.toml") as offline:
+        answer = httpx.get(f"{offline.url}/api/models/hub/carded/discussions")
+        assert answer.status_code == 503 and "hubgate runs offline" in answer.json()["error"]

@@ -633,6 +633,8 @@ class HubApp(Base):
             return await self.paths_info(ctx, repo, "/".join(tail[1:]))
         if action == "refs":
             return await self.refs(ctx, repo)
+        if action == "discussions" and ctx.method == "GET" and len(tail) <= 2:
+            return await self.discussions(ctx, repo, tail[1] if len(tail) == 2 else None)
         if action == "commits" and len(tail) >= 2:
             return await self.commits(ctx, repo, "/".join(tail[1:]))
         if action == "auth-check":
@@ -775,6 +777,26 @@ class HubApp(Base):
         if ctx.qbool("include_prs"):
             data["pullRequests"] = refs(repo.prs, "pr")
         await ctx.json(data)
+
+    async def discussions(self, ctx: Ctx, repo: Repo, num: str | None) -> None:
+        """The list (50 a page, filtered by type, status and author) or one discussion's details."""
+        if num is not None:
+            found = next((d for d in repo.discussions if str(d["num"]) == num), None)
+            if found is None:
+                return await ctx.error(404, "Discussion not found")
+            details = {**found, "repo": {"name": repo.id, "type": repo.type}}
+            if not ctx.qbool("diff"):
+                details.pop("diff", None)
+            return await ctx.json(details)
+        kind, status, author = ctx.q("type"), ctx.q("status"), ctx.q("author")
+        matching = [d for d in repo.discussions
+                    if (kind in (None, "all") or (kind == "pull_request") == d["isPullRequest"])
+                    and (status in (None, "all") or d["status"] == status)
+                    and (author is None or d.get("author", {}).get("name") == author)]
+        start = int(ctx.q("p", "0") or 0) * 50
+        summaries = [{k: d[k] for k in ("num", "title", "status", "createdAt", "author", "isPullRequest") if k in d}
+                     | {"repo": {"name": repo.id, "type": repo.type}} for d in matching[start:start + 50]]
+        await ctx.json({"discussions": summaries, "count": len(matching), "start": start, "numItems": len(summaries)})
 
     async def commits(self, ctx: Ctx, repo: Repo, rev: str) -> None:
         commit = repo.resolve(rev)

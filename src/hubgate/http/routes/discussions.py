@@ -2,10 +2,12 @@
 
 Who may do what follows the Hub: anyone who can read a repo (with a token that may write) opens
 discussions and pull requests and comments; their author or the repo's writers close, reopen and
-rename them; merging needs write access. Mirrored repos answer read-only.
+rename them; merging needs write access. Mirrored repos show their upstream's, read-only.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from starlette.responses import Response
 
@@ -15,6 +17,8 @@ from hubgate.http.call import Call
 from hubgate.http.responses import json_response
 from hubgate.http.routes.manage import author_of
 from hubgate.http.routing import API_TYPE, REPO_ID, RouteTable
+from hubgate.mirror.discussions import upstream_discussion, upstream_discussions
+from hubgate.mirror.repository import MirroredRepository
 from hubgate.repos.discussions import refuse_mirrored
 from hubgate.repos.hosted import HostedRepository
 from hubgate.repos.service import PR_REF
@@ -47,6 +51,19 @@ def proposal_subject(call: Call, revision: str | None) -> Subject:
     return Subject(ref=call.repo_ref, revision=revision, discussion=num)
 
 
+def _unless_mirrored(action: Action) -> Callable[[Call], Action]:
+    """`action` on a hosted repo. A mirrored one has no such action (only hosted repos can be
+    written): the gate checks what opening a discussion needs, and the handler refuses the change
+    as read-only (403) instead of the gate answering that no such repo exists."""
+
+    def decide(call: Call) -> Action:
+        if call.hub.mirror is not None and call.hub.repos.find(call.repo_ref) == (None, None):
+            return Action.DISCUSS
+        return action
+
+    return decide
+
+
 def _numbered(call: Call) -> Subject:
     return Subject(ref=call.repo_ref, discussion=int(call.params["num"]))
 
@@ -61,8 +78,10 @@ def _text(call: Call, key: str) -> str:
 
 @table.add("GET", BASE, action=Action.READ_REPO)
 def list_discussions(call: Call) -> Response:
-    if not isinstance(call.authorized, HostedRepository):  # upstream discussions are not mirrored
-        return json_response({"discussions": [], "count": 0, "start": 0, "numItems": 0})
+    if isinstance(call.authorized, MirroredRepository):
+        return json_response(upstream_discussions(call.authorized, dict(call.query)))
+    if not isinstance(call.authorized, HostedRepository):
+        raise refuse_mirrored()
     try:
         page = max(0, int(call.query.get("p", "0") or 0))
     except ValueError as exc:
@@ -96,6 +115,8 @@ def _reading(call: Call) -> Action:
 
 @table.add("GET", rf"{BASE}/{NUM}", action=_reading)
 def discussion_details(call: Call) -> Response:
+    if isinstance(call.authorized, MirroredRepository):
+        return json_response(upstream_discussion(call.authorized, int(call.params["num"]), call.flag("diff")))
     repo = hosted(call)
     if call.flag("diff"):
         call.audit.update(kind="diff", num=int(call.params["num"]))
@@ -110,7 +131,7 @@ def comment(call: Call) -> Response:
     return json_response({"newMessage": event})
 
 
-@table.add("POST", rf"{BASE}/{NUM}/status", action=Action.AUTHOR, subject=_numbered, body="json")
+@table.add("POST", rf"{BASE}/{NUM}/status", action=_unless_mirrored(Action.AUTHOR), subject=_numbered, body="json")
 def change_status(call: Call) -> Response:
     repo = hosted(call)
     assert call.principal is not None
@@ -121,7 +142,7 @@ def change_status(call: Call) -> Response:
     return json_response({"newStatus": event})
 
 
-@table.add("POST", rf"{BASE}/{NUM}/title", action=Action.AUTHOR, subject=_numbered, body="json")
+@table.add("POST", rf"{BASE}/{NUM}/title", action=_unless_mirrored(Action.AUTHOR), subject=_numbered, body="json")
 def rename(call: Call) -> Response:
     repo = hosted(call)
     assert call.principal is not None
@@ -129,9 +150,9 @@ def rename(call: Call) -> Response:
     return json_response({"newTitle": event})
 
 
-@table.add("POST", rf"{BASE}/{NUM}/merge", action=Action.WRITE_REPO, body="json")
+@table.add("POST", rf"{BASE}/{NUM}/merge", action=_unless_mirrored(Action.WRITE_REPO), body="json")
 def merge(call: Call) -> Response:
-    repo = call.hosted_repo
+    repo = hosted(call)
     body = call.body if isinstance(call.body, dict) else {}
     note = body.get("comment")
     sha = call.hub.discussions.merge(repo, int(call.params["num"]), author_of(call), note if isinstance(note, str) else None)

@@ -28,7 +28,7 @@ from hubgate.ids import RepoRef
 from hubgate.signing import Signer
 from hubgate.xet.hashing import chunk_hash, file_hash, hash_to_str, verification_hash, xorb_hash
 from hubgate.xet.shard import FileEntry, Term, XorbEntry, build_shard
-from hubgate.xet.xorb import build_xorb, decode_chunk_records
+from hubgate.xet.xorb import build_xorb, canonical_xorb, decode_chunk_records
 from processes import until
 
 CAS = "/xet-cas"
@@ -41,6 +41,11 @@ class Xorb:
     @property
     def body(self) -> bytes:
         return build_xorb(self.chunks)
+
+    @property
+    def stored(self) -> bytes:
+        """The bytes the server keeps: its own encoding of the chunks."""
+        return canonical_xorb(self.body, self.hash)[0]
 
     @property
     def pairs(self) -> list[tuple[bytes, int]]:
@@ -309,12 +314,12 @@ def test_signed_ranges_expire_and_stay_inside_the_xorb(cas: Cas) -> None:
     assert cas.put_shard([entry], [xorb.entry()]).status_code == 200
     answer = cas.reconstruction(entry.file_hash).json()
     url = answer["fetch_info"][xorb.name][0]["url"]
-    size = len(xorb.body)
-    assert httpx.get(url, headers={"Range": "bytes=0-9"}).content == xorb.body[:10]
+    size = len(xorb.stored)
+    assert httpx.get(url, headers={"Range": "bytes=0-9"}).content == xorb.stored[:10]
     beyond = httpx.get(url, headers={"Range": f"bytes={size}-{size + 10}"})
     assert beyond.status_code == 416
     past_end = httpx.get(url, headers={"Range": f"bytes={size - 4}-{size + 100}"})
-    assert past_end.status_code == 206 and past_end.content == xorb.body[-4:]
+    assert past_end.status_code == 206 and past_end.content == xorb.stored[-4:]
     expires, sig = cas.signer.sign("xet-data", xorb.name, ttl=-5)
     stale = httpx.get(cas.url(f"/data/{xorb.name}?exp={expires}&sig={sig}"), headers={"Range": "bytes=0-9"})
     assert stale.status_code == 403 and "expired" in stale.json()["error"]
@@ -383,7 +388,7 @@ def test_gc_collects_uncommitted_xorbs_and_files_and_keeps_committed_ones(tmp_pa
         assert cas.reconstruction(uncommitted_file.file_hash).status_code == 404
         stored = {row[0] for row in srv.sql("SELECT blob_sha256 FROM xet_xorbs")}
         for xorb in (orphan, dropped):
-            digest = hashlib.sha256(xorb.body).hexdigest()
+            digest = hashlib.sha256(xorb.stored).hexdigest()
             assert not (srv.data / "blobs" / digest[:2] / digest[2:4] / digest).exists()
         assert all((srv.data / "blobs" / s[:2] / s[2:4] / s).is_file() for s in stored)
         fsck = srv.cli("fsck", check=False)
@@ -462,7 +467,7 @@ def test_xorbs_live_in_the_s3_bucket(tmp_path: Path) -> None:
     with srv:
         xorb = random_xorb([50_000, 60_000])
         assert cas.put_xorb(xorb).json() == {"was_inserted": True}
-        digest = hashlib.sha256(xorb.body).hexdigest()
+        digest = hashlib.sha256(xorb.stored).hexdigest()
         assert any(key.endswith(digest) for key in store.keys(prefix))
         assert cas.blobs() == 0  # nothing on the local disk
         entry, data = file_of((xorb, 0, 2))
@@ -529,3 +534,26 @@ def test_gc_during_uploads_never_takes_what_a_registered_file_uses(tmp_path: Pat
             assert rebuild(cas.reconstruction(entry.file_hash).json(), len(data)) == data
         fsck = srv.cli("fsck", check=False)
         assert fsck.returncode == 0 and "fsck: clean" in fsck.stdout, fsck.stdout
+
+
+def test_the_server_stores_its_own_encoding_of_a_xorb(cas: Cas) -> None:
+    """A valid xorb in an unusual LZ4 framing is stored re-encoded, and a later upload in another
+    encoding of the same chunks changes nothing: every client downloads the same, plain bytes."""
+    import lz4.frame
+
+    chunks = [b"weights " * 4_000, os.urandom(9_000)]
+    odd = b"".join(
+        bytes([0]) + len(p).to_bytes(3, "little") + bytes([1]) + len(c).to_bytes(3, "little") + p
+        for c in chunks for p in [lz4.frame.compress(c, content_checksum=True, block_checksum=True)]
+    )
+    xorb = Xorb(chunks)
+    assert odd != xorb.stored
+    first = cas.put_xorb(xorb, body=odd)
+    assert first.json() == {"was_inserted": True}, first.text
+    assert cas.put_xorb(xorb, body=build_xorb(chunks, 0)).json() == {"was_inserted": False}  # raw: same chunks
+    entry, data = file_of((xorb, 0, 2))
+    assert cas.put_shard([entry], [xorb.entry()]).status_code == 200
+    answer = cas.reconstruction(entry.file_hash).json()
+    url = answer["fetch_info"][xorb.name][0]["url"]
+    assert httpx.get(url, headers={"Range": f"bytes=0-{len(xorb.stored) - 1}"}).content == xorb.stored
+    assert rebuild(answer, len(data)) == data

@@ -12,7 +12,7 @@ from __future__ import annotations
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, cast
 
@@ -30,7 +30,15 @@ from hubgate.xet.hashing import hash_to_str, str_to_hash
 from hubgate.xet.plan import RangeNotSatisfiable, plan
 from hubgate.xet.reconstruct import file_bytes
 from hubgate.xet.shard import Term, check_file, check_xorb, parse_shard
-from hubgate.xet.xorb import MAX_XORB_BYTES, ChunkEntry, XetFormatError, pack_index, parse_xorb, unpack_index
+from hubgate.xet.xorb import (
+    MAX_XORB_BYTES,
+    ChunkEntry,
+    IndexView,
+    XetFormatError,
+    canonical_xorb,
+    pack_index,
+    parse_xorb,
+)
 
 MAX_SHARD_BYTES = 64 * 1024 * 1024
 # Xorb and shard bodies validated at once by one process: each is held in memory whole (up to 64 MiB).
@@ -71,31 +79,46 @@ class XetStore:
     # -- uploads ---------------------------------------------------------------------------------
     def put_xorb(self, xorb: bytes, body: bytes | IO[bytes]) -> bool:
         """Validate and store a serialized xorb named `xorb`; False if it was stored already (then
-        only its age is renewed). BadRequest if the bytes are not that xorb."""
+        only its age is renewed). BadRequest if the bytes are not that xorb.
+
+        What is stored is this server's own encoding of the chunks (`canonical_xorb`), never the
+        uploader's bytes: the xorb hash covers the chunks' contents, not their encoding, so bytes that
+        decode one way here and another way in a client must not be kept for everybody's downloads."""
+        name = hash_to_str(xorb)
         with self._slots:
             data = _whole(body, MAX_XORB_BYTES, "xorb")
             try:
-                entries = parse_xorb(data, xorb)
+                if self._stored(name):
+                    parse_xorb(data, xorb)  # checked all the same, nothing kept
+                    if self._renew(name):
+                        return False
+                stored, entries = canonical_xorb(data, xorb)
             except XetFormatError as error:
                 raise BadRequest(f"Invalid xorb: {error}") from None
-            name, now = hash_to_str(xorb), time.time()
-            with self.metadata.session() as session:
-                hold_off_gc(session)
-                renewed = session.execute(update(XetXorb).where(XetXorb.hash == name).values(touched_at=now))
-                if cast(CursorResult[Any], renewed).rowcount == 1:
-                    return False
+            del data
             writer = self.blobs.writer()
             try:
-                writer.write(data)
+                writer.write(stored)
                 blob = writer.commit()
             finally:
                 writer.abort()
-        row = {"hash": name, "blob_sha256": blob, "size": len(data), "unpacked": sum(e.unpacked_size for e in entries),
-               "chunks": len(entries), "chunk_index": pack_index(entries), "touched_at": now}
+        row = {"hash": name, "blob_sha256": blob, "size": len(stored), "unpacked": sum(e.unpacked_size for e in entries),
+               "chunks": len(entries), "chunk_index": pack_index(entries), "touched_at": time.time()}
         with self.metadata.session() as session:
             hold_off_gc(session)
             upsert(session, XetXorb, row, ["hash"], ["touched_at"])
         return True
+
+    def _stored(self, name: str) -> bool:
+        with self.metadata.session() as session:
+            return session.get(XetXorb, name) is not None
+
+    def _renew(self, name: str) -> bool:
+        """Make a stored xorb young again (an upload waiting for its shard); False if gc took it meanwhile."""
+        with self.metadata.session() as session:
+            hold_off_gc(session)
+            renewed = session.execute(update(XetXorb).where(XetXorb.hash == name).values(touched_at=time.time()))
+            return cast(CursorResult[Any], renewed).rowcount == 1
 
     def register_shard(self, body: bytes | IO[bytes], repo_pk: int) -> int:
         """Check a shard's files and xorbs against the stored xorbs and register its files for the
@@ -113,7 +136,7 @@ class XetStore:
             hold_off_gc(session)  # the xorbs checked here stay until this transaction commits
             if session.get(Repo, repo_pk) is None:
                 raise Forbidden("The repository this Xet access token was issued for no longer exists")
-            indexes = {str_to_hash(h): unpack_index(packed) for h, packed in _lookup(session, needed)}
+            indexes = {str_to_hash(h): IndexView(packed) for h, packed in _lookup(session, needed)}
             files: dict[str, dict[str, Any]] = {}
             uses: list[dict[str, str]] = []
             links: dict[str, dict[str, Any]] = {}
@@ -215,9 +238,10 @@ class XetStore:
         except RangeNotSatisfiable as refused:
             raise _unsatisfiable(start, refused.size) from None
 
-    def _indexes(self, file: XetFile) -> dict[bytes, list[ChunkEntry]]:
+    def _indexes(self, file: XetFile) -> dict[bytes, Sequence[ChunkEntry]]:
+        """The chunk indexes of the file's xorbs, read in place (a small range decodes a few entries)."""
         with self.metadata.session() as session:
-            return {str_to_hash(h): unpack_index(packed) for h, packed in _lookup(session, {t.xorb for t in file.terms})}
+            return {str_to_hash(h): IndexView(packed) for h, packed in _lookup(session, {t.xorb for t in file.terms})}
 
     def _blobs(self, xorbs: set[bytes]) -> dict[bytes, str]:
         names = [hash_to_str(x) for x in xorbs]

@@ -25,7 +25,7 @@ def accel_response(call: Call, content: Content, headers: Mapping[str, str]) -> 
     request_headers, method = call.request.headers, call.request.method
     if prefix is None or content.path is None or method != "GET" or "if-range" in request_headers:
         return None
-    if not content.resumable and "range" in request_headers:  # hubgate answers the whole file
+    if "range" in request_headers and not content.can_resume():  # hubgate answers the whole file
         return None
     try:
         relative = content.path.absolute().relative_to(blob_dir.absolute())

@@ -76,7 +76,7 @@ def effective_range(headers: Mapping[str, str], etag: str, content: Content) -> 
     if_range = headers.get("if-range")
     if if_range is not None and if_range.strip() != etag:
         return None
-    if byte_range[0] > 0 and not content.resumable:
+    if byte_range[0] > 0 and not content.can_resume():
         return None
     return byte_range
 

@@ -121,18 +121,21 @@ class MirrorCache:
     def known_repo(self, repo_type: str, asked: str, follow: Callable[[str, float], bool]) -> KnownRepo:
         """The repo `asked` names, or the canonical one its alias names if `follow(canonical, fetched_at)`."""
         with self.metadata.session() as session:
-            alias = session.get(MirrorAlias, (repo_type, asked.lower()))
-            repo_id = alias.canonical if alias is not None and follow(alias.canonical, alias.fetched_at) else asked
+            # Columns, not ORM objects: this runs on every request for a mirrored repo.
+            alias = session.execute(select(MirrorAlias.canonical, MirrorAlias.fetched_at).where(
+                MirrorAlias.repo_type == repo_type, MirrorAlias.asked == asked.lower())).first()
+            repo_id = alias[0] if alias is not None and follow(alias[0], alias[1]) else asked
             info = session.scalars(  # the newest info alone: a packed tree may be large
                 select(MirrorCommit.info)
                 .where(MirrorCommit.repo_type == repo_type, MirrorCommit.repo_id == repo_id)
                 .order_by(MirrorCommit.fetched_at.desc())
                 .limit(1)
             ).first()
-            revisions = session.scalars(
-                select(MirrorRevision).where(MirrorRevision.repo_type == repo_type, MirrorRevision.repo_id == repo_id)
+            revisions = session.execute(
+                select(MirrorRevision.revision, MirrorRevision.commit, MirrorRevision.fetched_at, MirrorRevision.upstream)
+                .where(MirrorRevision.repo_type == repo_type, MirrorRevision.repo_id == repo_id)
             )
-            known = {r.revision: KnownRevision(r.commit, r.fetched_at, r.upstream) for r in revisions}
+            known = {revision: KnownRevision(commit, at, upstream) for revision, commit, at, upstream in revisions}
             return KnownRepo(repo_id, _unpack(info) if info is not None else None, known)
 
     # -- negative cache --------------------------------------------------------------------
@@ -164,8 +167,8 @@ class MirrorCache:
     # -- files -----------------------------------------------------------------------------
     def file(self, oid: str) -> tuple[str, int] | None:
         with self.metadata.session() as session:
-            row = session.get(MirrorFile, oid)
-            return (row.sha256, row.size) if row else None
+            row = session.execute(select(MirrorFile.sha256, MirrorFile.size).where(MirrorFile.oid == oid)).first()
+            return (row[0], row[1]) if row else None
 
     def remember_file(self, oid: str, sha256: str, size: int, upstream: str) -> None:
         with self.metadata.session() as session:

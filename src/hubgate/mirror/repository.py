@@ -312,10 +312,11 @@ class MirroredRepository:
             raise ValueError("a mirrored file is opened at a commit")
         src = self.source(commit, entry)
         cached = self._fetcher.cached_path(src)
-        self.mirror.cache.record_access(src.oid, cached is not None)
-        resumable = not self.mirror.cache.served_bad(src.oid)
-        if cached is not None:
-            return Content(src.size, path=cached, resumable=resumable, refetchable=True)
+        cache = self.mirror.cache
+        cache.record_access(src.oid, cached is not None)
+        if cached is not None:  # whether it was ever served bad is asked only by a Range request that needs it
+            return Content(src.size, path=cached, resumable=lambda: not cache.served_bad(src.oid), refetchable=True)
+        resumable = not cache.served_bad(src.oid)
         if self.mirror.offline:
             raise NotCached(f"File {entry.path} of {self.ref}")
         started = self._fetcher.start(src, self.token_for)

@@ -48,7 +48,8 @@ class Content:
     `verified`), or `redirect`, a presigned URL to send the client to.
 
     `resumable` is False for a file whose bytes were once served and then found bad: a client may
-    hold a bad prefix, so a Range request past its first byte must get the whole file.
+    hold a bad prefix, so a Range request past its first byte must get the whole file. It may be a
+    function telling it, asked (through `can_resume`) only when such a Range request comes.
     `refetchable` marks a cached copy of an upstream file: should its `path` vanish before it is
     opened (evicted), asking again fetches it anew."""
 
@@ -56,10 +57,14 @@ class Content:
     path: Path | None = None
     data: bytes | None = None
     stream: Callable[[int, int], AsyncGenerator[bytes, None]] | None = None
-    resumable: bool = True
+    resumable: bool | Callable[[], bool] = True
     verified: bool = False
     redirect: str | None = None
     refetchable: bool = False
+
+    def can_resume(self) -> bool:
+        """Whether a Range request past the first byte may be answered with that range."""
+        return self.resumable() if callable(self.resumable) else self.resumable
 
     def read_small(self, limit: int = 1024 * 1024) -> bytes | None:
         """All the bytes of a small file held here (None if larger than `limit` or not local)."""

@@ -29,6 +29,7 @@ SCRIPTS = {  # name: the script's arguments (its defaults are the documented run
     "timing": [],
     "percall": [],  # warm small file, hosted vs mirrored, 10 vs 20,000 files, before vs after the fix
     "replicas": [],  # PostgreSQL + S3: 1 and 3 replicas vs nginx, uploads, cold single-flight
+    "xet": [],  # 2 GiB through Xet vs LFS vs inline, an edited re-upload, downloads
 }
 
 

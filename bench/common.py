@@ -185,7 +185,7 @@ class Hubgate:
     @classmethod
     def start(cls, data: Path, workers: int, http: str = "auto", loop: str = "auto", chunked: bool = False,
               extra_args: Sequence[str] = (), env: Mapping[str, str] | None = None) -> Hubgate:
-        env = {**os.environ, "HUBGATE_LFS_FOR_XET_CLIENTS": "true", **(env or {})}
+        env = {**os.environ, **(env or {})}
         serve = ["serve", "--host", "127.0.0.1", "--port", "0", "--data", str(data), "--workers", str(workers),
                  *extra_args]
         if (http, loop, chunked) == ("auto", "auto", False):

@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 from urllib.parse import quote
 
+import hf_xet
 import httpx
 import pytest
 from huggingface_hub import CommitOperationAdd, HfApi, hf_hub_download
@@ -254,7 +255,7 @@ def test_missing_repo(server: Server, alice_token: str) -> None:
 
 # -- tree -------------------------------------------------------------------------------------
 
-def test_tree_root_and_recursive(server: Server, repo: dict) -> None:
+def test_tree_root_and_recursive(server: Server, repo: dict, tmp_path: Path) -> None:
     base = f"{server.url}/api/models/{repo['id']}/tree/main"
     root = http.get(base).json()
     assert {(e["type"], e["path"]) for e in root} == {
@@ -270,7 +271,10 @@ def test_tree_root_and_recursive(server: Server, repo: dict) -> None:
     assert weights["oid"] == git_hash_object(lfs_pointer(WEIGHTS))
     assert weights["lfs"] == {"oid": hashlib.sha256(WEIGHTS).hexdigest(), "size": len(WEIGHTS),
                               "pointerSize": len(lfs_pointer(WEIGHTS))}
-    assert "xetHash" not in json.dumps(list(every.values()))
+    # huggingface_hub (with hf_xet) sent weights.bin through Xet: the listing names its Xet file.
+    (tmp_path / "weights.bin").write_bytes(WEIGHTS)
+    assert weights["xetHash"] == hf_xet.hash_files([str(tmp_path / "weights.bin")])[0].hash
+    assert [path for path, entry in every.items() if "xetHash" in entry] == ["weights.bin"]
 
 
 def test_tree_sub_folder(server: Server, repo: dict) -> None:

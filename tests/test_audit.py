@@ -49,14 +49,16 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, di
                   "ops": new_token(server, "ops", "--role", "write")}
         api = HfApi(endpoint=server.url, token=tokens["ann"])
         api.create_repo("ann/voice", private=True)
-        api.create_commit("ann/voice", [CommitOperationAdd("w.bin", b"w" * 1000), CommitOperationAdd("big.bin", os.urandom(BIG))],
+        api.create_commit("ann/voice", [CommitOperationAdd("w.txt", b"w" * 1000), CommitOperationAdd("big.bin", os.urandom(BIG))],
                           commit_message="weights")
         yield server, tokens
 
 
 def test_download_and_commit_recorded(world: tuple[Server, dict[str, str]], tmp_path: Path) -> None:
     server, tokens = world
-    hf_hub_download("ann/voice", "w.bin", endpoint=server.url, token=tokens["ann"], cache_dir=str(tmp_path))
+    # A regular file, downloaded over plain HTTP (an LFS-sized one would come through Xet, whose
+    # reconstructions are recorded as "xet-read-token" grants, not per file).
+    hf_hub_download("ann/voice", "w.txt", endpoint=server.url, token=tokens["ann"], cache_dir=str(tmp_path))
     sha = HfApi(endpoint=server.url, token=tokens["ann"]).model_info("ann/voice").sha
     downloads = events(server, "--repo", "ann/voice", "--kind", "download")
     assert len(downloads) == 1  # the HEAD before it is not a download
@@ -65,7 +67,7 @@ def test_download_and_commit_recorded(world: tuple[Server, dict[str, str]], tmp_
     assert {k: event[k] for k in ("user", "token_id", "token_name", "revision", "commit", "file", "bytes", "status",
                                    "complete", "cache", "client")} == {
         "user": "ann", "token_id": token_id, "token_name": "ann-laptop", "revision": "main", "commit": sha,
-        "file": "w.bin", "bytes": 1000, "status": 200, "complete": True, "cache": "hosted", "client": "127.0.0.1"}
+        "file": "w.txt", "bytes": 1000, "status": 200, "complete": True, "cache": "hosted", "client": "127.0.0.1"}
     assert "hf_hub/" in event["user_agent"] and event["at"].endswith("+00:00")
     commits = events(server, "--repo", "ann/voice", "--kind", "commit")
     assert [(c["user"], c["commit"], c["status"]) for c in commits] == [("ann", sha, 200)]

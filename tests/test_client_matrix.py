@@ -5,30 +5,28 @@ Each client runs `clients/scenario.py` in its own venv (see `venvs.py`, built on
 listed, branched, tagged, hidden from outsiders and deleted. The server's access log then shows
 which upload path the client took:
 
-- up to 1.19 the client asks the LFS batch endpoint and PUTs to the presigned URL it gets;
-- from 1.20 the client would send "lfs" files to a Xet CAS, which hubgate does not have, so the
-  server answers preupload "regular" and the bytes travel inline in the commit;
-- with `HF_HUB_DISABLE_XET=1` and a server started with `HUBGATE_LFS_FOR_XET_CLIENTS=true`,
-  those clients take the LFS batch path again.
-No client may ever ask for a Xet token.
+- up to 1.19 the client asks the LFS batch endpoint and PUTs to the presigned URL it gets, and
+  never asks for a Xet token;
+- from 1.20 (hf_xet installed) the client sends "lfs" files through hubgate's Xet CAS: it asks
+  `xet-write-token`, and never the LFS batch endpoint (tests/test_xet_clients.py has the details);
+- with `HF_HUB_DISABLE_XET=1` those clients take the LFS batch path again.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from clients.harness import run_scenario, synced_requests, upload_paths
-from conftest import Server, start_server
+from conftest import Server
 from venvs import CLIENTS, Venv, ensure_many
 
 pytestmark = pytest.mark.clients
 
 # (client version, the upload path the server must see it take)
-MATRIX = [("0.36.2", "lfs"), ("1.19.0", "lfs"), ("1.33.0", "regular"), ("2.4.0", "regular")]
+MATRIX = [("0.36.2", "lfs"), ("1.19.0", "lfs"), ("1.33.0", "xet"), ("2.4.0", "xet")]
 
 
 @pytest.fixture(scope="session")
@@ -44,26 +42,12 @@ def venv_for(client_venvs: dict[str, Venv | BaseException], version: str) -> Ven
     return found
 
 
-@pytest.fixture(scope="module")
-def lfs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A server that offers the LFS batch path to every client, Xet-capable or not."""
-    with start_server(tmp_path_factory.mktemp("hubgate-lfs"), env={"HUBGATE_LFS_FOR_XET_CLIENTS": "true"}) as srv:
-        srv.add_user("alice")
-        srv.add_user("bob")
-        yield srv
-
-
-@pytest.fixture(scope="module")
-def lfs_server_tokens(lfs_server: Server) -> tuple[str, str]:
-    return lfs_server.token("alice"), lfs_server.token("bob")
-
-
 def repo_name(version: str) -> str:
     return f"matrix-{version.replace('.', '-')}-{uuid.uuid4().hex[:8]}"
 
 
 def assert_upload_path(server: Server, since: int, result: dict, expected: str) -> None:
-    """The access log shows every LFS file of the scenario uploaded by `expected` ('lfs'|'regular')."""
+    """The access log shows every LFS file of the scenario uploaded by `expected` ('lfs'|'xet')."""
     requests = synced_requests(server, since)
     targets = [
         (result["repo_id"], "model", list(result["lfs_oids"].values())),
@@ -77,15 +61,16 @@ def assert_upload_path(server: Server, since: int, result: dict, expected: str) 
         preuploads, commits = ([200, 200, 200, 404], [200] * 4) if repo_type == "model" else ([200], [200])
         assert sorted(r.status for r in seen["preupload"]) == preuploads, summary
         assert [r.status for r in seen["commit"]] == commits, summary
-        assert seen["xet"] == [], f"{repo_id}: the client asked for a Xet token: {summary}"
         if expected == "lfs":
+            assert seen["xet"] == [], f"{repo_id}: the client asked for a Xet token: {summary}"
             assert seen["batch"] and all(r.status == 200 for r in seen["batch"]), summary
             uploaded = {oid for oid in oids if any(oid in r.target and r.status == 200 for r in seen["put"])}
             assert uploaded == set(oids), f"{repo_id}: LFS objects not PUT to their presigned URL: {summary}"
             assert len(seen["verify"]) == len(oids) and all(r.status == 200 for r in seen["verify"]), summary
         else:
+            assert seen["xet"] and all(r.status == 200 for r in seen["xet"]), summary
             assert seen["batch"] == [] and seen["put"] == [] and seen["verify"] == [], (
-                f"{repo_id}: expected inline (regular) uploads only: {summary}"
+                f"{repo_id}: expected Xet uploads only: {summary}"
             )
 
 
@@ -110,19 +95,18 @@ def test_client_round_trip(
 @pytest.mark.parametrize("version", ["2.4.0", "1.33.0"], ids=lambda v: f"hf_hub-{v}")
 def test_xet_client_with_xet_disabled_takes_lfs_batch_path(
     version: str,
-    lfs_server: Server,
-    lfs_server_tokens: tuple[str, str],
+    server: Server,
+    alice_token: str,
+    bob_token: str,
     client_venvs: dict[str, Venv | BaseException],
     tmp_path: Path,
 ) -> None:
     venv = venv_for(client_venvs, version)
-    since = len(lfs_server.log)
-    run = run_scenario(
-        venv.python, lfs_server.url, *lfs_server_tokens, repo_name(version), tmp_path, HF_HUB_DISABLE_XET="1"
-    )
+    since = len(server.log)
+    run = run_scenario(venv.python, server.url, alice_token, bob_token, repo_name(version), tmp_path, HF_HUB_DISABLE_XET="1")
     assert run.returncode == 0, run.describe()
     assert run.result is not None and run.result["version"] == version, run.describe()
-    assert_upload_path(lfs_server, since, run.result, "lfs")
-    # This server serves only this module: not one request of any kind asked for Xet.
-    xet = [r for r in synced_requests(lfs_server, since) if "xet" in r.target.lower()]
+    assert_upload_path(server, since, run.result, "lfs")
+    # Not one request of any kind asked for Xet (downloads of LFS-uploaded files included).
+    xet = [r for r in synced_requests(server, since) if "/xet-" in r.target.lower()]
     assert xet == [], xet

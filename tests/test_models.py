@@ -91,14 +91,16 @@ def test_upload_stores_the_weights_as_lfs(server: Server, alice_token: str, uplo
     assert sorted(files) == local
     weights = files["model.safetensors"]
     assert weights.size == (uploaded.folder / "model.safetensors").stat().st_size
-    assert weights.lfs is not None, "the 90 MB file sent inline (regular mode) must still be stored as LFS"
+    assert weights.lfs is not None, "the 90 MB file must be stored as LFS"
     assert weights.lfs.sha256 == sha256_of(uploaded.folder / "model.safetensors")
     assert weights.lfs.size == weights.size
     assert files["config.json"].lfs is None
     assert files["1_Pooling/config.json"].size == (uploaded.folder / "1_Pooling" / "config.json").stat().st_size
-    # huggingface_hub 2.4.0 was told "regular" (there is no Xet CAS): nothing went through the LFS endpoints.
+    # huggingface_hub 2.4.0 with hf_xet sent the weights through the Xet CAS, not the LFS endpoints.
     log = wait_for_log(server, lambda line: f"POST /api/models/{REPO}/commit/main " in line)
-    assert not any("/info/lfs/" in line or "xet-write-token" in line for line in log if REPO in line)
+    assert any(f"/api/models/{REPO}/xet-write-token/" in line for line in log)
+    assert any("POST /xet-cas/v1/xorbs/" in line for line in log)
+    assert not any("/info/lfs/" in line for line in log if REPO in line)
     assert api.model_info(REPO).private is True
 
 
@@ -115,7 +117,9 @@ def test_sentence_transformers_loads_from_hubgate_then_offline(
     assert np.allclose(vector, expected, atol=1e-6)
     snapshot = home / "hub" / "models--alice--minilm" / "snapshots" / uploaded.commit
     assert sha256_of(snapshot / "model.safetensors") == sha256_of(uploaded.folder / "model.safetensors")
-    wait_for_log(server, lambda line: f"GET /{REPO}/resolve/{uploaded.commit}/model.safetensors " in line)
+    # The weights came through Xet (uploaded so): a read token for this repo, then their reconstruction.
+    wait_for_log(server, lambda line: f"GET /api/models/{REPO}/xet-read-token/{uploaded.commit} " in line)
+    wait_for_log(server, lambda line: "GET /xet-cas/v1/reconstructions/" in line)
 
     # Offline, from the same HF_HOME, with the endpoint pointing at a port where nothing listens.
     offline = tmp_path / "offline.npy"

@@ -60,7 +60,7 @@ def front(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     base = tmp_path_factory.mktemp(f"nginx-{mode}")
     config = base / "hubgate.toml"
     accel_line = f'accel_redirect_prefix = "{PREFIX}"\n' if mode == "accel" else ""
-    config.write_text(f'lfs_for_xet_clients = true\n[http]\ntrusted_proxies = ["127.0.0.1"]\n{accel_line}')
+    config.write_text(f'[http]\ntrusted_proxies = ["127.0.0.1"]\n{accel_line}')
     with start_server(base / "data", config=config) as hubgate:
         hubgate.add_user("alice")
         port, nginx_dir = nginx.free_port(), base / "nginx"

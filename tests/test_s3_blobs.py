@@ -39,7 +39,6 @@ def s3_config(folder: Path, seaweed: Seaweed, prefix: str, serve: str = "proxy")
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "hubgate.toml"
     config.write_text(textwrap.dedent(f"""
-        lfs_for_xet_clients = true
         [blobs]
         backend = "s3"
         endpoint_url = "{seaweed.endpoint}"

@@ -205,10 +205,6 @@ class Settings(BaseModel):
     log_format: Literal["text", "json"] = "text"
     lfs_threshold: int = Field(constants.DEFAULT_LFS_THRESHOLD, ge=1, description="a number of bytes, 1 or more")
     max_commit_bytes: int = Field(constants.DEFAULT_MAX_COMMIT_BYTES, ge=1, description="a number of bytes, 1 or more")
-    # huggingface_hub >= 1.20 sends every "lfs" file to a Xet CAS, which hubgate does not have
-    # yet, so such clients are told to send files inline ("regular"). Set this when every such
-    # client runs with HF_HUB_DISABLE_XET=1 to give them the LFS batch path instead.
-    lfs_for_xet_clients: bool = False
     # Upstream hubs, tried in order (`[[upstream]]` tables in the config file).
     upstream: list[UpstreamConfig] = Field(default_factory=list)
     mirror: MirrorSettings = Field(default_factory=MirrorSettings)

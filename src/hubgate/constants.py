@@ -38,6 +38,8 @@ LFS_UPLOAD_URL_TTL = 3600
 LFS_DOWNLOAD_URL_TTL = 600
 # Seconds a xorb-range URL of a Xet reconstruction answer stays valid (hf_xet asks again on a 403).
 XET_FETCH_URL_TTL = 900
+# Seconds a Xet CAS token from xet-read-token / xet-write-token is valid (clients ask again before it expires).
+XET_TOKEN_TTL = 3600
 
 # Chunk size used when streaming blobs to clients.
 STREAM_CHUNK = 1024 * 1024

@@ -54,7 +54,7 @@ class Hub:
         self.redirects = settings.blobs.backend == "s3" and settings.blobs.serve == "redirect"
         limits = settings.auth
         self.accounts = Accounts(self.metadata, FailureThrottle(self.metadata, limits.max_failures, limits.failure_window))
-        self.repos = RepoService(self.metadata, self.blobs, settings.lfs_threshold, crash=crash)
+        self.repos = RepoService(self.metadata, self.blobs, settings.lfs_threshold, crash=crash, xet=self.xet)
         self.discussions = Discussions(self.metadata, self.repos)
         # Offline, the mirror serves what it cached or a bundle imported, even with no upstream.
         self.mirror = (

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,8 +15,6 @@ from hubgate.hub import Hub
 from hubgate.ids import RepoRef, check_repo_type
 from hubgate.repos.base import Repository
 from hubgate.repos.hosted import HostedRepository
-
-_HF_HUB_VERSION = re.compile(r"hf_hub/(\d+)\.(\d+)")
 
 
 def base_url(request: Request, settings: Settings) -> str:
@@ -81,8 +78,3 @@ class Call:
         """The repo of a write or manage action, which is always a hosted one."""
         assert isinstance(self.authorized, HostedRepository)
         return self.authorized
-
-    @property
-    def client_hub_version(self) -> tuple[int, int] | None:
-        found = _HF_HUB_VERSION.search(self.request.headers.get("user-agent", ""))
-        return (int(found.group(1)), int(found.group(2))) if found else None

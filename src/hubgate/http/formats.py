@@ -19,6 +19,8 @@ def entry_json(entry: Entry) -> dict[str, Any]:
     data: dict[str, Any] = {"type": entry.type, "oid": entry.oid, "size": entry.size, "path": entry.path}
     if entry.lfs:
         data["lfs"] = {"oid": entry.lfs.sha256, "size": entry.lfs.size, "pointerSize": entry.lfs.pointer_size}
+        if entry.lfs.xet_hash:  # uploaded through Xet: Xet clients fetch it from the CAS
+            data["xetHash"] = entry.lfs.xet_hash
     return data
 
 

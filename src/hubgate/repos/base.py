@@ -20,6 +20,7 @@ class LfsInfo:
     sha256: str
     size: int
     pointer_size: int
+    xet_hash: str | None = None  # the Xet file holding the bytes (uploaded with Xet), else in the blob store
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,22 @@ class Content:
         return self.path.read_bytes() if self.path is not None else None
 
 
+def threaded(read: Callable[[int, int], Iterator[bytes]]) -> Callable[[int, int], AsyncGenerator[bytes, None]]:
+    """`read(start, end)`, a blocking iterator, as an async stream whose every step runs in a thread."""
+
+    async def stream(start: int, end: int) -> AsyncGenerator[bytes, None]:
+        chunks = read(start, end)
+        try:
+            while (chunk := await anyio.to_thread.run_sync(next, chunks, None)) is not None:
+                yield chunk
+        finally:
+            close = getattr(chunks, "close", None)  # a generator: its clean-up (open files) runs now
+            if close is not None:
+                await anyio.to_thread.run_sync(close)
+
+    return stream
+
+
 def stored_content(blobs: BlobStore, sha256: str, size: int, redirect: bool = True) -> Content | None:
     """How to serve a stored blob (None if it is not stored): its file, a presigned URL (if the
     store gives one and `redirect`: the Hub redirects LFS files only), or a stream."""
@@ -86,16 +103,7 @@ def stored_content(blobs: BlobStore, sha256: str, size: int, redirect: bool = Tr
     url = blobs.presigned_url(sha256) if redirect else None
     if url is not None:
         return Content(size, redirect=url)
-
-    async def stream(start: int, end: int) -> AsyncGenerator[bytes, None]:
-        chunks = blobs.read(sha256, start, end)
-        try:
-            while (chunk := await anyio.to_thread.run_sync(next, chunks, None)) is not None:
-                yield chunk
-        finally:
-            await anyio.to_thread.run_sync(chunks.close)
-
-    return Content(size, stream=stream, verified=True)
+    return Content(size, stream=threaded(lambda start, end: blobs.read(sha256, start, end)), verified=True)
 
 
 @dataclass(frozen=True)

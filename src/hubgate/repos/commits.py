@@ -118,6 +118,8 @@ class TreeEdit:
     # LFS objects this repo may name by oid (sent to it, or held by it): any other one is answered
     # exactly like a missing one, size included, so no repo learns what another repo stores.
     usable_lfs: set[str] = field(default_factory=set)
+    # Contents uploaded through Xet this repo may name: {sha256: (Xet file hash, size)} (see xet_files).
+    xet_files: dict[str, tuple[str, int]] = field(default_factory=dict)
 
     def lfs_oids(self) -> set[str]:
         """The LFS objects the new blobs point at (pointers committed as plain files included)."""
@@ -208,6 +210,8 @@ class TreeEdit:
             return git.RawObject(op.sha1, "blob", b"")  # its bytes are in the blob store (`stored`)
         if isinstance(op, AddLfs):
             size = blobs.size(op.sha256) if op.inline or op.sha256 in self.usable_lfs else None
+            if size is None and op.sha256 in self.xet_files:
+                size = self.xet_files[op.sha256][1]
             if size is None:
                 raise BadRequest(f"LFS object {op.sha256} for {op.path} was not uploaded")
             if op.size is not None and op.size != size:

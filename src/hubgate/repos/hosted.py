@@ -10,19 +10,24 @@ from hubgate import constants
 from hubgate.errors import EntryNotFound, HubError, RevisionNotFound
 from hubgate.git.objects import CommitData, TreeItem
 from hubgate.ids import is_commit_id
-from hubgate.repos.base import Content, Entry, LfsInfo, RepoMeta, stored_content
+from hubgate.repos import xet_files
+from hubgate.repos.base import Content, Entry, LfsInfo, RepoMeta, stored_content, threaded
 from hubgate.repos.modelcard import CARD, CARD_DATA_LIMIT, card_data
 from hubgate.storage.blobs import BlobStore
 from hubgate.storage.gitstore import GitStore
+from hubgate.xet.hashing import str_to_hash
+from hubgate.xet.store import XetStore
 
 
 class HostedRepository:
-    def __init__(self, meta: RepoMeta, pk: int, refs: dict[str, str], git: GitStore, blobs: BlobStore) -> None:
+    def __init__(self, meta: RepoMeta, pk: int, refs: dict[str, str], git: GitStore, blobs: BlobStore,
+                 xet: XetStore | None = None) -> None:
         self.meta = meta
         self.pk = pk
         self._refs = refs
         self._git = git
         self._blobs = blobs
+        self._xet = xet
 
     def response_headers(self) -> dict[str, str]:
         return {}
@@ -119,15 +124,24 @@ class HostedRepository:
 
     def _entries(self, items: list[tuple[str, TreeItem]]) -> list[Entry]:
         metas = self._git.blob_meta([i.sha1 for _, i in items if not i.is_dir])
+        xet = self._xet_held({m[1] for m in metas.values() if m[1]})
         entries = []
         for path, item in items:
             if item.is_dir:
                 entries.append(Entry(path, "directory", item.sha1, 0))
                 continue
             size, lfs_sha256, lfs_size = metas[item.sha1]
-            lfs = LfsInfo(lfs_sha256, lfs_size, size) if lfs_sha256 and lfs_size is not None else None
+            lfs = (LfsInfo(lfs_sha256, lfs_size, size, xet[lfs_sha256][0] if lfs_sha256 in xet else None)
+                   if lfs_sha256 and lfs_size is not None else None)
             entries.append(Entry(path, "file", item.sha1, lfs.size if lfs else size, lfs))
         return entries
+
+    def _xet_held(self, sha256s: set[str]) -> dict[str, xet_files.Held]:
+        """{sha256: (Xet file hash, size)} for the LFS contents this repo holds as Xet files."""
+        if not sha256s or self._xet is None:
+            return {}
+        with self._git.metadata.session() as session:
+            return xet_files.held(session, self.pk, sha256s)
 
     def list_tree(self, commit: str, path: str = "", recursive: bool = False) -> list[Entry]:
         root = self._walk_to(commit, path)
@@ -159,6 +173,8 @@ class HostedRepository:
         return self._entries([(path, item)])[0]
 
     def open(self, entry: Entry, commit: str | None = None) -> Content:
+        if entry.lfs and entry.lfs.xet_hash and self._xet:
+            return self._xet_content(entry.path, self._xet, entry.lfs.xet_hash)
         if entry.lfs:
             return self._stored(entry.path, entry.lfs.sha256, entry.lfs.size, redirect=True)
         location = self._git.blob_location(entry.oid)
@@ -173,6 +189,13 @@ class HostedRepository:
         if data is None:
             raise HubError(f"Missing blob object {entry.oid}", status=500)
         return Content(len(data), data=data)
+
+    def _xet_content(self, path: str, xet: XetStore, file_hash: str) -> Content:
+        """A file uploaded through Xet, as plain bytes reconstructed from its xorbs range by range."""
+        file = xet.readable(str_to_hash(file_hash), self.pk)
+        if file is None:
+            raise HubError(f"The Xet file of {path} is missing on this server; upload the file again", status=500)
+        return Content(file.size, stream=threaded(lambda start, end: xet.read(file, start, end)), verified=True)
 
     def _stored(self, path: str, sha256: str, size: int, redirect: bool = False) -> Content:
         content = stored_content(self._blobs, sha256, size, redirect)

@@ -51,13 +51,16 @@ class ContentOids:
         return hasher.hexdigest()
 
 
-def plan(repo: HostedRepository, commit: str, files: list[Wanted], policy: LfsPolicy, lfs_ok: bool,
-         gitignore: str | None, oids: ContentOids) -> list[dict[str, object]]:
-    """The preupload answer for each file (`gitignore`: the client's, else the repo's own)."""
+def plan(repo: HostedRepository, commit: str, files: list[Wanted], policy: LfsPolicy, gitignore: str | None,
+         oids: ContentOids) -> list[dict[str, object]]:
+    """The preupload answer for each file (`gitignore`: the client's, else the repo's own).
+
+    "lfs" goes to every client alike: up to huggingface_hub 1.19 (and later ones without hf_xet or
+    with HF_HUB_DISABLE_XET=1) it takes the LFS batch path, from 1.20 with hf_xet the Xet CAS."""
     ignored = _ignore_spec(repo, commit, gitignore)
     answers: list[dict[str, object]] = []
     for item in files:
-        mode = "lfs" if lfs_ok and policy.wants_lfs(item.path, item.size) else "regular"
+        mode = "lfs" if policy.wants_lfs(item.path, item.size) else "regular"
         answer: dict[str, object] = {"path": item.path, "uploadMode": mode,
                                      "shouldIgnore": bool(ignored and ignored.match_file(item.path))}
         try:

@@ -20,7 +20,7 @@ from hubgate.errors import BadRequest, Conflict, Forbidden, HubError, Preconditi
 from hubgate.git import objects as git
 from hubgate.ids import RepoRef, check_branch_name, check_new_namespace, is_commit_id
 from hubgate.memcache import ByteCache
-from hubgate.repos import lfs_links, modelcard
+from hubgate.repos import lfs_links, modelcard, xet_files
 from hubgate.repos.base import RepoMeta
 from hubgate.repos.commits import AddBytes, AddLfs, LfsPolicy, Operation, TreeEdit, lfs_patterns, new_commit_objects
 from hubgate.repos.hosted import HostedRepository
@@ -29,6 +29,7 @@ from hubgate.storage.blobs import BlobStore
 from hubgate.storage.gcguard import hold_off_gc
 from hubgate.storage.gitstore import GitStore
 from hubgate.storage.metadata import GitObject, MetadataStore, Repo, RepoRedirect, utcnow
+from hubgate.xet.store import XetStore
 
 
 @dataclass(frozen=True)
@@ -63,9 +64,10 @@ def _meta(row: Repo) -> RepoMeta:
 
 class RepoService:
     def __init__(self, metadata: MetadataStore, blobs: BlobStore, lfs_threshold: int,
-                 crash: CrashPoints = NO_CRASH) -> None:
+                 crash: CrashPoints = NO_CRASH, xet: XetStore | None = None) -> None:
         self.metadata = metadata
         self.blobs = blobs
+        self.xet = xet
         self.crash = crash
         self.git = GitStore(metadata)
         self.lfs_threshold = lfs_threshold
@@ -117,7 +119,7 @@ class RepoService:
             target = session.get(Repo, redirect.repo_pk if redirect is not None else -1)
             if row is None:
                 return None, _meta(target) if target is not None else None
-            return HostedRepository(_meta(row), row.id, refs, self.git, self.blobs), None
+            return HostedRepository(_meta(row), row.id, refs, self.git, self.blobs, self.xet), None
 
     def open(self, ref: RepoRef) -> HostedRepository | None:
         return self.find(ref)[0]
@@ -242,10 +244,11 @@ class RepoService:
             branch = branch.removeprefix("refs/heads/")
         if is_commit_id(branch) or (branch.startswith("refs/") and not PR_REF.fullmatch(branch)):
             raise BadRequest(f"Can only commit to a branch, not {branch!r}")
+        xet = self._xet_files(ref, ops)  # before the branch is locked: it may hash large files
         lock = self._branch_lock(ref, branch)
         with lock:
             for _attempt in range(COMMIT_ATTEMPTS):
-                sha = self._try_commit(ref, branch, ops, author, summary, description, parent_commit)
+                sha = self._try_commit(ref, branch, ops, author, summary, description, parent_commit, xet)
                 if sha is not None:
                     return sha
         raise Conflict("Too many concurrent commits on this branch, please retry")
@@ -259,6 +262,7 @@ class RepoService:
         summary: str,
         description: str,
         parent_commit: str | None,
+        xet: dict[str, xet_files.Held],
     ) -> str | None:
         """One attempt; None when another process moved the branch meanwhile."""
         repo = self.open(ref)
@@ -276,19 +280,21 @@ class RepoService:
         files = {e.path: (git.FILE_MODE, e.oid) for e in entries if e.type == "file"}
         policy = self._policy_for_ops(repo, head, ops)
         named = {op.sha256 for op in ops if isinstance(op, AddLfs) and not op.inline}
-        edit = TreeEdit(files, [], usable_lfs=self.usable_lfs(repo, named))
+        usable = self.usable_lfs(repo, named)
+        edit = TreeEdit(files, [], usable_lfs=usable, xet_files={k: v for k, v in xet.items() if k not in usable})
         edit.apply(ops, self.blobs, policy)
         sha, objects = new_commit_objects(edit, head, author.name, author.email, summary, description)
         pointed = edit.lfs_oids()
+        xet_pointed = {k: v for k, v in edit.xet_files.items() if k in pointed}
         # LFS objects named by oid only: the repo must have been sent them, or hold them already.
-        to_check = pointed - edit.inline_lfs - {e.lfs.sha256 for e in entries if e.lfs}
+        to_check = pointed - edit.inline_lfs - {e.lfs.sha256 for e in entries if e.lfs} - set(xet_pointed)
         try:
             with self.metadata.session() as session:
                 hold_off_gc(session)  # what the checks below find stays until this commit is in
                 foreign = to_check - lfs_links.linked(session, repo.pk, to_check)
                 if foreign:  # the same answer as for an object that does not exist (TreeEdit._blob_for)
                     raise BadRequest(f"LFS object {min(foreign)} was not uploaded")
-                lfs_links.link(session, repo.pk, pointed)
+                lfs_links.link(session, repo.pk, pointed - set(xet_pointed))  # Xet links: confirmed already
                 self.git.put_objects(session, objects, edit.stored)
                 self.crash.hit("objects-written")
                 self.git.set_ref(session, repo.pk, ref_name, sha, head)
@@ -358,6 +364,14 @@ class RepoService:
     @staticmethod
     def _files(repo: HostedRepository, commit: str) -> dict[str, tuple[int, str]]:
         return {e.path: (git.FILE_MODE, e.oid) for e in repo.list_tree(commit, recursive=True) if e.type == "file"}
+
+    def _xet_files(self, ref: RepoRef, ops: builtins.list[Operation]) -> dict[str, xet_files.Held]:
+        """The Xet files for the LFS oids of `ops` that are no LFS object the repo may use (see xet_files)."""
+        named = {op.sha256 for op in ops if isinstance(op, AddLfs) and not op.inline}
+        repo = self.open(ref) if named and self.xet is not None else None
+        if repo is None or self.xet is None:
+            return {}
+        return xet_files.resolve(self.metadata, self.xet, repo.pk, named - self.usable_lfs(repo, named))
 
     # -- LFS objects a repo may use (see lfs_links) -------------------------------------------
     def usable_lfs(self, repo: HostedRepository, oids: set[str]) -> set[str]:

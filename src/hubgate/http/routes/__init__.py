@@ -13,8 +13,10 @@ from hubgate.http.routes import (
     mirror,
     tokens,
     xet_cas,
+    xet_tokens,
 )
 
 ALL = [*xet_cas.table.routes, *account.table.routes, *tokens.table.routes,
        *discussions.table.routes, *audit.table.routes, *mirror.table.routes, *manage.table.routes,
-       *commit.table.routes, *info.table.routes, *access.table.routes, *lfs.table.routes, *files.table.routes]
+       *commit.table.routes, *xet_tokens.table.routes, *info.table.routes, *access.table.routes, *lfs.table.routes,
+       *files.table.routes]

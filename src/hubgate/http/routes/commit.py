@@ -22,14 +22,6 @@ from hubgate.repos.service import PR_REF
 
 table = RouteTable()
 
-XET_UPLOAD_CLIENTS = (1, 20)  # huggingface_hub from 1.20 sends every "lfs" file to a Xet CAS
-
-
-def _client_takes_lfs(call: Call) -> bool:
-    version = call.client_hub_version
-    return version is None or version < XET_UPLOAD_CLIENTS or call.hub.settings.lfs_for_xet_clients
-
-
 def _proposing(call: Call) -> Action:
     """Writers commit anywhere; any reader may open a pull request (`create_pr`), and its author
     may go on committing to its `refs/pr/N` (decided by the gate)."""
@@ -60,7 +52,7 @@ def preupload(call: Call) -> Response:
             raise BadRequest("Each file needs a 'path' and a non-negative integer 'size'")
         wanted.append(Wanted(check_path_to_write(path), size))
     hub = call.hub
-    answers = plan(repo, commit, wanted, hub.repos.policy_for(repo, commit), _client_takes_lfs(call), gitignore,
+    answers = plan(repo, commit, wanted, hub.repos.policy_for(repo, commit), gitignore,
                    hub.repos.content_oids)
     return json_response({"files": answers, "commitOid": commit})
 

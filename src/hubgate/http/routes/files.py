@@ -38,6 +38,13 @@ def resolve(call: Call) -> Response:
     if entry.lfs:
         headers["X-Linked-Etag"] = f'"{entry.lfs.sha256}"'
         headers["X-Linked-Size"] = str(entry.lfs.size)
+    # A file uploaded through Xet: Xet clients fetch it from the CAS with a read token from the
+    # refresh route (a token bound to a lock downloads by commit and path only: plain HTTP for it).
+    locked = call.principal is not None and call.principal.scope.locked
+    if entry.lfs and entry.lfs.xet_hash and not locked:
+        headers["X-Xet-Hash"] = entry.lfs.xet_hash
+        refresh = f"{call.base_url}/api/{repo.meta.ref.plural}/{repo.meta.ref.repo_id}/xet-read-token/{commit}"
+        headers["Link"] = f'<{refresh}>; rel="xet-auth"'
     headers.update(repo.response_headers())
     source = repo.meta.source
     # HEAD only describes the file: it must not start an upstream download of a mirrored one.

@@ -1,0 +1,200 @@
+#!/usr/bin/env python3
+"""Xet benchmark: uploading a large file through Xet vs the LFS path vs inline, an edited re-upload, downloads.
+
+    python bench/xet.py [--size-mib 2048] [--edit-percent 2] [--no-doc]
+
+Starts a fresh `hubgate serve` (1 worker) on 127.0.0.1 with a temporary data folder and a random file
+of `--size-mib` MiB, then, each client a fresh process of this interpreter's huggingface_hub with
+hf_xet at its defaults and a fresh HF_HOME:
+- uploads it (`upload_file`) to a new repo through Xet (defaults), through the LFS batch path
+  (`HF_HUB_DISABLE_XET=1`), and inline (the NDJSON commit with base64 content that hubgate answered
+  Xet clients before it had Xet; posted by httpx, as huggingface_hub sends "regular" files);
+- re-uploads a copy with `--edit-percent` % of its ~64 KiB chunks overwritten (16 random bytes each,
+  spread evenly) through Xet with the first upload's HF_HOME (a publisher's machine), and through LFS;
+- downloads the Xet-uploaded file with `hf_hub_download` through Xet and over plain HTTP
+  (`HF_HUB_DISABLE_XET=1`), checking its sha256.
+Bytes stored are the blob store's growth (xorbs and LFS objects alike); xorbs sent are the xorb
+POSTs of the server's access log, their bytes the xorbs stored by the run (a client with a warm cache
+sends only xorbs the server does not hold). Writes docs/benchmarks.md between the xet:* markers (only
+from a clean tree; `--no-doc` only prints); stops the server and removes the folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime as dt
+import hashlib
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+from common import MIB, Hubgate, log, machine, make_file, publish, require_clean_tree
+
+CHUNK = 64 * 1024  # Xet's target chunk size
+UPLOAD = ("from huggingface_hub import HfApi; import sys; "
+          "print(HfApi().upload_file(path_or_fileobj=sys.argv[1], path_in_repo=sys.argv[2], repo_id=sys.argv[3]).oid)")
+DOWNLOAD = "from huggingface_hub import hf_hub_download; import sys; print(hf_hub_download(sys.argv[1], sys.argv[2]))"
+
+
+class Bench:
+    def __init__(self, hub: Hubgate, token: str, work: Path) -> None:
+        self.hub, self.token, self.work = hub, token, work
+        self.homes = 0
+
+    def home(self) -> Path:
+        self.homes += 1
+        return self.work / f"hf-home-{self.homes}"
+
+    def client(self, code: str, *args: str, home: Path, **env: str) -> float:
+        """Run `code` in a fresh interpreter with HF_ENDPOINT/HF_TOKEN/HF_HOME set; its wall time."""
+        full = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+        full.update(HF_ENDPOINT=self.hub.url, HF_TOKEN=self.token, HF_HOME=str(home), HF_HUB_DISABLE_TELEMETRY="1",
+                    HF_HUB_DISABLE_PROGRESS_BARS="1", **env)
+        started = time.perf_counter()
+        done = subprocess.run([sys.executable, "-c", code, *args], env=full, capture_output=True, text=True, check=False)
+        took = time.perf_counter() - started
+        if done.returncode != 0:
+            raise RuntimeError(f"client failed:\n{done.stdout}\n{done.stderr[-4000:]}")
+        self.last_output = done.stdout.strip().splitlines()[-1]
+        return took
+
+    def repo(self, name: str) -> str:
+        repo = f"bench/{name}"
+        httpx.post(f"{self.hub.url}/api/repos/create", json={"name": repo}, timeout=60,
+                   headers={"Authorization": f"Bearer {self.token}"}).raise_for_status()
+        return repo
+
+    def stored(self) -> int:
+        """Bytes in the blob store."""
+        return sum(p.stat().st_size for p in (self.hub.data / "blobs").rglob("*") if p.is_file())
+
+    def xorb_posts(self, since: int) -> int:
+        return sum(1 for line in self.hub.log[since:] if '"POST /xet-cas/v1/xorbs/' in line)
+
+    def inline(self, path: Path, repo: str) -> float:
+        """The NDJSON commit of the whole file as base64, streamed."""
+
+        def body() -> Iterator[bytes]:
+            yield json.dumps({"key": "header", "value": {"summary": "inline"}}).encode() + b"\n"
+            yield b'{"key": "file", "value": {"path": "big.bin", "encoding": "base64", "content": "'
+            with path.open("rb") as handle:
+                while piece := handle.read(3 * MIB):
+                    yield base64.b64encode(piece)
+            yield b'"}}\n'
+
+        started = time.perf_counter()
+        httpx.post(f"{self.hub.url}/api/models/{repo}/commit/main", content=body(), timeout=7200,
+                   headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/x-ndjson"}
+                   ).raise_for_status()
+        return time.perf_counter() - started
+
+
+def edit(source: Path, target: Path, percent: float, seed: int = 7) -> int:
+    """Copy `source` with `percent` % of its ~64 KiB chunks overwritten by 16 random bytes; the edits made."""
+    shutil.copyfile(source, target)
+    size = source.stat().st_size
+    edits = max(1, round(size / CHUNK * percent / 100))
+    rng = random.Random(seed)
+    with target.open("r+b") as handle:
+        for i in range(edits):
+            handle.seek(min(int((i + rng.random()) * size / edits), size - 16))
+            handle.write(rng.randbytes(16))
+    return edits
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while piece := handle.read(16 * MIB):
+            digest.update(piece)
+    return digest.hexdigest()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size-mib", type=int, default=2048, help="size of the file, MiB")
+    parser.add_argument("--edit-percent", type=float, default=2.0, help="share of the chunks the re-upload changes")
+    parser.add_argument("--no-doc", action="store_true", help="print the results only; leave docs/benchmarks.md")
+    opts = parser.parse_args()
+    if not opts.no_doc:
+        require_clean_tree()
+    info = machine()
+    size = opts.size_mib * MIB
+    tmp = Path(tempfile.mkdtemp(prefix="hubgate-bench-xet-"))
+    hub = None
+    try:
+        hub = Hubgate.start(tmp / "data", 1, env={"HUBGATE_MAX_COMMIT_BYTES": str(2 * size + 64 * MIB)})
+        hub.cli("user", "add", "bench")
+        token = hub.cli("token", "create", "bench", "--role", "write").strip().splitlines()[-1]
+        bench = Bench(hub, token, tmp)
+        original, edited = tmp / "original.bin", tmp / "edited.bin"
+        make_file(original, size)
+        edits = edit(original, edited, opts.edit_percent)
+        rows: list[str] = []
+
+        def upload(label: str, path: Path, repo: str, home: Path, **env: str) -> tuple[float, int, int]:
+            before, since = bench.stored(), len(hub.log)
+            took = bench.client(UPLOAD, str(path), "big.bin", repo, home=home, **env)
+            grown, posts = bench.stored() - before, bench.xorb_posts(since)
+            log(f"{label}: {took:.1f} s, stored +{grown / MIB:.1f} MiB, {posts} xorb POSTs")
+            return took, grown, posts
+
+        xet_repo, xet_home = bench.repo("xet"), bench.home()
+        took, grown, posts = upload("xet upload", original, xet_repo, xet_home)
+        rows.append(f"| upload, Xet (default settings) | {took:.1f} s | {size / MIB / took:.0f} MiB/s | "
+                    f"{posts} xorbs, {grown / MIB:.0f} MiB | {grown / MIB:.0f} MiB |")
+        lfs_repo = bench.repo("lfs")
+        took, grown, _ = upload("lfs upload", original, lfs_repo, bench.home(), HF_HUB_DISABLE_XET="1")
+        rows.append(f"| upload, LFS batch (`HF_HUB_DISABLE_XET=1`) | {took:.1f} s | {size / MIB / took:.0f} MiB/s | "
+                    f"{size / MIB:.0f} MiB | {grown / MIB:.0f} MiB |")
+        before = bench.stored()
+        took = bench.inline(original, bench.repo("inline"))
+        grown = bench.stored() - before
+        log(f"inline upload: {took:.1f} s, stored +{grown / MIB:.1f} MiB")
+        rows.append(f"| upload, inline (base64 NDJSON commit) | {took:.1f} s | {size / MIB / took:.0f} MiB/s | "
+                    f"{size * 4 / 3 / MIB:.0f} MiB | {grown / MIB:.0f} MiB |")
+        took, grown, posts = upload("xet edited re-upload", edited, xet_repo, xet_home)
+        rows.append(f"| re-upload with {opts.edit_percent:g} % of the chunks changed ({edits} edits), Xet | "
+                    f"{took:.1f} s | — | {posts} xorbs, {grown / MIB:.1f} MiB ({grown / size * 100:.1f} %) | "
+                    f"{grown / MIB:.1f} MiB ({grown / size * 100:.1f} %) |")
+        took, grown, _ = upload("lfs edited re-upload", edited, lfs_repo, bench.home(), HF_HUB_DISABLE_XET="1")
+        rows.append(f"| re-upload with {opts.edit_percent:g} % of the chunks changed, LFS | {took:.1f} s | — | "
+                    f"{size / MIB:.0f} MiB | {grown / MIB:.0f} MiB |")
+        expected = sha256_of(original)
+        for label, env in (("Xet", {}), ("plain HTTP (`HF_HUB_DISABLE_XET=1`)", {"HF_HUB_DISABLE_XET": "1"})):
+            took = bench.client(DOWNLOAD, xet_repo, "big.bin", home=bench.home(), **env)
+            if sha256_of(Path(bench.last_output)) != expected:
+                raise RuntimeError(f"download via {label} returned other bytes")
+            log(f"download {label}: {took:.1f} s")
+            rows.append(f"| download of the Xet-uploaded file, {label} | {took:.1f} s | {size / MIB / took:.0f} MiB/s | — | — |")
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        section = "\n".join([
+            f"Run {now} with `python bench/xet.py --size-mib {opts.size_mib} --edit-percent {opts.edit_percent:g}` on "
+            f"{info['cpu']} ({info['cores']} shared cores), hubgate {info['commit']}, SQLite, local blob store, "
+            "huggingface_hub 2.4.0 with hf_xet 1.8.0, a fresh process and HF_HOME per client (the Xet re-upload "
+            "reuses the first Xet upload's):",
+            "",
+            "| step | wall time (client) | rate | sent | stored (blob store growth) |",
+            "|---|---:|---:|---:|---:|",
+            *rows,
+        ])
+        summary = "; ".join(r.split("|")[1].strip().split(",")[0] + " " + r.split("|")[2].strip() for r in rows)
+        publish(section, f"| {now} | {info['commit']} | {opts.size_mib} MiB | {summary} |", "xet", write=not opts.no_doc)
+    finally:
+        if hub is not None:
+            hub.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+        log("stopped hubgate, removed the temporary folder")
+
+
+if __name__ == "__main__":
+    main()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +20,7 @@ from sqlalchemy import create_engine, text
 from databases import DATABASES, wanted
 from processes import Child, leftovers, reap, run_id, stop_group
 from seaweed import SHARED as SEAWEED
+from seaweed import server_env
 
 run_id()  # before any child starts: every process this run starts carries it
 READY = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
@@ -63,6 +66,14 @@ class Server:
         finally:
             engine.dispose()
 
+    def stored_blobs(self) -> set[str]:
+        """The digests of the blobs its store holds: files in the data folder's blobs/, or objects
+        under its key prefix when it keeps them in the run's SeaweedFS (HUBGATE_TEST_BLOBS=s3)."""
+        if "HUBGATE_BLOBS" in self.env:
+            prefix = json.loads(self.env["HUBGATE_BLOBS"])["prefix"] + "blobs/"
+            return {key.rsplit("/", 1)[1] for key in SEAWEED.get().keys(prefix)}
+        return {path.name for path in (self.data / "blobs").glob("*/*/*")}
+
     def stop(self) -> None:
         """SIGTERM the server's process group (uvicorn and its workers), SIGKILL it after 20 s."""
         stop_group(self.process)
@@ -75,16 +86,19 @@ class Server:
 
 
 def start_server(data: Path, *extra: str, env: dict[str, str] | None = None, config: Path | None = None,
-                 timeout: float = 60, database: str | None = None, port: int = 0) -> Server:
+                 timeout: float = 60, database: str | None = None, port: int = 0, blobs: str | None = None) -> Server:
     """Start `hubgate serve` (a session of its own) on a free port and return once it accepts
     requests; stop it and raise with its log if it exits or is not up within `timeout` seconds.
     `database`: "sqlite" (in the data folder) or "postgresql" (a database of its own for this data
-    folder, see tests/databases.py); default: HUBGATE_TEST_DATABASE, else sqlite. `port`: 0 for
-    any free one."""
+    folder, see tests/databases.py); default: HUBGATE_TEST_DATABASE, else sqlite. `blobs`: "local"
+    (in the data folder) or "s3" (the run's SeaweedFS, see tests/seaweed.py; not when `config` has
+    a [blobs] table); default: HUBGATE_TEST_BLOBS, else local. `port`: 0 for any free one."""
     full_env = {**os.environ, **(env or {})}
     full_env.pop("HF_ENDPOINT", None)
     if wanted(database) == "postgresql" and "HUBGATE_DATABASE_URL" not in full_env:
         full_env["HUBGATE_DATABASE_URL"] = DATABASES.url_for(data)
+    if "HUBGATE_BLOBS" not in full_env and not _has_blobs_table(config):
+        full_env.update(server_env(data, blobs))
     args = [sys.executable, "-m", "hubgate", "serve", "--host", "127.0.0.1", "--port", str(port), "--data", str(data), *extra]
     if config is not None:
         args += ["--config", str(config)]
@@ -105,6 +119,13 @@ def start_server(data: Path, *extra: str, env: dict[str, str] | None = None, con
     return server
 
 
+def _has_blobs_table(config: Path | None) -> bool:
+    try:
+        return config is not None and "blobs" in tomllib.loads(config.read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):  # the server will say what is wrong
+        return False
+
+
 def shared_server(data: Path, database: str | None = None) -> Server:
     """A server with users alice (owner), bob (outsider) and carol (read member of the org acme)."""
     srv = start_server(data, database=database)
@@ -118,6 +139,15 @@ def shared_server(data: Path, database: str | None = None) -> Server:
         srv.stop()
         raise
     return srv
+
+
+@pytest.fixture(scope="session")
+def stores() -> str:
+    """Which metadata database and blob store the servers a fixture starts get: here whatever
+    HUBGATE_TEST_DATABASE / HUBGATE_TEST_BLOBS say. tests/test_postgresql.py overrides it with a
+    parametrised fixture (PostgreSQL; PostgreSQL + S3): module fixtures that start servers request
+    it, so they start again for each of its values."""
+    return "default"
 
 
 @pytest.fixture(scope="session")

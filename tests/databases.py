@@ -15,8 +15,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from hubgate.config import Settings
+from hubgate.config import BlobSettings, Settings
 from hubgate.config_sources import Layers
+from seaweed import KEY, SECRET, server_env
+from seaweed import SHARED as SEAWEED
 
 HOST, PORT, USER = "127.0.0.1", 5432, "postgres"
 KINDS = ("sqlite", "postgresql")
@@ -46,8 +48,9 @@ def unavailable() -> str | None:
 
 def cli_env(data: Path, database: str | None = None) -> dict[str, str]:
     """What a `hubgate ... --data DATA` subprocess run outside `Server.cli` adds to its environment
-    to reach the database a server on DATA uses (nothing for SQLite)."""
-    return {"HUBGATE_DATABASE_URL": DATABASES.url_for(data)} if wanted(database) == "postgresql" else {}
+    to reach the database and blob store a server on DATA uses (nothing for SQLite and local blobs)."""
+    env = {"HUBGATE_DATABASE_URL": DATABASES.url_for(data)} if wanted(database) == "postgresql" else {}
+    return {**env, **server_env(data)}
 
 
 class Databases:
@@ -83,15 +86,21 @@ class Databases:
         self.urls.clear()
 
     def route_in_process_cli(self) -> None:
-        """Make `Settings` read in this process default to the database of their data folder, as
-        the servers' environment (HUBGATE_DATABASE_URL) does for their processes."""
+        """Make `Settings` read in this process default to the database (and S3 blob store) of their
+        data folder, as the servers' environment (HUBGATE_DATABASE_URL, HUBGATE_BLOBS) does for
+        their processes."""
         original = Settings.from_layers.__func__  # type: ignore[attr-defined]
-        urls = self.urls
+        urls, prefixes = self.urls, SEAWEED.prefixes
 
         def from_layers(cls: type[Settings], layers: Layers) -> Settings:
             settings: Settings = original(cls, layers)
-            url = urls.get(settings.data.resolve())
-            return settings.model_copy(update={"database_url": url}) if url and not settings.database_url else settings
+            data = settings.data.resolve()
+            if urls.get(data) and not settings.database_url:
+                settings = settings.model_copy(update={"database_url": urls[data]})
+            if data in prefixes and settings.blobs.backend == "local":
+                table = {**SEAWEED.table_for(data), "access_key_id": KEY, "secret_access_key": SECRET}
+                settings = settings.model_copy(update={"blobs": BlobSettings(**table)})
+            return settings
 
         Settings.from_layers = classmethod(from_layers)  # type: ignore[method-assign,assignment]
 

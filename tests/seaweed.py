@@ -9,6 +9,10 @@ free ports on first use and stopped at the end of the run (conftest's `pytest_se
 
 Tests keep apart by key prefix (one bucket, BUCKET); `ENV` holds the credentials a hubgate
 process reads (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY).
+
+`HUBGATE_TEST_BLOBS=s3` makes every server `start_server` starts keep its blobs here (a prefix of
+its own per data folder, `server_env`), unless its config file has a `[blobs]` table; a test may
+also ask for it (`start_server(..., blobs="s3")`).
 """
 
 from __future__ import annotations
@@ -29,9 +33,18 @@ import pytest
 from processes import Child, stop_group
 
 KEY, SECRET, BUCKET = "test", "test-secret", "hubgate"
+KINDS = ("local", "s3")
 PART = 5 * 1024 * 1024
 ENV = {"AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET}
 WEED = shutil.which("weed", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+
+
+def wanted(blobs: str | None) -> str:
+    """The blob store a server gets: `blobs`, else HUBGATE_TEST_BLOBS, else local."""
+    kind = blobs or os.environ.get("HUBGATE_TEST_BLOBS") or "local"
+    if kind not in KINDS:
+        raise ValueError(f"HUBGATE_TEST_BLOBS={kind!r}: expected one of {', '.join(KINDS)}")
+    return kind
 
 
 def unavailable() -> str | None:
@@ -121,6 +134,12 @@ class Shared:
 
     def __init__(self) -> None:
         self.store: Seaweed | None = None
+        self.prefixes: dict[Path, str] = {}  # data folder -> its key prefix
+
+    def table_for(self, data: Path) -> dict[str, Any]:
+        """The `[blobs]` table of a server on the data folder `data` (the same for every start)."""
+        prefix = self.prefixes.setdefault(data.resolve(), new_prefix("server"))
+        return blobs_table(self.get(), prefix)
 
     def get(self) -> Seaweed:
         reason = unavailable()
@@ -152,3 +171,11 @@ def blobs_table(store: Seaweed, prefix: str, serve: str = "proxy", part_size: in
     (credentials come from `ENV`)."""
     return {"backend": "s3", "endpoint_url": store.endpoint, "bucket": BUCKET, "prefix": prefix,
             "serve": serve, "part_size": part_size}
+
+
+def server_env(data: Path, blobs: str | None = None) -> dict[str, str]:
+    """What a hubgate process on the data folder `data` adds to its environment to keep its blobs
+    in the run's SeaweedFS when `wanted(blobs)` is s3 (nothing for local blobs)."""
+    if wanted(blobs) != "s3":
+        return {}
+    return {**ENV, "HUBGATE_BLOBS": json.dumps(SHARED.table_for(data))}

@@ -31,7 +31,7 @@ def write_config(path: Path, upstream: Server, **mirror: object) -> Path:
 
 
 @pytest.fixture(scope="module")
-def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str, dict[str, str]]]:
+def origin(tmp_path_factory: pytest.TempPathFactory, stores: str) -> Iterator[tuple[Server, str, dict[str, str]]]:
     """An upstream hubgate with a public repo (tag v1 and a later commit) and a private one."""
     with start_server(tmp_path_factory.mktemp("origin")) as srv:
         srv.add_user("team")

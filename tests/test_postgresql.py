@@ -1,14 +1,18 @@
-"""hubgate on PostgreSQL: migrations under concurrent starts, and a representative part of the API,
-mirror and access tests run again against servers whose metadata lives in PostgreSQL.
+"""hubgate on PostgreSQL, and on PostgreSQL + S3: migrations under concurrent starts, and a
+representative part of the API, mirror, access, token and Xet tests run again against servers whose
+metadata lives in PostgreSQL, then again with their blobs in S3 too (the run's SeaweedFS).
 
-The tests below imported from other modules run here unchanged: while this module runs,
-HUBGATE_TEST_DATABASE=postgresql, so every server `start_server` starts (the shared `server`
-too, overridden here per module) gets a fresh PostgreSQL database. The whole suite runs on
-PostgreSQL with `HUBGATE_TEST_DATABASE=postgresql` (see the README).
+The tests below imported from other modules run here unchanged, once per value of the parametrised
+`stores` fixture: while it is "postgresql", HUBGATE_TEST_DATABASE=postgresql, so every server
+`start_server` starts (the shared `server` too, overridden here per module) gets a fresh PostgreSQL
+database; with "postgresql+s3" HUBGATE_TEST_BLOBS=s3 too, so each also keeps its blobs under a key
+prefix of its own in the bucket. The whole suite runs on PostgreSQL with
+`HUBGATE_TEST_DATABASE=postgresql`, on S3 with `HUBGATE_TEST_BLOBS=s3` (see the README).
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -17,9 +21,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from pydantic import ValidationError
 
+import seaweed
 from conftest import Server, shared_server
 from databases import DATABASES, HOST, PORT, USER, unavailable
+from hubgate.config import BlobSettings, Settings, UpstreamConfig
 from hubgate.storage.metadata import MetadataStore
 from hubgate.storage.schema import MIGRATION_LOCK
 from test_access import (  # noqa: F401  (tests and fixtures collected here again)
@@ -47,18 +54,30 @@ from test_xet_cas import (  # noqa: F401
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def on_postgresql() -> Iterator[None]:
-    reason = unavailable()
+@pytest.fixture(scope="module", autouse=True, params=["postgresql", "postgresql+s3"])
+def stores(request: pytest.FixtureRequest) -> Iterator[str]:
+    reason = unavailable() or (request.param.endswith("+s3") and seaweed.unavailable())
     if reason:
         pytest.skip(reason)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("HUBGATE_TEST_DATABASE", "postgresql")
-        yield
+        patch.setenv("HUBGATE_TEST_BLOBS", "s3" if request.param.endswith("+s3") else "local")
+        yield request.param
+
+
+@pytest.fixture(autouse=True)
+def mirror_on_s3_pending(request: pytest.FixtureRequest, stores: str) -> None:
+    """A mirror's cache on S3 is refused by the configuration until issue 10's mirror part lands:
+    its tests count as expected failures on PostgreSQL + S3 while the refusal stands."""
+    if stores.endswith("+s3") and "origin" in request.fixturenames:
+        try:
+            Settings(blobs=BlobSettings(backend="s3", bucket="probe"), upstream=[UpstreamConfig(name="u", url="http://u.example")])
+        except ValidationError:
+            pytest.xfail("blobs.backend = s3 with a mirror is refused (the mirror does not keep its cache on S3 yet)")
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(tmp_path_factory: pytest.TempPathFactory, stores: str) -> Iterator[Server]:
     with shared_server(tmp_path_factory.mktemp("pg")) as started:
         yield started
 
@@ -73,7 +92,7 @@ def _write_token_of(user: str):  # the session's token fixtures, per module here
 alice_token, bob_token, carol_token = (_write_token_of(user) for user in ("alice", "bob", "carol"))
 
 
-def test_the_servers_here_keep_their_metadata_in_postgresql(server: Server) -> None:
+def test_the_servers_here_keep_their_metadata_in_postgresql(server: Server, stores: str) -> None:
     url = server.env["HUBGATE_DATABASE_URL"]
     assert url.startswith("postgresql+psycopg://") and url in DATABASES.urls.values()
     assert not (server.data / "hubgate.db").exists()
@@ -81,6 +100,7 @@ def test_the_servers_here_keep_their_metadata_in_postgresql(server: Server) -> N
         assert connection.execute("SELECT count(*) FROM users WHERE name = 'alice'").fetchone() == (1,)
 
 
+@pytest.mark.parametrize("stores", ["postgresql"], indirect=True)  # the blob store plays no part
 def test_concurrent_starts_migrate_once_under_the_advisory_lock(tmp_path: Path) -> None:
     """Three processes start on an empty database while the migration lock is held: all three
     wait for it; once it is released exactly one migrates and the others find the schema done."""
@@ -116,3 +136,13 @@ def _waiting(connection: psycopg.Connection) -> int:
         " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
     ).fetchone()
     return int(row[0]) if row else 0
+
+
+def test_the_blobs_here_live_where_stores_says(server: Server, repo: dict, stores: str) -> None:  # noqa: F811
+    """`repo` (test_api_read's) holds an LFS file: in the data folder, or only in the bucket."""
+    local = [path for path in (server.data / "blobs").rglob("*") if path.is_file()]
+    assert server.stored_blobs()
+    if stores.endswith("+s3"):
+        assert json.loads(server.env["HUBGATE_BLOBS"])["backend"] == "s3" and local == []
+    else:
+        assert "HUBGATE_BLOBS" not in server.env and {path.name for path in local} == server.stored_blobs()

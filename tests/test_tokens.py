@@ -40,7 +40,7 @@ def listing(server: Server, user: str | None = None) -> dict[int, dict]:
 
 
 @pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def srv(tmp_path_factory: pytest.TempPathFactory, stores: str) -> Iterator[Server]:
     with start_server(tmp_path_factory.mktemp("tokens") / "data") as server:
         cli(server, "user", "add", "tina")
         cli(server, "user", "add", "uma")

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import json
 import os
+import random
 import subprocess
 import sys
 import threading
@@ -22,12 +23,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from client_env import clean_env
 from conftest import Server, start_server
 from hubgate.auth.castokens import CasTokens
 from hubgate.ids import RepoRef
 from hubgate.signing import Signer
-from hubgate.xet.hashing import chunk_hash, file_hash, hash_to_str, verification_hash, xorb_hash
-from hubgate.xet.shard import FileEntry, Term, XorbEntry, build_shard
+from hubgate.xet.hashing import chunk_hash, dedup_eligible, file_hash, hash_to_str, verification_hash, xorb_hash
+from hubgate.xet.shard import FileEntry, Term, XorbEntry, build_shard, parse_shard
 from hubgate.xet.xorb import build_xorb, canonical_xorb, decode_chunk_records
 from processes import until
 
@@ -225,11 +227,11 @@ def test_a_file_reusing_another_repos_xorb_needs_its_shard_there(cas: Cas) -> No
     assert rebuild(cas.reconstruction(entry.file_hash).json(), len(data)) == data
 
 
-def test_the_unoffered_endpoints_answer_404_at_once(cas: Cas) -> None:
+def test_the_unoffered_endpoints_and_unknown_chunks_answer_404_at_once(cas: Cas) -> None:
     read, write = cas.token("alice/xet", "read"), cas.token("alice/xet")
     some = "0" * 64
     for method, path, headers in (
-        ("GET", f"/v1/chunks/default/{some}", read), ("GET", f"/v1/chunks/default-merkledb/{some}", read),
+        ("GET", f"/v1/chunks/default/{some}", read), ("GET", f"/v1/chunks/default-merkledb/{some}", read),  # unknown
         ("POST", f"/v1/xorb-grants/default/{some}", write), ("POST", "/v2/shards", write),
         ("GET", f"/v2/reconstructions/{some}", read),
     ):
@@ -555,3 +557,82 @@ def test_the_server_stores_its_own_encoding_of_a_xorb(cas: Cas) -> None:
     url = answer["fetch_info"][xorb.name][0]["url"]
     assert httpx.get(url, headers={"Range": f"bytes=0-{len(xorb.stored) - 1}"}).content == xorb.stored
     assert rebuild(answer, len(data)) == data
+
+
+def test_global_dedup_lists_the_xorbs_the_repo_may_read(cas: Cas) -> None:
+    """GET /v1/chunks answers, for a file's first chunk or a chunk clients ask about, a complete shard
+    naming the xorbs holding it with keyed chunk hashes; only xorbs of files registered for the
+    token's repo, else 404 (as for a chunk nobody stored)."""
+    xorb = random_xorb([10_000, 20_000, 30_000])
+    assert cas.put_xorb(xorb).status_code == 200
+    entry, _ = file_of((xorb, 1, 3))  # a file starting at the xorb's second chunk
+    first = hash_to_str(xorb.pairs[1][0])
+    url = cas.url(f"/v1/chunks/default/{first}")
+    assert httpx.get(url, headers=cas.token("alice/xet", "read")).status_code == 404  # no file yet
+    assert cas.put_shard([entry], [xorb.entry()]).status_code == 200
+    for prefix in ("default", "default-merkledb"):
+        answer = httpx.get(cas.url(f"/v1/chunks/{prefix}/{first}"), headers=cas.token("alice/xet", "read"))
+        assert answer.status_code == 200 and answer.headers["content-type"] == "application/octet-stream"
+        listed = parse_shard(answer.content)
+        assert listed.files == () and [x.xorb for x in listed.xorbs] == [xorb.hash]
+        sizes = [size for _, size in listed.xorbs[0].chunks]
+        assert sizes == [size for _, size in xorb.pairs]
+        assert not {h for h, _ in listed.xorbs[0].chunks} & {h for h, _ in xorb.pairs}  # keyed, not raw
+    assert httpx.get(url, headers=cas.token("alice/other", "read")).status_code == 404  # not that repo's
+    unasked = hash_to_str(xorb.pairs[2][0])
+    if dedup_eligible(xorb.pairs[2][0]):  # one chunk in 1024 is one clients ask about
+        return
+    assert httpx.get(cas.url(f"/v1/chunks/default/{unasked}"), headers=cas.token("alice/xet", "read")).status_code == 404
+
+
+# -- the real client (hf_xet, as huggingface_hub drives it, against this CAS with its tokens) ---------------------------
+
+UPLOAD = """
+import os, sys
+import hf_xet
+hf_xet.upload_files(sys.argv[2:], sys.argv[1], (os.environ["CAS_TOKEN"], int(os.environ["CAS_EXP"])), None, None, "model")
+"""
+DOWNLOAD = """
+import os, sys
+import hf_xet
+wanted = [hf_xet.PyXetDownloadInfo(sys.argv[i], sys.argv[i + 1], int(sys.argv[i + 2])) for i in range(2, len(sys.argv), 3)]
+hf_xet.download_files(wanted, sys.argv[1], (os.environ["CAS_TOKEN"], int(os.environ["CAS_EXP"])), None, None)
+"""
+
+
+def hf_xet_run(cas: Cas, code: str, repo: str, scope: str, home: Path, *args: str) -> None:
+    token, expires = cas.tokens.mint(cas.repos[repo], RepoRef.parse("model", repo), scope, 3600)
+    env = clean_env(HF_HOME=str(home), CAS_TOKEN=token, CAS_EXP=str(expires))
+    done = subprocess.run([sys.executable, "-c", code, cas.url(""), *args], env=env, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_hf_xet_uploads_downloads_and_dedups_an_edited_copy_globally(cas: Cas, tmp_path: Path) -> None:
+    """hf_xet 1.8.0 uploads a file (xorbs, shard), downloads it back through reconstructions and signed
+    ranges, and, with an EMPTY cache, uploads an edited copy sending only the changed chunks: the
+    global dedup answers point it at the first upload's xorb."""
+    original = random.Random(11).randbytes(3_000_000)
+    edited = bytearray(original)
+    edited[1_500_000:1_500_010] = b"0123456789"
+    (tmp_path / "v1.bin").write_bytes(original)
+    (tmp_path / "v2.bin").write_bytes(edited)
+
+    def stored_bytes() -> int:
+        return int(cas.server.sql("SELECT coalesce(sum(size), 0) FROM xet_xorbs")[0][0])
+
+    def file_hash_of(data: bytes) -> str:
+        rows = cas.server.sql("SELECT file_hash FROM xet_repo_files WHERE sha256 = :s", s=hashlib.sha256(data).hexdigest())
+        assert len(rows) == 1, rows
+        return str(rows[0][0])
+
+    before = stored_bytes()
+    hf_xet_run(cas, UPLOAD, "alice/xet", "write", tmp_path / "home-1", str(tmp_path / "v1.bin"))
+    first = stored_bytes() - before
+    assert first >= len(original) * 0.99  # random bytes: stored whole
+    hf_xet_run(cas, UPLOAD, "alice/xet", "write", tmp_path / "home-2", str(tmp_path / "v2.bin"))  # a fresh cache
+    assert stored_bytes() - before - first < 300_000  # the changed chunk, not the file again
+    for name, data in (("v1", original), ("v2", bytes(edited))):
+        hf_xet_run(cas, DOWNLOAD, "alice/xet", "read", tmp_path / f"home-down-{name}", str(tmp_path / f"back-{name}"),
+                   file_hash_of(data), str(len(data)))
+        assert (tmp_path / f"back-{name}").read_bytes() == data, name

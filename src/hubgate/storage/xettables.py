@@ -61,3 +61,12 @@ class XetRepoFile(Base):
     sha256: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     verified: Mapped[bool] = mapped_column(Boolean, default=False)
     linked_at: Mapped[float] = mapped_column(Float)
+
+
+class XetDedupChunk(Base):
+    """Xorb `xorb_hash` holds chunk `chunk_hash`, a chunk clients ask the global dedup query about
+    (§3.7: a hash `dedup_eligible` picks, or the first chunk of a xorb or of a registered file)."""
+
+    __tablename__ = "xet_dedup_chunks"
+    chunk_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    xorb_hash: Mapped[str] = mapped_column(ForeignKey("xet_xorbs.hash", ondelete="CASCADE"), primary_key=True, index=True)

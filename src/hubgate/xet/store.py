@@ -9,6 +9,7 @@ Writers that make new references to stored xorbs hold garbage collection off (`s
 
 from __future__ import annotations
 
+import os
 import struct
 import threading
 import time
@@ -25,11 +26,11 @@ from hubgate.storage.blobs import BlobStore
 from hubgate.storage.gcguard import hold_off_gc
 from hubgate.storage.metadata import MetadataStore, Repo
 from hubgate.storage.upsert import insert_missing, upsert
-from hubgate.storage.xettables import XetFileTerms, XetFileXorb, XetRepoFile, XetXorb
-from hubgate.xet.hashing import hash_to_str, str_to_hash
+from hubgate.storage.xettables import XetDedupChunk, XetFileTerms, XetFileXorb, XetRepoFile, XetXorb
+from hubgate.xet.hashing import dedup_eligible, hash_to_str, str_to_hash
 from hubgate.xet.plan import RangeNotSatisfiable, plan
 from hubgate.xet.reconstruct import file_bytes
-from hubgate.xet.shard import Term, check_file, check_xorb, parse_shard
+from hubgate.xet.shard import Term, XorbEntry, build_dedup_shard, check_file, check_xorb, parse_shard
 from hubgate.xet.xorb import (
     MAX_XORB_BYTES,
     ChunkEntry,
@@ -44,6 +45,10 @@ MAX_SHARD_BYTES = 64 * 1024 * 1024
 # Xorb and shard bodies validated at once by one process: each is held in memory whole (up to 64 MiB).
 BODY_SLOTS = 4
 LOOKUP_BATCH = 500
+DEDUP_XORBS = 8  # xorbs listed in one global dedup answer at most
+# Seconds a client may reuse a dedup answer (it names xorbs in later shards without asking again): a
+# day, well inside gc's upload grace, so a xorb that goes with its last file is rarely still named.
+DEDUP_EXPIRY = 86400
 _TERM = struct.Struct("<32sIII")  # xorb hash, unpacked size, first chunk, end chunk (exclusive)
 
 
@@ -104,9 +109,11 @@ class XetStore:
                 writer.abort()
         row = {"hash": name, "blob_sha256": blob, "size": len(stored), "unpacked": sum(e.unpacked_size for e in entries),
                "chunks": len(entries), "chunk_index": pack_index(entries), "touched_at": time.time()}
+        asked = [e.hash for index, e in enumerate(entries) if index == 0 or dedup_eligible(e.hash)]
         with self.metadata.session() as session:
             hold_off_gc(session)
             upsert(session, XetXorb, row, ["hash"], ["touched_at"])
+            insert_missing(session, XetDedupChunk, [{"chunk_hash": hash_to_str(h), "xorb_hash": name} for h in asked])
         return True
 
     def _stored(self, name: str) -> bool:
@@ -140,6 +147,7 @@ class XetStore:
             files: dict[str, dict[str, Any]] = {}
             uses: list[dict[str, str]] = []
             links: dict[str, dict[str, Any]] = {}
+            firsts: list[dict[str, str]] = []
             try:
                 for xorb in shard.xorbs:
                     check_xorb(xorb, indexes.get(xorb.xorb))
@@ -150,11 +158,16 @@ class XetStore:
                     uses += [{"file_hash": name, "xorb_hash": hash_to_str(x)} for x in {t.xorb for t in entry.terms}]
                     links[name] = {"repo_pk": repo_pk, "file_hash": name, "sha256": entry.sha256, "verified": False,
                                    "linked_at": now}
+                    if entry.terms:  # clients ask about every file's first chunk
+                        first = entry.terms[0]
+                        firsts.append({"chunk_hash": hash_to_str(indexes[first.xorb][first.start].hash),
+                                       "xorb_hash": hash_to_str(first.xorb)})
             except XetFormatError as error:
                 raise BadRequest(f"Invalid shard: {error}") from None
             known = _known_links(session, repo_pk, list(links))
             insert_missing(session, XetFileTerms, list(files.values()))
             insert_missing(session, XetFileXorb, uses)
+            insert_missing(session, XetDedupChunk, firsts)
             insert_missing(session, XetRepoFile, [link for name, link in links.items() if name not in known])
             for name in known:  # registered again: renewed; a claim the hub verified stays
                 session.execute(
@@ -190,6 +203,28 @@ class XetStore:
         with self.metadata.session() as session:
             row = session.execute(_file_query(repo_pk).where(XetRepoFile.file_hash == hash_to_str(file_hash))).first()
         return _file(row) if row is not None else None
+
+    def dedup(self, chunk: bytes, repo_pk: int) -> bytes | None:
+        """The global dedup answer for a chunk (a shard listing the xorbs that hold it, chunk hashes
+        keyed), among the xorbs of files the repo may read; None if there are none."""
+        readable = (
+            select(XetFileXorb.xorb_hash)
+            .join(XetRepoFile, XetRepoFile.file_hash == XetFileXorb.file_hash)
+            .where(XetRepoFile.repo_pk == repo_pk)
+        )
+        with self.metadata.session() as session:
+            rows = session.execute(
+                select(XetXorb.hash, XetXorb.chunk_index)
+                .join(XetDedupChunk, XetDedupChunk.xorb_hash == XetXorb.hash)
+                .where(XetDedupChunk.chunk_hash == hash_to_str(chunk), XetXorb.hash.in_(readable))
+                .order_by(XetXorb.hash)
+                .limit(DEDUP_XORBS)
+            ).all()
+        if not rows:
+            return None
+        xorbs = [XorbEntry(str_to_hash(h), tuple((e.hash, e.unpacked_size) for e in IndexView(packed))) for h, packed in rows]
+        now = int(time.time())
+        return build_dedup_shard(xorbs, os.urandom(32), now, now + DEDUP_EXPIRY)
 
     def xorb_blob(self, xorb: str) -> tuple[str, int] | None:
         """(blob sha256, serialized size) of a stored xorb, by its hash string."""

@@ -68,7 +68,11 @@ async def _spool(call: Call, limit: int, spool: IO[bytes]) -> None:
 
 @table.add("GET", rf"{CAS}/v1/chunks/(?:default|default-merkledb)/{HASH}", action=Action.CAS_READ)
 def dedup_query(call: Call) -> Response:
-    raise NotFound("Global deduplication is not offered by this server")
+    """Global deduplication: the xorbs (among those the token's repo may read) that hold a chunk."""
+    answer = call.hub.xet.dedup(_hash(call), call.cas.repo_pk)
+    if answer is None:
+        raise NotFound(f"Chunk {call.params['hash']} is not known here")
+    return Response(answer, media_type="application/octet-stream")
 
 
 @table.add("POST", rf"{CAS}/v1/xorb-grants/default/{HASH}", action=Action.CAS_WRITE)

@@ -105,18 +105,21 @@ class HostedRepository:
             return None
         return found[1]
 
-    def _tree(self, sha1: str) -> list[TreeItem]:
+    def _tree_data(self, sha1: str) -> bytes:
         data = self._object(sha1, "tree")
         if data is None:
             raise HubError(f"Missing tree object {sha1}", status=500)
-        return self._git.parse_tree(sha1, data)
+        return data
+
+    def _tree(self, sha1: str) -> list[TreeItem]:
+        return self._git.parse_tree(sha1, self._tree_data(sha1))
 
     def _walk_to(self, commit: str, path: str) -> TreeItem | None:
         item = TreeItem("", 0o040000, self.commit(commit).tree)
         for part in path.split("/") if path else []:
             if not item.is_dir:
                 return None
-            found = next((i for i in self._tree(item.sha1) if i.name == part), None)
+            found = self._git.tree_names(item.sha1, self._tree_data(item.sha1)).get(part)
             if found is None:
                 return None
             item = found

@@ -45,6 +45,9 @@ class GitStore:
         self._trees: ByteCache[str, list[TreeItem]] = ByteCache(
             constants.PARSED_CACHE_BYTES // 2, weigh=lambda items: 100 + 250 * len(items)
         )
+        self._names: ByteCache[str, dict[str, TreeItem]] = ByteCache(
+            constants.PARSED_CACHE_BYTES // 4, weigh=lambda names: 100 + 100 * len(names)
+        )
         self._commits: ByteCache[str, CommitData] = ByteCache(
             constants.PARSED_CACHE_BYTES // 2, weigh=lambda commit: 600 + len(commit.message)
         )
@@ -65,6 +68,15 @@ class GitStore:
             items = parse_tree(data)
             self._trees.put(sha1, items)
         return items
+
+    def tree_names(self, sha1: str, data: bytes) -> dict[str, TreeItem]:
+        """The items of tree `sha1` by name, indexed once per process (a path's lookup does not scan
+        a folder of thousands of files)."""
+        names = self._names.get(sha1)
+        if names is None:
+            names = {item.name: item for item in self.parse_tree(sha1, data)}
+            self._names.put(sha1, names)
+        return names
 
     def parse_commit(self, sha1: str, data: bytes) -> CommitData:
         commit = self._commits.get(sha1)

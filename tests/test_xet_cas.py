@@ -636,3 +636,27 @@ def test_hf_xet_uploads_downloads_and_dedups_an_edited_copy_globally(cas: Cas, t
         hf_xet_run(cas, DOWNLOAD, "alice/xet", "read", tmp_path / f"home-down-{name}", str(tmp_path / f"back-{name}"),
                    file_hash_of(data), str(len(data)))
         assert (tmp_path / f"back-{name}").read_bytes() == data, name
+
+
+def test_mutated_xorbs_and_shards_get_a_clear_answer_never_a_server_error(cas: Cas) -> None:
+    rng = random.Random(5)
+    xorb = random_xorb([3_000, 4_000, 5_000])
+    entry, _ = file_of((xorb, 0, 3))
+    twice, _ = file_of((xorb, 0, 1), (xorb, 0, 3))
+    bodies = {"xorb": xorb.body, "shard": build_shard([entry, twice, entry], [xorb.entry(), xorb.entry()])}
+    assert cas.put_xorb(xorb).status_code == 200
+    for kind, body in bodies.items():
+        for _ in range(40):
+            mutated = bytearray(body)
+            for _ in range(rng.randint(1, 4)):
+                at = rng.randrange(len(mutated))
+                if rng.random() < 0.2:
+                    del mutated[at : at + rng.randint(1, 64)]
+                else:
+                    mutated[at] ^= 1 << rng.randrange(8)
+            path = f"/v1/xorbs/default/{xorb.name}" if kind == "xorb" else "/v1/shards"
+            answer = httpx.post(cas.url(path), content=bytes(mutated), headers=cas.token("alice/xet"), timeout=60)
+            assert answer.status_code in (200, 400), (kind, answer.status_code, answer.text)
+            if answer.status_code == 400:
+                assert kind in answer.json()["error"].lower(), answer.text
+    assert cas.put_shard([entry, twice, entry], [xorb.entry(), xorb.entry()]).status_code == 200  # duplicates are fine

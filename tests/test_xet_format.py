@@ -42,6 +42,9 @@ from hubgate.xet.shard import (
     parse_shard,
 )
 from hubgate.xet.xorb import (
+    HEADER_SIZE,
+    MAX_CHUNK_BYTES,
+    SCHEME_RAW,
     ChunkEntry,
     IndexView,
     XetFormatError,
@@ -589,3 +592,12 @@ def test_dedup_eligibility() -> None:
     assert dedup_eligible(bytes(24) + (3 * 1024).to_bytes(8, "little"))
     assert not dedup_eligible(bytes(24) + (3 * 1024 + 1).to_bytes(8, "little"))
     assert not dedup_eligible((1024).to_bytes(8, "little") + bytes(16) + (7).to_bytes(8, "little"))
+
+
+def test_a_full_xorb_of_incompressible_chunks_is_accepted() -> None:
+    """hf_xet fills a xorb with up to 64 MiB of chunk data; stored raw, that serializes past 64 MiB
+    (1.8.0 uploaded a 67109857-byte xorb of 1028 chunks for a 512 MiB random file)."""
+    chunks = [os.urandom(MAX_CHUNK_BYTES) for _ in range(512)]
+    body = build_xorb(chunks, scheme=SCHEME_RAW)
+    assert len(body) == 64 * 1024 * 1024 + 512 * HEADER_SIZE
+    assert len(parse_xorb(body, xorb_hash([(chunk_hash(c), len(c)) for c in chunks]))) == 512

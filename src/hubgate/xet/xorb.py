@@ -16,10 +16,12 @@ import numpy as np
 
 from hubgate.xet.hashing import HASH_SIZE, chunk_hash, hash_to_str, xorb_hash
 
-MAX_XORB_BYTES = 64 * 1024 * 1024
 MAX_XORB_CHUNKS = 8192
 MAX_CHUNK_BYTES = 131072  # the chunker's maximum (§3.2)
 HEADER_SIZE = 8
+# hf_xet caps a xorb's chunk data at 64 MiB, not its serialized form: incompressible chunks are stored
+# raw, so a full xorb serializes to 64 MiB plus a header per chunk (1.8.0 sent 67109857 bytes).
+MAX_XORB_BYTES = 64 * 1024 * 1024 + HEADER_SIZE * MAX_XORB_CHUNKS
 
 SCHEME_RAW = 0
 SCHEME_LZ4 = 1

@@ -235,10 +235,10 @@ def scratch_hubgate(prefix: str, workers: int = 1) -> Iterator[Hubgate]:
 DIAGNOSTIC_LAUNCHER = """
 import sys
 import uvicorn
-from hubgate.http import responses
+from hubgate.http import zerocopy
 http, loop, chunked = sys.argv[1:4]
 if chunked == "1":
-    responses._SENDFILE = False  # copy file bodies through Python instead of sendfile()
+    zerocopy._SENDFILE = False  # copy file bodies through Python instead of sendfile()
 run = uvicorn.run
 def forced(*args, **kwargs):
     if http != "auto":

@@ -20,6 +20,7 @@ from huggingface_hub import HfApi, HfFileSystem, get_hf_file_metadata, hf_hub_do
 import nginx
 from conftest import Server, start_server
 from processes import until
+from test_metrics import samples
 
 pytestmark = pytest.mark.skipif(nginx.NGINX is None, reason=nginx.MISSING)
 
@@ -197,3 +198,5 @@ def test_direct_accel_answer_is_empty(front: Front, files: dict[str, bytes]) -> 
     head = httpx.head(url, headers={"Authorization": f"Bearer {front.token}"}, timeout=60)
     assert head.headers["content-length"] == str(len(files["model.safetensors"]))
     assert "x-accel-redirect" not in head.headers
+    metrics = samples(httpx.get(f"{front.hubgate.url}/metrics", headers=front.hubgate.admin_headers(), timeout=60).text)
+    assert metrics[("hubgate_file_responses_total", (("path", "x-accel"),))] >= 1  # /metrics counts the path

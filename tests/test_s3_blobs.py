@@ -24,6 +24,7 @@ import seaweed as seaweed_store
 from conftest import Server, start_server
 from processes import until
 from seaweed import BUCKET, ENV, KEY, PART, SECRET, Seaweed
+from test_metrics import samples
 
 boto3 = pytest.importorskip("boto3", reason="boto3 is not installed (pip install 'hubgate[s3]')")
 if seaweed_store.unavailable():
@@ -132,6 +133,12 @@ def test_upload_and_download_through_s3(mode_server: tuple[str, Server], seaweed
         regular = client.get(f"{srv.url}/alice/m/resolve/main/data.txt", headers={**auth, "Range": "bytes=5-14"})
         assert regular.status_code == 206 and regular.content == text[5:15] and not regular.history
         assert regular.headers["Accept-Ranges"] == "bytes"
+    metrics = samples(httpx.get(f"{srv.url}/metrics", headers=srv.admin_headers()).text)
+    paths = {labels[0][1]: value for (name, labels), value in metrics.items() if name == "hubgate_file_responses_total"}
+    if serve == "redirect":  # the HEAD and three GETs of weights.bin; data.txt streamed
+        assert paths["redirect"] >= 4 and paths["stream"] >= 1
+    else:
+        assert "redirect" not in paths and paths["stream"] >= 4
     log = "".join(srv.log)
     assert "AWS4-HMAC-SHA256" not in log and "X-Amz-Signature" not in log and SECRET not in log
 

@@ -218,6 +218,9 @@ class Settings(BaseModel):
     audit_retention_days: int = 365
     # TESTS ONLY: crash points where the server kills itself (see hubgate/crashpoints.py).
     crash_at: str = ""
+    # TESTS ONLY: uvicorn's httptools protocol instead of hubgate's guarded h11 one (which enforces
+    # the [http] limits), to test the zero-copy path under both (tests/test_zerocopy.py).
+    uvicorn_http: Literal["guarded-h11", "httptools"] = "guarded-h11"
 
     @property
     def passthrough(self) -> bool:

@@ -1,4 +1,5 @@
-"""Prometheus metrics of one server: requests, bytes served by path, authentication failures, and
+"""Prometheus metrics of one server: requests, bytes served and file answers by path (sendfile,
+chunked, stream, memory, redirect, x-accel), authentication failures, and
 the mirror's shared counters (cache hits and misses, upstream bytes, integrity errors, evictions).
 
 Request metrics live in the process that answered. With several worker processes they go to
@@ -50,13 +51,18 @@ class Metrics:
         self.requests = Counter("hubgate_requests", "Answered requests", ["route", "method", "status"], registry=None)
         self.bytes_served = Counter("hubgate_response_bytes", "Response body bytes, by how they were sent", ["path"],
                                     registry=None)
+        self.file_answers = Counter("hubgate_file_responses", "File answers, by how their body went: sendfile, chunked,"
+                                    " stream, memory, redirect or x-accel", ["path"], registry=None)
         self.auth_failures = Counter("hubgate_auth_failures", "Requests refused for bad credentials", registry=None)
         self._shared = _SharedCounters(shared_counters) if shared_counters is not None else None
 
-    def answered(self, route: str, method: str, status: int, sent: int, path: str, auth_failed: bool) -> None:
+    def answered(self, route: str, method: str, status: int, sent: int, path: str | None, auth_failed: bool) -> None:
+        """Count one answer; `path`: how a file answer's body went (None: not a file answer, or no body)."""
         self.requests.labels(route, method, str(status)).inc()
         if sent:
-            self.bytes_served.labels(path).inc(sent)
+            self.bytes_served.labels(path or "memory").inc(sent)
+        if path is not None:
+            self.file_answers.labels(path).inc()
         if auth_failed:
             self.auth_failures.inc()
 
@@ -66,7 +72,7 @@ class Metrics:
         if self._multiprocess:
             multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         else:
-            for own in (self.requests, self.bytes_served, self.auth_failures):
+            for own in (self.requests, self.bytes_served, self.file_answers, self.auth_failures):
                 registry.register(own)
         if self._shared is not None:
             registry.register(self._shared)

@@ -73,7 +73,7 @@ def serve(settings: Settings) -> None:
             log_level=settings.log_level,
             log_config=logs.config_dict(settings),
             access_log=False,  # hubgate writes its own access lines (http/access.py)
-            http="hubgate.http.protocol:GuardedH11Protocol",
+            http="httptools" if settings.uvicorn_http == "httptools" else "hubgate.http.protocol:GuardedH11Protocol",
             proxy_headers=bool(settings.http.trusted_proxies),
             forwarded_allow_ips=settings.http.trusted_proxies or None,
             timeout_keep_alive=settings.http.keep_alive,

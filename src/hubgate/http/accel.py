@@ -19,6 +19,12 @@ from hubgate.http.call import Call
 from hubgate.repos.base import Content
 
 
+class AccelResponse(Response):
+    """Headers and an empty body; nginx sends the bytes (counted in /metrics as x-accel)."""
+
+    served_by = "x-accel"
+
+
 def accel_response(call: Call, content: Content, headers: Mapping[str, str]) -> Response | None:
     """The X-Accel-Redirect answer for `content`, or None when hubgate must send the bytes itself."""
     prefix, blob_dir = call.hub.settings.http.accel_redirect_prefix, call.hub.settings.blob_dir
@@ -32,4 +38,4 @@ def accel_response(call: Call, content: Content, headers: Mapping[str, str]) -> 
     except ValueError:
         return None
     accel = {**headers, "X-Accel-Redirect": prefix + relative.as_posix()}
-    return Response(status_code=200, headers=accel)
+    return AccelResponse(status_code=200, headers=accel)

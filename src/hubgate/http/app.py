@@ -98,7 +98,7 @@ class HubgateApp:
             sent = max(trail.sent, trail.declared_length or 0) if trail.complete else trail.sent  # sendfile: past the counter
             access.emit(trail.status, sent)
             self.hub.metrics.answered(scope.get(ROUTE_NAME, "none"), request.method, trail.status, sent,
-                                      getattr(response, "served_by", "memory"), trail.auth_failed)
+                                      getattr(response, "served_by", None), trail.auth_failed)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         while True:

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import os
 import re
-import sys
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import aclosing
 from typing import Any
@@ -18,7 +15,7 @@ from starlette.types import Receive, Scope, Send
 from hubgate import constants
 from hubgate.config import HttpSettings
 from hubgate.errors import HubError, NotFound, RangeNotSatisfiable, ServiceUnavailable
-from hubgate.http.protocol import reset
+from hubgate.http import zerocopy
 from hubgate.http.resources import out_of_resources
 from hubgate.repos.base import Content
 
@@ -85,13 +82,18 @@ class ContentResponse(Response):
     """A file's bytes (or a slice of them) from memory, from upstream, or from a local file.
 
     A local file goes out with zero-copy `sendfile(2)` when the server is uvicorn (see
-    `_zero_copy_cycle`), else in `STREAM_CHUNK` pieces read in a worker thread. Either way the
-    transfer stops when the client goes away, and the file descriptor is closed.
+    `http.zerocopy`), else in `STREAM_CHUNK` pieces read in a worker thread. Either way the
+    transfer stops when the client goes away, and the file descriptor is closed. `served_by` says
+    how the body went (for /metrics): sendfile, chunked, stream, memory or redirect; None when
+    there was no body to send.
     """
+
+    served_by: str | None = None
 
     def __init__(self, content: Content, headers: dict[str, str], byte_range: tuple[int, int] | None) -> None:
         self.content = content
         if content.redirect is not None:  # to a presigned URL: the client sends its Range there
+            self.served_by = "redirect"
             self.start = self.length = 0
             headers = {**headers, "Location": content.redirect, "Content-Length": "0"}
             super().__init__(status_code=302, headers=headers, media_type=None)
@@ -140,12 +142,11 @@ class ContentResponse(Response):
             return
         try:
             await send(start_message)
-            cycle = _zero_copy_cycle(send)
-            out = _dup_socket(cycle) if cycle is not None else None
+            found = zerocopy.cycle(send)
+            out = zerocopy.dup_socket(found) if found is not None else None
             if out is not None:
                 self.served_by = "sendfile"
-                stall = _send_timeout(scope)
-                await _send_file_zero_copy(cycle, receive, send, fd, out, self.start, self.length, stall)
+                await zerocopy.send_file(found, receive, send, fd, out, self.start, self.length, _send_timeout(scope))
             else:  # not uvicorn, or no file descriptor to spare for the zero-copy path
                 self.served_by = "chunked"
                 await _until_disconnect(receive, self._send_file_chunks, send, fd)
@@ -197,122 +198,10 @@ async def _until_disconnect(receive: Receive, body: Callable[..., Awaitable[None
         raise
 
 
-# -- zero-copy file bodies under uvicorn ------------------------------------------------------------
-#
-# uvicorn offers no ASGI `http.response.zerocopy` (nor `pathsend`) extension, and copying a file
-# through Python (pread into bytes, then send) costs about twice the CPU of nginx's sendfile and
-# leaves hubgate at ~half its throughput. So when `send` is uvicorn's own (h11 or httptools
-# implementation, plain TCP), the headers go through uvicorn as usual, the body is written with
-# `sendfile(2)` straight to the connection's socket, and uvicorn's byte count is then advanced by
-# what was sent, so it ends the response (keep-alive or close) as if it had written the body itself.
-# Anything else - another server, TLS, uvicorn's trace-logging wrapper - takes the chunked path.
-
-SENDFILE_CHUNK = 4 * 1024 * 1024  # most bytes handed to one sendfile() call before yielding
-_SENDFILE = sys.platform.startswith("linux") and hasattr(os, "sendfile") and hasattr(os, "RWF_NOWAIT")
-_UVICORN_CYCLES = {
-    "uvicorn.protocols.http.httptools_impl": "expected_content_length",
-    "uvicorn.protocols.http.h11_impl": "conn",
-}
-
-
-def _zero_copy_cycle(send: Send) -> Any | None:
-    """uvicorn's request-response cycle behind `send` if its body may be sendfile()d, else None.
-
-    To be called after `http.response.start` was sent with a Content-Length.
-    """
-    if not _SENDFILE:
-        return None
-    cycle: Any = getattr(inspect.unwrap(send), "__self__", None)  # under wrappers that set __wrapped__
-    counter = _UVICORN_CYCLES.get(type(cycle).__module__)
-    if counter is None or not hasattr(cycle, counter) or not hasattr(cycle, "disconnected"):
-        return None
-    transport = getattr(cycle, "transport", None)
-    if transport is None or transport.is_closing() or cycle.disconnected:
-        return None
-    if transport.get_extra_info("sslcontext") is not None or transport.get_extra_info("ssl_object") is not None:
-        return None
-    sock = transport.get_extra_info("socket")
-    if sock is None or sock.fileno() < 0:
-        return None
-    if counter == "conn":
-        import h11
-
-        if cycle.conn.our_state is not h11.SEND_BODY:
-            return None
-    elif getattr(cycle, "chunked_encoding", None) is not False:
-        return None
-    return cycle
-
-
-class _SentElsewhere:
-    """Stands for `n` body bytes that h11 must count but never sees (they went by sendfile)."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-    def __len__(self) -> int:
-        return self.n
-
-
 def _send_timeout(scope: Scope) -> float:
     """Seconds a zero-copy body waits for a client that reads nothing (the `[http]` send_timeout)."""
     limits = scope.get("state", {}).get(constants.HTTP_LIMITS_STATE)
     return (limits if isinstance(limits, HttpSettings) else HttpSettings()).send_timeout
-
-
-def _dup_socket(cycle: Any) -> int | None:
-    """A descriptor of the connection's socket that is ours to poll (the transport owns its own),
-    or None when the process is out of descriptors."""
-    try:
-        return os.dup(cycle.transport.get_extra_info("socket").fileno())
-    except OSError:
-        return None
-
-
-async def _send_file_zero_copy(
-    cycle: Any, receive: Receive, send: Send, fd: int, out: int, offset: int, count: int, stall: float
-) -> None:
-    """Send the body with sendfile() on `out` (a duplicate of the connection's socket, closed here)."""
-    loop = asyncio.get_running_loop()
-    transport = cycle.transport
-    sent, stalled = 0, False
-    try:
-        # Whatever uvicorn still buffers (the headers, an earlier response's tail) goes first.
-        while transport.get_write_buffer_size() and not cycle.disconnected and not stalled:
-            stalled = not await _writable(loop, out, stall)
-            await asyncio.sleep(0)  # let the transport's own writer run
-        while sent < count and not cycle.disconnected and not stalled:
-            position, size = offset + sent, min(SENDFILE_CHUNK, count - sent)
-            try:
-                if _in_page_cache(fd, position, size):
-                    n = os.sendfile(out, fd, position, size)
-                else:  # a read from disk would stall every connection: block a worker thread instead
-                    n = await anyio.to_thread.run_sync(os.sendfile, out, fd, position, size)
-            except BlockingIOError:
-                stalled = not await _writable(loop, out, stall)  # a client that reads nothing is dropped
-                continue
-            except OSError:  # the client went away (EPIPE, ECONNRESET)
-                break
-            if n == 0:  # the file shrank under us
-                break
-            sent += n
-            if n < size:  # the socket is full: wait until it drains
-                stalled = not await _writable(loop, out, stall)
-            else:
-                await asyncio.sleep(0)  # be fair to the other connections
-    finally:
-        os.close(out)
-    if sent == count:
-        if _is_httptools(cycle):
-            cycle.expected_content_length -= sent
-        else:
-            import h11
-
-            cycle.conn.send_with_data_passthrough(h11.Data(data=_SentElsewhere(sent)))  # type: ignore[arg-type]
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-        return
-    # Disconnected, or the body cannot be completed: drop the connection and let uvicorn see it.
-    await _drop(transport, receive)
 
 
 async def break_connection(send: Send, receive: Receive) -> bool:
@@ -325,49 +214,5 @@ async def break_connection(send: Send, receive: Receive) -> bool:
     if transport is None or not hasattr(transport, "close"):
         return False
     transport.close()  # a client that never reads is reset by the protocol's own write timeout
-    await _await_disconnect(receive)
+    await zerocopy.await_disconnect(receive)
     return True
-
-
-async def _await_disconnect(receive: Receive) -> None:
-    with anyio.move_on_after(5):
-        while (await receive())["type"] != "http.disconnect":
-            pass
-
-
-async def _drop(transport: Any, receive: Receive) -> None:
-    reset(transport)
-    await _await_disconnect(receive)
-
-
-def _is_httptools(cycle: Any) -> bool:
-    return type(cycle).__module__ == "uvicorn.protocols.http.httptools_impl"
-
-
-def _in_page_cache(fd: int, position: int, size: int) -> bool:
-    """Whether the first and last byte of a range can be read without waiting for the disk."""
-    probe = bytearray(1)
-    try:
-        os.preadv(fd, [probe], position, os.RWF_NOWAIT)
-        os.preadv(fd, [probe], position + size - 1, os.RWF_NOWAIT)
-    except OSError:  # EAGAIN: not cached; EOPNOTSUPP: this filesystem cannot tell
-        return False
-    return True
-
-
-async def _writable(loop: asyncio.AbstractEventLoop, fd: int, timeout: float) -> bool:
-    """Whether `fd` became writable within `timeout` seconds."""
-    waiter = loop.create_future()
-    loop.add_writer(fd, _wake, waiter)
-    try:
-        await asyncio.wait_for(waiter, timeout)
-    except TimeoutError:
-        return False
-    finally:
-        loop.remove_writer(fd)
-    return True
-
-
-def _wake(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)

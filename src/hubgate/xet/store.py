@@ -42,8 +42,10 @@ from hubgate.xet.xorb import (
 )
 
 MAX_SHARD_BYTES = 64 * 1024 * 1024
-# Xorb and shard bodies validated at once by one process: each is held in memory whole (up to 64 MiB).
-BODY_SLOTS = 4
+# Xorb and shard bodies checked at once by one process. Each is held in memory whole (up to 64 MiB,
+# plus its re-encoding): about 140 MiB at the peak per slot. The checks are CPU-bound, so more slots
+# than cores would only add memory; the other uploads wait, their bodies spooled to disk.
+BODY_SLOTS = max(1, min(4, os.cpu_count() or 1))
 LOOKUP_BATCH = 500
 DEDUP_XORBS = 8  # xorbs listed in one global dedup answer at most
 # Seconds a client may reuse a dedup answer (it names xorbs in later shards without asking again): a

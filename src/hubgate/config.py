@@ -113,6 +113,12 @@ class MirrorSettings(BaseModel):
     # `deny` refuses its matches with a 403, cached copies included.
     allow: list[str] = Field(default_factory=list)
     deny: list[str] = Field(default_factory=list)
+    # Replicas on S3 only: the address other replicas reach this one at, to stream a file it is
+    # fetching (default: the address a request reached it at, e.g. http://10.0.0.5:8000).
+    internal_url: HttpUrl | None = None
+    # Replicas on S3 only: seconds after its last use a cached file may be evicted (another
+    # replica may still be sending it from the bucket, or a client hold a presigned URL to it).
+    evict_grace: Seconds = 900.0
 
 
 class AuthSettings(BaseModel):
@@ -235,12 +241,6 @@ class Settings(BaseModel):
         if not data.exists() and not data.absolute().parent.is_dir():
             raise ValueError(f"a folder inside an existing one ({data.absolute().parent} does not exist)")
         return data
-
-    @model_validator(mode="after")
-    def _mirror_on_local_blobs(self) -> Settings:
-        if self.blobs.backend == "s3" and (self.upstream or self.offline):
-            raise ValueError("blobs.backend = \"local\" with a mirror (the mirror does not keep its cache on S3 yet)")
-        return self
 
     @field_validator("upstream")
     @classmethod

@@ -48,8 +48,10 @@ class Hub:
         settings.tmp_dir.mkdir(mode=0o700, exist_ok=True)  # request bodies spool here, whatever the blob store
         self.metadata = MetadataStore(settings.db_url, settings.db_pool_size)
         self.crash = crash = CrashPoints.parse(settings.crash_at)
-        local = LocalBlobStore(settings.blob_dir, settings.tmp_dir, crash=crash) if settings.blobs.backend == "local" else None
-        self.blobs: BlobStore = local if local is not None else self._s3_blobs()
+        self.blobs: BlobStore = (
+            LocalBlobStore(settings.blob_dir, settings.tmp_dir, crash=crash) if settings.blobs.backend == "local"
+            else self._s3_blobs()
+        )
         # Whether stored files are answered with a redirect to a presigned URL.
         self.redirects = settings.blobs.backend == "s3" and settings.blobs.serve == "redirect"
         limits = settings.auth
@@ -57,10 +59,11 @@ class Hub:
         self.repos = RepoService(self.metadata, self.blobs, settings.lfs_threshold, crash=crash, xet=self.xet)
         self.discussions = Discussions(self.metadata, self.repos)
         # Offline, the mirror serves what it cached or a bundle imported, even with no upstream.
-        self.mirror = (
-            Mirror(settings, self.metadata, local, crash=crash)
-            if local is not None and (settings.upstream or settings.offline) else None
-        )
+        self.mirror: Mirror | None = None
+        if settings.upstream or settings.offline:
+            # On S3, replicas share the bucket and the database: each file is fetched once among them.
+            replica_key = self.signer if settings.blobs.backend == "s3" else None
+            self.mirror = Mirror(settings, self.metadata, self.blobs, crash=crash, replica_key=replica_key)
         self.access = RepoAccess(self.metadata)
         self.audit = AuditLog(settings.data / "audit", settings.audit_retention_days)
         rules = settings.mirror

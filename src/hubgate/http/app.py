@@ -48,6 +48,18 @@ class HubgateApp:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
         self.routes: list[Route] = ALL
+        leases = hub.mirror.leases if hub.mirror is not None else None
+        self._learn_address = leases is not None and not leases.url
+
+    def _own_address(self, scope: Scope) -> None:
+        """Where other replicas reach this one, unless configured: the address a request reached it at."""
+        server = scope.get("server")
+        leases = self.hub.mirror.leases if self.hub.mirror is not None else None
+        if leases is None or not server or server[1] is None:
+            return
+        host, port = server
+        leases.url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        self._learn_address = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -55,6 +67,8 @@ class HubgateApp:
             return
         if scope["type"] != "http":
             return
+        if self._learn_address:
+            self._own_address(scope)
         request = Request(scope, receive)
         trail = RequestTrail(request)
         access = AccessLine(request, request_id(request))

@@ -200,13 +200,17 @@ class MirrorCache:
             count, total = session.execute(select(func.count(), func.coalesce(func.sum(MirrorFile.size), 0))).one()
             return int(count), int(total)
 
-    def eviction_candidates(self, over: int) -> list[tuple[str, str, int]]:
-        """Least recently used files whose sizes add up to at least `over` bytes."""
+    def eviction_candidates(self, over: int, idle_since: float | None = None) -> list[tuple[str, str, int]]:
+        """Least recently used files whose sizes add up to at least `over` bytes (only files last
+        used before `idle_since`, when given)."""
         self._tally.flush()  # this process's recent hits count
         picked: list[tuple[str, str, int]] = []
         freed = 0
+        query = select(MirrorFile.oid, MirrorFile.sha256, MirrorFile.size).order_by(MirrorFile.last_access)
+        if idle_since is not None:
+            query = query.where(MirrorFile.last_access < idle_since)
         with self.metadata.session() as session:
-            rows = session.execute(select(MirrorFile.oid, MirrorFile.sha256, MirrorFile.size).order_by(MirrorFile.last_access))
+            rows = session.execute(query)
             for oid, sha256, size in rows:
                 if freed >= over:
                     break

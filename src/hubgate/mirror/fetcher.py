@@ -1,5 +1,5 @@
 """Fetch each upstream file once, stream it to every waiting client while it arrives, and
-publish it to the cache only after its hash checks out.
+publish it to the blob store (local files or S3) only after its hash checks out.
 
 No answer completes with bytes that were not verified: the last bytes of every answer (a whole
 file or any range of it, tailed from the download or fetched straight from upstream) are held
@@ -8,23 +8,21 @@ the verified file before its last bytes go out. When bytes turn out bad after so
 the file is marked (`MirrorCache.remember_served_bad`): from then on a Range request past its
 first byte is answered with the whole file, so a client never appends good bytes to a bad prefix.
 
-One download per file across all worker processes: the downloader holds an exclusive `flock`
-on `tmp/fetch-<oid>.lock` and appends to `tmp/fetch-<oid>.part`; readers (in any process) tail
-the part file. The last bytes of a whole-file answer are held back until the file is verified,
-so a corrupted transfer is never delivered as a complete success. A download that breaks
+One download per file across all worker processes of a machine: the downloader holds an
+exclusive `flock` on `tmp/fetch-<oid>.lock` and appends to `tmp/fetch-<oid>.part` (a scratch
+buffer, safe to lose); readers (in any process) tail the part file. A download that breaks
 resumes with a Range request, on the same or the next upstream when it serves the same hash.
+Across replicas, a lease in the database adds to the lock (see shared.py). The verified part
+file is published through the blob store's `adopt` (a rename locally, a conditional upload on S3).
 
 The download is a pipeline, so the network never waits for the disk: the thread reading the
-upstream response hashes each piece and hands it to a writer thread (at most `PIPE_BYTES` in
-flight), which appends it to the part file and wakes the readers of this process (readers in
-other processes poll; see partwriter.py); a third thread flushes the part file to disk every `SYNC_EVERY` bytes, so
-the fsync that publishes the file only has the last stretch left to write.
+upstream response hashes each piece and hands it to a writer thread (partwriter.py), which
+appends it to the part file and wakes the readers of this process (others poll).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fcntl
 import hashlib
 import logging
@@ -42,10 +40,13 @@ from starlette.concurrency import iterate_in_threadpool
 from hubgate.crashpoints import NO_CRASH, CrashPoints
 from hubgate.git.blobid import blob_hasher
 from hubgate.mirror.cache import MirrorCache
+from hubgate.mirror.leases import Holder, Leases
 from hubgate.mirror.partwriter import PartWriter
 from hubgate.mirror.transfer import CHUNK, Diverged, Progress, Resent, Started, hash_existing
 from hubgate.mirror.upstream import Upstream, UpstreamError, UpstreamMissing, Upstreams, raise_for_missing
-from hubgate.storage.blobs import LocalBlobStore
+from hubgate.mirror.waiters import Waiters
+from hubgate.repos.base import threaded
+from hubgate.storage.blobs import BlobStore
 
 log = logging.getLogger("hubgate.mirror")
 
@@ -75,27 +76,38 @@ TokenFor = Callable[[Upstream], "str | None"]
 
 
 class Fetcher:
-    def __init__(self, blobs: LocalBlobStore, cache: MirrorCache, upstreams: Upstreams, tmp_dir: Path,
+    def __init__(self, blobs: BlobStore, cache: MirrorCache, upstreams: Upstreams, tmp_dir: Path,
                  crash: CrashPoints = NO_CRASH) -> None:
         self.blobs = blobs
         self.crash = crash
         self.cache = cache
         self.upstreams = upstreams
-        self.tmp_dir = tmp_dir
+        self.tmp_dir = tmp_dir  # part files: scratch space, safe to lose
+        tmp_dir.mkdir(parents=True, exist_ok=True)
         self.on_published: Callable[[int], object] | None = None
-        self._waiters = _Waiters()
+        self._waiters = Waiters()
+        # Set when replicas share the database and the bucket: one lease per file across all of them.
+        self.leases: Leases | None = None
         self._started: dict[str, Started] = {}  # downloads started by this process, until they end
         self._started_lock = threading.Lock()
 
     # -- cache lookups ---------------------------------------------------------------------
-    def cached_path(self, src: FileSource) -> Path | None:
+    def cached(self, src: FileSource) -> str | None:
+        """The sha256 of the file's verified copy in the blob store, or None if it is not there."""
         if src.lfs:
-            return self.blobs.local_path(src.oid)
-        known = self.cache.file(src.oid)
-        return self.blobs.local_path(known[0]) if known else None
+            sha256: str | None = src.oid
+        else:
+            known = self.cache.file(src.oid)
+            sha256 = known[0] if known else None
+        return sha256 if sha256 is not None and self.blobs.exists(sha256) else None
 
     def _paths(self, src: FileSource) -> tuple[Path, Path]:
         return self.tmp_dir / f"fetch-{src.oid}.lock", self.tmp_dir / f"fetch-{src.oid}.part"
+
+    def _verified_mark(self, src: FileSource) -> Path:
+        """Names the part file (device:inode) whose bytes verified and were published last: an
+        answer tailing a part file completes only if it names that very file, whatever the store."""
+        return self.tmp_dir / f"fetch-{src.oid}.ok"
 
     def downloading(self, src: FileSource) -> bool:
         lock_path, _ = self._paths(src)
@@ -112,10 +124,18 @@ class Fetcher:
             os.close(fd)
 
     # -- starting a download ---------------------------------------------------------------
-    def start(self, src: FileSource, token_for: TokenFor) -> Started | None:
+    def begin(self, src: FileSource, token_for: TokenFor) -> Started | None:
+        """Make sure the file is being fetched; how the download in this process is faring, None if
+        the file is cached or another process fetches it (see `start`)."""
+        started = self.start(src, token_for)
+        return started if isinstance(started, Started) else None
+
+    def start(self, src: FileSource, token_for: TokenFor, steal_from: str | None = None) -> Started | Holder | None:
         """Make sure the file is being fetched (here or elsewhere). Returns how the download in this
-        process is faring, None if the file is cached or another process fetches it."""
-        if self.cached_path(src) is not None:
+        process is faring, None if the file is cached or another process here fetches it, or the
+        lease of another replica's process that fetches it (replicas only; `steal_from` takes over
+        that process's lease, for one found unreachable)."""
+        if self.cached(src) is not None:
             return None
         lock_path, part = self._paths(src)
         fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o600)
@@ -130,9 +150,15 @@ class Fetcher:
                         with self._started_lock:  # another thread or process is downloading it
                             return self._started.get(src.oid)
                     time.sleep(0.002)
-            if self.cached_path(src) is not None:
+            if self.cached(src) is not None:
                 return None
-            part.touch(exist_ok=True)
+            part.touch(exist_ok=True)  # before the lease: where this replica's readers look once it is taken
+            if self.leases is not None:
+                taken = self.leases.acquire(lease_name(src), steal_from)
+                if isinstance(taken, Holder):
+                    return taken
+                if taken.took_over:  # what that holder sent its clients never verified: no resume builds on it
+                    self.cache.remember_served_bad(src.oid)
             started = Started()
             with self._started_lock:
                 self._started[src.oid] = started
@@ -142,6 +168,7 @@ class Fetcher:
             except BaseException:
                 with self._started_lock:
                     del self._started[src.oid]
+                self._release(src)
                 raise
             handed_over = True
             return started
@@ -149,17 +176,18 @@ class Fetcher:
             if not handed_over:  # a locked fd left open would block this file for the process's life
                 os.close(fd)
 
-    def fetch_now(self, src: FileSource, token_for: TokenFor, progress: Callable[[int], None] | None = None) -> Path:
-        """Fetch in the calling thread (for `hubgate mirror pull`); waits if another process is at it."""
+    def fetch_now(self, src: FileSource, token_for: TokenFor, progress: Callable[[int], None] | None = None) -> str:
+        """Fetch in the calling thread (for `hubgate mirror pull`); waits if another process is at it.
+        Returns the sha256 of the stored copy."""
         while True:
-            cached = self.cached_path(src)
+            cached = self.cached(src)
             if cached is not None:
                 return cached
             lock_path, part = self._paths(src)
             fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)  # blocks while someone else downloads
-                cached = self.cached_path(src)
+                cached = self.cached(src)
                 if cached is None:
                     part.touch(exist_ok=True)
             except BaseException:
@@ -170,6 +198,13 @@ class Fetcher:
                 continue
             if not self._download(src, token_for, fd, progress):  # closes fd
                 raise TransferFailed(f"could not fetch {src.url_path}")
+
+    def _release(self, src: FileSource) -> None:
+        if self.leases is not None:
+            try:
+                self.leases.release(lease_name(src))
+            except Exception:  # noqa: BLE001 - the lease expires anyway
+                log.exception("could not release the lease on %s", src.url_path)
 
     # -- the download itself ---------------------------------------------------------------
     def _download(self, src: FileSource, token_for: TokenFor, lock_fd: int, progress: Callable[[int], None] | None = None,
@@ -186,11 +221,13 @@ class Fetcher:
             with self._started_lock:
                 if self._started.get(src.oid) is started:
                     del self._started[src.oid]
+            self._release(src)
             os.close(lock_fd)  # releases the flock: readers see the end of the attempt
             self._waiters.wake(src.oid)  # published or failed: readers here need not wait for a poll
 
     def _download_locked(self, src: FileSource, token_for: TokenFor, part: Path, progress: Callable[[int], None] | None,
                          started: Started) -> bool:
+        self._verified_mark(src).unlink(missing_ok=True)  # names an earlier part file, maybe of this inode number
         with part.open("r+b", buffering=0) as out:
             state = Progress(src.hashers)
             # Bytes a previous attempt (maybe a killed process) left on disk: if the file does not
@@ -229,7 +266,8 @@ class Fetcher:
                             used = upstream
                 if state.offset >= src.size:
                     break
-            if state.offset < src.size or os.fstat(out.fileno()).st_size != src.size:
+            written = os.fstat(out.fileno())
+            if state.offset < src.size or written.st_size != src.size:
                 if refused is not None:
                     started.fail(refused)
                 return False
@@ -250,6 +288,7 @@ class Fetcher:
             part.unlink(missing_ok=True)
             return False
         self.crash.hit("mirror-verified")
+        _write_atomically(self._verified_mark(src), f"{written.st_dev}:{written.st_ino}")
         self.blobs.adopt(part, digest)
         self.crash.hit("mirror-published")
         self.cache.remember_file(src.oid, digest, src.size, source)
@@ -274,6 +313,8 @@ class Fetcher:
             # An upstream that ignores Range resends the whole file: the bytes we have must come first.
             resent = Resent(state) if state.offset and response.status_code != 206 else None
             started.ok()
+            if self.leases is not None:  # replicas waiting for the first answer may stream now
+                self.leases.mark_streaming(lease_name(src))
             # The pieces as the connection delivers them (no re-chunking copy); hashed here while
             # the writer thread writes the previous ones. Leaving the block drains the writer, so
             # the part file then holds every byte hashed, unless a write failed (then it raises).
@@ -292,7 +333,7 @@ class Fetcher:
 
     def available(self, src: FileSource) -> int:
         """How many bytes of the file are on disk here (all of it once cached)."""
-        if self.cached_path(src) is not None:
+        if self.cached(src) is not None:
             return src.size
         try:
             return self._paths(src)[1].stat().st_size
@@ -312,7 +353,7 @@ class Fetcher:
             running = None
         response = await asyncio.to_thread(self._open_direct, src, start, end, token_for)
         if response is None:  # the upstream ignores Range: tail the shared download instead
-            async for chunk in self.read(src, start, end):
+            async for chunk in self.read(src, start, end, token_for):
                 yield chunk
             return
         hasher, held, sent = hashlib.sha256(), bytearray(), 0
@@ -360,35 +401,42 @@ class Fetcher:
             raise TransferFailed(str(exc)) from exc
 
     def _range_digest(self, src: FileSource, start: int, end: int) -> bytes:
-        path = self.cached_path(src)
-        if path is None:
+        sha256 = self.cached(src)
+        if sha256 is None:
             raise TransferFailed(f"{src.url_path} is not cached")
         hasher = hashlib.sha256()
-        with path.open("rb") as handle:
-            handle.seek(start)
-            left = end + 1 - start
-            while left > 0 and (chunk := handle.read(min(CHUNK, left))):
+        try:
+            for chunk in self.blobs.read(sha256, start, end):
                 hasher.update(chunk)
-                left -= len(chunk)
+        except FileNotFoundError:
+            raise TransferFailed(f"{src.url_path} is not cached") from None
         return hasher.digest()
 
     # -- reading while it arrives ----------------------------------------------------------
-    async def read(self, src: FileSource, start: int, end: int) -> AsyncGenerator[bytes, None]:
+    def read(self, src: FileSource, start: int, end: int, token_for: TokenFor) -> AsyncGenerator[bytes, None]:
         """Bytes start..end (inclusive) of a file being fetched; raises TransferFailed on failure."""
-        path = self.cached_path(src)
+        return self.tail_local(src, start, end)
+
+    async def tail_local(self, src: FileSource, start: int, end: int) -> AsyncGenerator[bytes, None]:
+        """Bytes start..end of a file a process of this machine fetches (or that is stored)."""
+        sha256 = await asyncio.to_thread(self.cached, src)  # on S3, a request: not on the event loop
         _, part = self._paths(src)
         try:
-            fd = os.open(path or part, os.O_RDONLY)
+            if sha256 is not None:
+                raise FileNotFoundError(part)  # read from the store
+            fd = os.open(part, os.O_RDONLY)
         except FileNotFoundError:
             # Just published: the downloader records the file before it lets go of its lock.
             delay = 0.001
-            while (path := self.cached_path(src)) is None and self.downloading(src):
+            while (sha256 := await asyncio.to_thread(self.cached, src)) is None and self.downloading(src):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, READER_POLL_MAX)
-            if path is None:
+            if sha256 is None:
                 raise TransferFailed(f"{src.url_path} is not being fetched") from None
-            fd = os.open(path, os.O_RDONLY)
-        verified = path is not None
+            async for chunk in self._read_stored(src, sha256, start, end):
+                yield chunk
+            return
+        verified = False
         try:
             opened = os.fstat(fd)
             pos, delay = start, 0.001
@@ -402,7 +450,7 @@ class Fetcher:
                     delay = 0.001
                     yield chunk
                     continue
-                if not self.downloading(src) and self.cached_path(src) is None:
+                if not self.downloading(src) and await asyncio.to_thread(self.cached, src) is None:
                     raise TransferFailed(f"upstream transfer of {src.url_path} failed")
                 # Woken as soon as the writer here appends; the timeout covers other processes.
                 await self._waiters.wait(src.oid, delay, lambda: os.fstat(fd).st_size > pos)  # noqa: B023 (called before pos changes)
@@ -410,17 +458,24 @@ class Fetcher:
         finally:
             os.close(fd)
 
-    async def _wait_verified(self, src: FileSource) -> Path:
-        """The verified file, once the download publishes it; TransferFailed if none does."""
+    async def _read_stored(self, src: FileSource, sha256: str, start: int, end: int) -> AsyncGenerator[bytes, None]:
+        try:
+            async for chunk in threaded(lambda first, last: self.blobs.read(sha256, first, last))(start, end):
+                yield chunk
+        except FileNotFoundError:  # evicted meanwhile: this answer breaks, the next one fetches it again
+            raise TransferFailed(f"{src.url_path} is no longer cached") from None
+
+    async def _wait_verified(self, src: FileSource) -> str:
+        """The verified file's sha256, once the download publishes it; TransferFailed if none does."""
         delay = 0.001
-        while (path := self.cached_path(src)) is None:
+        while (sha256 := await asyncio.to_thread(self.cached, src)) is None:
             if not self.downloading(src):
-                if (path := self.cached_path(src)) is not None:
+                if (sha256 := await asyncio.to_thread(self.cached, src)) is not None:
                     break
                 raise TransferFailed(f"{src.url_path} did not verify")
-            await self._waiters.wait(src.oid, delay, lambda: self.cached_path(src) is not None)
+            await self._waiters.wait(src.oid, delay, lambda: self.cached(src) is not None)
             delay = min(delay * 2, READER_POLL_MAX)
-        return path
+        return sha256
 
     async def _wait_published_as(self, src: FileSource, opened: os.stat_result) -> bool:
         """Wait until the part file an answer reads (`opened`) is published as the verified file.
@@ -428,10 +483,24 @@ class Fetcher:
         A file published by a later download (after this one failed, say on the next upstream) does
         not vouch for the bytes already sent from the discarded part file: that answer fails.
         """
-        published = os.stat(await self._wait_verified(src))
-        if (published.st_dev, published.st_ino) != (opened.st_dev, opened.st_ino):
+        await self._wait_verified(src)
+        try:
+            mark = self._verified_mark(src).read_text()
+        except FileNotFoundError:
+            mark = ""
+        if mark != f"{opened.st_dev}:{opened.st_ino}":
             raise TransferFailed(f"{src.url_path}: the bytes sent came from a transfer that did not verify")
         return True
+
+
+def lease_name(src: FileSource) -> str:
+    return f"fetch:{src.oid}"
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    scratch = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}")
+    scratch.write_text(text)
+    os.replace(scratch, path)
 
 
 def _pieces(response: httpx.Response) -> Iterator[bytes]:
@@ -441,45 +510,3 @@ def _pieces(response: httpx.Response) -> Iterator[bytes]:
         raise TransferFailed(str(exc)) from exc
     finally:
         response.close()
-
-
-class _Waiters:
-    """Readers of this process waiting for a download to advance, woken by its threads."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._by_oid: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]] = {}
-
-    async def wait(self, oid: str, timeout: float, ready: Callable[[], bool]) -> None:
-        """Until woken for `oid` or `timeout` seconds pass; at once if `ready()` (checked after
-        registering, so a wake-up between the caller's check and this wait is not lost)."""
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[None] = loop.create_future()
-        entry = (loop, waiter)
-        with self._lock:
-            self._by_oid.setdefault(oid, []).append(entry)
-        try:
-            if not ready():
-                await asyncio.wait([waiter], timeout=timeout)
-        finally:
-            with self._lock:
-                waiting = self._by_oid.get(oid)
-                if waiting and entry in waiting:
-                    waiting.remove(entry)
-                    if not waiting:
-                        del self._by_oid[oid]
-
-    def wake(self, oid: str) -> None:
-        """Called from any thread; cheap when nobody waits."""
-        if oid not in self._by_oid:
-            return
-        with self._lock:
-            waiting = self._by_oid.pop(oid, [])
-        for loop, waiter in waiting:
-            with contextlib.suppress(RuntimeError):  # that loop is closed
-                loop.call_soon_threadsafe(_resolve, waiter)
-
-
-def _resolve(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)

@@ -14,6 +14,7 @@ import re
 import time
 from collections.abc import AsyncGenerator, Callable, Iterator
 from contextlib import aclosing
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
@@ -23,7 +24,7 @@ from hubgate.ids import RepoRef, check_path, is_commit_id
 from hubgate.mirror.fetcher import Fetcher, FileSource, TransferFailed
 from hubgate.mirror.trees import CommitTree
 from hubgate.mirror.upstream import Upstream, UpstreamError, UpstreamMissing, origin, raise_for_missing
-from hubgate.repos.base import Content, Entry, LfsInfo, RepoMeta
+from hubgate.repos.base import Content, Entry, LfsInfo, RepoMeta, stored_content
 from hubgate.repos.modelcard import CARD, CARD_DATA_LIMIT, card_data
 
 if TYPE_CHECKING:
@@ -242,8 +243,13 @@ class MirroredRepository:
             entry = self.describe(commit, CARD)
         except EntryNotFound:
             return None
-        path = None if entry.lfs else self._fetcher.cached_path(self.source(commit, entry))
-        return card_data(path.read_bytes()) if path is not None and entry.size <= CARD_DATA_LIMIT else None
+        sha256 = None if entry.lfs or entry.size > CARD_DATA_LIMIT else self._fetcher.cached(self.source(commit, entry))
+        if sha256 is None:
+            return None
+        try:
+            return card_data(b"".join(self.mirror.blobs.read(sha256, 0, entry.size - 1)) if entry.size else b"")
+        except FileNotFoundError:  # evicted meanwhile
+            return None
 
     # -- trees -----------------------------------------------------------------------------
     def _tree(self, commit: str) -> CommitTree:
@@ -311,15 +317,17 @@ class MirroredRepository:
         if commit is None:
             raise ValueError("a mirrored file is opened at a commit")
         src = self.source(commit, entry)
-        cached = self._fetcher.cached_path(src)
+        sha256 = self._fetcher.cached(src)
+        # From the store as a hosted file is (its file, a stream, or a presigned URL for LFS files as the Hub does).
+        stored = stored_content(self.mirror.blobs, sha256, src.size, redirect=src.lfs) if sha256 is not None else None
         cache = self.mirror.cache
-        cache.record_access(src.oid, cached is not None)
-        if cached is not None:  # whether it was ever served bad is asked only by a Range request that needs it
-            return Content(src.size, path=cached, resumable=lambda: not cache.served_bad(src.oid), refetchable=True)
+        cache.record_access(src.oid, stored is not None)
+        if stored is not None:  # whether it was ever served bad is asked only by a Range request that needs it
+            return replace(stored, resumable=lambda: not cache.served_bad(src.oid), refetchable=True)
         resumable = not cache.served_bad(src.oid)
         if self.mirror.offline:
             raise NotCached(f"File {entry.path} of {self.ref}")
-        started = self._fetcher.start(src, self.token_for)
+        started = self._fetcher.begin(src, self.token_for)
         if started is not None:
             # The upstream's first answer decides ours: its refusal, not a 200 that breaks.
             try:
@@ -335,7 +343,7 @@ class MirroredRepository:
             if start > self._fetcher.available(src) + DIRECT_RANGE_GAP:
                 chunks = self._fetcher.read_direct(src, start, end, self.token_for)
             else:
-                chunks = self._fetcher.read(src, start, end)
+                chunks = self._fetcher.read(src, start, end, self.token_for)
             return self._unless_found_bad(src, chunks, end + 1 - start) if resumable else chunks
 
         return Content(src.size, stream=stream, resumable=resumable)

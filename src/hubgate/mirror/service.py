@@ -19,22 +19,28 @@ from hubgate.ids import RepoRef, is_commit_id
 from hubgate.memcache import ByteCache
 from hubgate.mirror.cache import MirrorCache
 from hubgate.mirror.fetcher import Fetcher
+from hubgate.mirror.leases import Holder, Leases
 from hubgate.mirror.repository import VIA_KEY, MirroredRepository, UpstreamUnavailable, credentials, disabled, missing_to_error
+from hubgate.mirror.shared import SharedFetcher
 from hubgate.mirror.trees import TREE_CACHE_BYTES, CommitTree
 from hubgate.mirror.upstream import Health, Upstream, UpstreamError, UpstreamMissing, Upstreams, raise_for_missing
-from hubgate.storage.blobs import LocalBlobStore
+from hubgate.signing import Signer
+from hubgate.storage.blobs import BlobStore
 from hubgate.storage.metadata import GitObject, MetadataStore, RepoLfsObject
 
 log = logging.getLogger("hubgate.mirror")
 
 ALIAS_TTL = 3600  # seconds a legacy or former name's canonical repo is trusted
+EVICT_LEASE = "evict"  # held by the one replica evicting cached files
 SOURCE_KEY = "_hubgate_upstream"  # which upstream answered, kept inside the cached info
 TokenFor = Callable[[Upstream], "str | None"]
 
 
 class Mirror:
-    def __init__(self, settings: Settings, metadata: MetadataStore, blobs: LocalBlobStore,
-                 crash: CrashPoints = NO_CRASH) -> None:
+    def __init__(self, settings: Settings, metadata: MetadataStore, blobs: BlobStore,
+                 crash: CrashPoints = NO_CRASH, replica_key: Signer | None = None) -> None:
+        """`replica_key`: set when replicas share the database and the bucket (it signs their
+        requests to each other); each file is then fetched once across all of them."""
         self.settings = settings.mirror
         self.offline = settings.offline
         self.metadata = metadata
@@ -42,7 +48,13 @@ class Mirror:
         self.upstreams = Upstreams(settings.upstream, offline=settings.offline)
         self.cache = MirrorCache(metadata)
         self.trees: ByteCache[tuple[str, str, str], CommitTree] = ByteCache(TREE_CACHE_BYTES, CommitTree.weight)
-        self.fetcher = Fetcher(blobs, self.cache, self.upstreams, settings.tmp_dir, crash)
+        self.leases: Leases | None = None
+        if replica_key is not None:
+            self.leases = Leases(metadata, str(settings.mirror.internal_url or "").rstrip("/"))
+            self.fetcher: Fetcher = SharedFetcher(blobs, self.cache, self.upstreams, settings.tmp_dir, self.leases,
+                                                  replica_key, crash)
+        else:
+            self.fetcher = Fetcher(blobs, self.cache, self.upstreams, settings.tmp_dir, crash)
         self.fetcher.on_published = lambda _size: self.evict()
         self.restricted_readers = settings.mirror.restricted_access
         for upstream in self.upstreams.all:
@@ -202,7 +214,7 @@ class Mirror:
             on_plan(len(entries), total)
         for entry in entries:
             src = repo.source(commit, entry)
-            if self.fetcher.cached_path(src) is not None:
+            if self.fetcher.cached(src) is not None:
                 if progress:
                     progress(src.size)
                 continue
@@ -211,14 +223,28 @@ class Mirror:
 
     # -- cache bookkeeping -----------------------------------------------------------------
     def evict(self) -> list[str]:
-        """Drop least recently used cached files until the cache fits `cache_max_bytes`."""
+        """Drop least recently used cached files until the cache fits `cache_max_bytes`.
+
+        Replicas take turns (the lease `evict`: while one evicts, the others skip), and leave
+        alone a file used in the last `evict_grace` seconds: another replica may be sending it
+        from the bucket, or a client hold a presigned URL to it."""
         limit = self.settings.cache_max_bytes
-        if limit <= 0:
+        if limit <= 0 or self.cache.cached_bytes()[1] <= limit:
             return []
+        if self.leases is None:
+            return self._evict(limit, None)
+        if isinstance(self.leases.acquire(EVICT_LEASE), Holder):
+            return []
+        try:
+            return self._evict(limit, time.time() - self.settings.evict_grace)
+        finally:
+            self.leases.release(EVICT_LEASE)
+
+    def _evict(self, limit: int, idle_since: float | None) -> list[str]:
         _, total = self.cache.cached_bytes()
         if total <= limit:
             return []
-        victims = self.cache.eviction_candidates(total - limit)
+        victims = self.cache.eviction_candidates(total - limit, idle_since)
         candidates = [v[1] for v in victims]
         with self.metadata.session() as session:  # never delete what a hosted repo holds or was sent
             hosted = set(session.scalars(select(GitObject.lfs_sha256).where(GitObject.lfs_sha256.in_(candidates))))
@@ -255,6 +281,8 @@ class Mirror:
         }
 
     def close(self) -> None:
+        if self.leases is not None:
+            self.leases.close()
         self.upstreams.close()
         self.cache.close()
 

@@ -306,6 +306,18 @@ class MirrorHealth(Base):
     latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
+class MirrorLease(Base):
+    """Who does a job that only one replica may do at a time (fetching file `fetch:<oid>`,
+    evicting the cache `evict`), until `expires_at` unless its holder renews it."""
+
+    __tablename__ = "mirror_leases"
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(100))  # one process: host, pid and a random part
+    url: Mapped[str] = mapped_column(String(300))  # where other replicas reach the holder ("" when they cannot)
+    expires_at: Mapped[float] = mapped_column(Float)
+    streaming: Mapped[bool] = mapped_column(Boolean, default=False)  # the upstream answered: bytes are coming
+
+
 class Counter(Base):
     """Monotonic counters shared by every worker process (cache hits, misses, ...)."""
 

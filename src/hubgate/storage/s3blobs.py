@@ -186,7 +186,12 @@ class S3BlobStore:
         return cast(BinaryIO, body)  # botocore's StreamingBody is an io.IOBase with read()
 
     def read(self, sha256: str, start: int, end: int) -> Generator[bytes, None, None]:
-        answer = self.client.get_object(Bucket=self.bucket, Key=self.key_for(sha256), Range=f"bytes={start}-{end}")
+        try:
+            answer = self.client.get_object(Bucket=self.bucket, Key=self.key_for(sha256), Range=f"bytes={start}-{end}")
+        except ClientError as exc:
+            if _status(exc) == 404:  # as a local file would be: gone (evicted, collected)
+                raise FileNotFoundError(sha256) from None
+            raise
         body = answer["Body"]
         try:
             yield from body.iter_chunks(constants.STREAM_CHUNK)

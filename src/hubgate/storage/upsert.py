@@ -19,9 +19,12 @@ Row = Mapping[str, Any]
 # a list names the columns to copy, and a mapping sets columns to expressions.
 Updates = Sequence[str] | Mapping[str, Any] | None
 
-def upsert(session: Session, model: type[Base], rows: Row | Sequence[Row], keys: Sequence[str], updates: Updates = None) -> None:
+
+def upsert(session: Session, model: type[Base], rows: Row | Sequence[Row], keys: Sequence[str], updates: Updates = None,
+           where: Any = None) -> None:
     """Insert `rows` (one or many) into `model`'s table; a row whose `keys` exist is updated as
-    `updates` says. Many rows go as one executemany (batched by SQLAlchemy)."""
+    `updates` says (only if it matches `where`, when given: else it is left alone). Many rows go as
+    one executemany (batched by SQLAlchemy)."""
     many = [rows] if isinstance(rows, Mapping) else list(rows)
     if not many:
         return
@@ -31,7 +34,7 @@ def upsert(session: Session, model: type[Base], rows: Row | Sequence[Row], keys:
     else:
         names = [name for name in many[0] if name not in keys] if updates is None else list(updates)
         values = {name: statement.excluded[name] for name in names}
-    session.connection().execute(statement.on_conflict_do_update(index_elements=list(keys), set_=values), many)
+    session.connection().execute(statement.on_conflict_do_update(index_elements=list(keys), set_=values, where=where), many)
 
 
 def insert_missing(session: Session, model: type[Base], rows: Sequence[Row]) -> None:

@@ -1,0 +1,28 @@
+"""leases: one replica at a time fetches a mirrored file or evicts the cache
+
+Revision ID: 0011_scalemirror_leases
+Revises: 0009_xetcas_tables
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = '0011_scalemirror_leases'
+down_revision = '0009_xetcas_tables'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table('mirror_leases',
+    sa.Column('name', sa.String(length=100), nullable=False),
+    sa.Column('holder', sa.String(length=100), nullable=False),
+    sa.Column('url', sa.String(length=300), nullable=False),
+    sa.Column('expires_at', sa.Float(), nullable=False),
+    sa.Column('streaming', sa.Boolean(), nullable=False),
+    sa.PrimaryKeyConstraint('name')
+    )
+
+
+def downgrade() -> None:
+    op.drop_table('mirror_leases')

@@ -196,11 +196,12 @@ def test_kill_9_of_the_fetching_replica_another_takes_over(
         def parts(server: Server) -> list[Path]:
             return list((server.data / "tmp").glob("fetch-*.part"))
 
-        # The fetching replica is the one whose part file grows: kill it well before the end.
+        # The fetching replica holds the lease and its part file grows: kill it well before the end.
         until(lambda: any(p.stat().st_size >= 2 * 1024 * 1024 for s in replicas.servers for p in parts(s)),
               "a replica's transfer under way")
-        holder = next(s for s in replicas.servers if parts(s))
-        assert sum(p.stat().st_size for p in parts(holder)) < SIZE
+        [(address,)] = replicas.servers[0].sql("SELECT url FROM mirror_leases")
+        holder = next(s for s in replicas.servers if s.url == address)
+        assert 0 < sum(p.stat().st_size for p in parts(holder)) < SIZE
         os.killpg(holder.process.pid, signal.SIGKILL)
         holder.process.wait(timeout=30)
         fake.clear_fault(fault)

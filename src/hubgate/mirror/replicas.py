@@ -10,7 +10,9 @@ replica shares (`secret_key` / `HUBGATE_SECRET_KEY`), and expires after `TAIL_UR
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncGenerator, Mapping
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -66,3 +68,13 @@ async def tail(url: str, signer: Signer, oid: str, size: int, start: int, end: i
         raise HolderFailed(f"the holder at {url} is unreachable: {exc}", unreachable=True) from exc
     except httpx.HTTPError as exc:
         raise HolderFailed(f"the holder at {url} broke off: {exc}") from exc
+
+
+def reachable(url: str, timeout: float = 2.0) -> bool:
+    """Whether a connection to the replica at `url` opens (a killed one's port refuses at once)."""
+    parts = urlsplit(url)
+    try:
+        socket.create_connection((parts.hostname or "", parts.port or 80), timeout=timeout).close()
+    except OSError:
+        return False
+    return True

@@ -337,6 +337,7 @@ class MirroredRepository:
             except UpstreamError as exc:
                 why = f"HTTP {exc.status}" if exc.status else "no answer"  # never the URL: it may be presigned
                 raise UpstreamUnavailable(f"{entry.path} of {self.ref}", why) from exc
+            resumable = not self.mirror.cache.served_bad(src.oid)  # a download taken over from a dead replica marks it
 
         def stream(start: int, end: int) -> AsyncGenerator[bytes, None]:
             # Tail the shared download, unless the range lies well past what has arrived.

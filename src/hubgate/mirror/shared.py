@@ -23,7 +23,7 @@ from hubgate.crashpoints import NO_CRASH, CrashPoints
 from hubgate.mirror.cache import MirrorCache
 from hubgate.mirror.fetcher import Fetcher, FileSource, TokenFor, TransferFailed, lease_name
 from hubgate.mirror.leases import Holder, Leases
-from hubgate.mirror.replicas import HolderFailed, tail
+from hubgate.mirror.replicas import HolderFailed, reachable, tail
 from hubgate.mirror.transfer import Started
 from hubgate.mirror.upstream import Upstreams
 from hubgate.signing import Signer
@@ -53,6 +53,13 @@ class SharedFetcher(Fetcher):
             started = self.start(src, token_for)
             if not isinstance(started, Holder):
                 return started
+            if started.url and not self._local(started) and not reachable(started.url):
+                # Dead (or cut off): take over now, before this answer starts, so that it is not
+                # one of those begun before the dead holder's bytes were disowned (served-bad).
+                taken = self.start(src, token_for, started.holder)
+                if not isinstance(taken, Holder):
+                    return taken
+                continue
             if started.streaming or not started.url or self._local(started) or time.monotonic() > deadline:
                 return None
             time.sleep(HOLDER_POLL)

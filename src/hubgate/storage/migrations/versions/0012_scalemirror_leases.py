@@ -1,14 +1,14 @@
 """leases: one replica at a time fetches a mirrored file or evicts the cache
 
-Revision ID: 0011_scalemirror_leases
-Revises: 0009_xetcas_tables
+Revision ID: 0012_scalemirror_leases
+Revises: 0010_xetcas_dedup
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0011_scalemirror_leases'
-down_revision = '0009_xetcas_tables'
+revision = '0012_scalemirror_leases'
+down_revision = '0010_xetcas_dedup'
 branch_labels = None
 depends_on = None
 

@@ -18,7 +18,7 @@ API (import from tests: `from replicas import Cluster, start_replicas`):
 
 Every replica: its own data folder (FOLDER/rN/data), `HUBGATE_DATABASE_URL`, one config file
 (FOLDER/hubgate.toml, found through `HUBGATE_CONFIG`: `[blobs]` on the run's SeaweedFS with
-`serve`, `trusted_proxies = ["127.0.0.1"]`, `lfs_for_xet_clients = true`, one `[[upstream]]` per URL
+`serve`, `trusted_proxies = ["127.0.0.1"]`, one `[[upstream]]` per URL
 of `upstreams` named up0, up1..., then `config`, raw TOML, appended), the same `HUBGATE_SECRET_KEY`
 and the S3 credentials in its environment (plus `env`). Replica 0 starts first (it migrates the
 database), the others then start together. `balancer=False` starts no nginx (`cluster.url` is then
@@ -112,7 +112,7 @@ class Cluster:
 
 def _config(store: seaweed.Seaweed, prefix: str, serve: str, upstreams: Sequence[str], extra: str) -> str:
     blobs = seaweed.blobs_table(store, prefix, serve)
-    lines = ["lfs_for_xet_clients = true", "[http]", 'trusted_proxies = ["127.0.0.1"]', "[blobs]"]
+    lines = ["[http]", 'trusted_proxies = ["127.0.0.1"]', "[blobs]"]
     lines += [f"{key} = {json.dumps(value)}" for key, value in blobs.items()]
     for index, url in enumerate(upstreams):
         lines += ["[[upstream]]", f'name = "up{index}"', f"url = {json.dumps(url)}"]

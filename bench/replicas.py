@@ -233,5 +233,5 @@ def render(opts: argparse.Namespace, uploads: dict[str, list[float]], downloads:
 
 if __name__ == "__main__":
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    os.environ["HF_HUB_DISABLE_XET"] = "1"  # hubgate takes LFS uploads from them (lfs_for_xet_clients)
+    os.environ["HF_HUB_DISABLE_XET"] = "1"  # plain LFS uploads: the blob store's own write path, not Xet
     main()

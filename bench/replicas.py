@@ -2,7 +2,7 @@
 """Scale-out benchmark: hubgate on PostgreSQL + S3 (SeaweedFS), 1 and 3 replicas behind nginx, against
 nginx serving the same bytes and a hubgate on local disk, in one run (issue 10, "Speed").
 
-    python bench/replicas.py [--size-mib 128] [--reps 3] [--clients 4] [--cold-clients 16] [--no-doc]
+    python bench/replicas.py [--size-mib 64] [--reps 3] [--clients 4] [--cold-clients 16] [--no-doc]
 
 Uses the test harness (tests/replicas.py: N `hubgate serve` on one fresh PostgreSQL database of the
 server on 127.0.0.1:5432 and one SeaweedFS `weed mini` bucket, behind a round-robin nginx), started
@@ -109,7 +109,7 @@ def cold_single_flight(stack: ExitStack, tmp: Path, origin: Hubgate, size: int, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size-mib", type=int, default=128)
+    parser.add_argument("--size-mib", type=int, default=64)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--cold-clients", type=int, default=16)

@@ -80,6 +80,8 @@ def test_a_link_signed_by_one_replica_is_honoured_by_another(cluster: Cluster) -
     moved = href.replace(cluster.urls[0], cluster.urls[1])
     assert httpx.put(moved, content=data, timeout=60).status_code == 200
     assert any(key.endswith(sha256(data)) for key in cluster.blob_keys())
+    key = cluster.env["HUBGATE_SECRET_KEY"]
+    assert not any(key in "".join(server.log) for server in cluster.servers)  # the key is never logged
 
 
 @pytest.mark.clients

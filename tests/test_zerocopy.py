@@ -23,7 +23,7 @@ from test_metrics import BIG, samples
 
 @pytest.fixture(scope="module", params=["guarded-h11", "httptools"])
 def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Server, str]]:
-    env = {"HUBGATE_UVICORN_HTTP": request.param, "HUBGATE_LFS_FOR_XET_CLIENTS": "true"}
+    env = {"HUBGATE_UVICORN_HTTP": request.param}
     with start_server(tmp_path_factory.mktemp(request.param) / "data", env=env) as srv, pytest.MonkeyPatch.context() as patch:
         srv.add_user("alice")
         token = srv.token("alice", "write")

@@ -40,7 +40,7 @@ from starlette.concurrency import iterate_in_threadpool
 from hubgate.crashpoints import NO_CRASH, CrashPoints
 from hubgate.git.blobid import blob_hasher
 from hubgate.mirror.cache import MirrorCache
-from hubgate.mirror.leases import Holder, Leases
+from hubgate.mirror.leases import Holder, Leases, file_lease
 from hubgate.mirror.partwriter import PartWriter
 from hubgate.mirror.transfer import CHUNK, Diverged, Progress, Resent, Started, hash_existing
 from hubgate.mirror.upstream import Upstream, UpstreamError, UpstreamMissing, Upstreams, raise_for_missing
@@ -86,8 +86,7 @@ class Fetcher:
         tmp_dir.mkdir(parents=True, exist_ok=True)
         self.on_published: Callable[[int], object] | None = None
         self._waiters = Waiters()
-        # Set when replicas share the database and the bucket: one lease per file across all of them.
-        self.leases: Leases | None = None
+        self.leases: Leases | None = None  # replicas on S3: one lease per file across all of them
         self._started: dict[str, Started] = {}  # downloads started by this process, until they end
         self._started_lock = threading.Lock()
 
@@ -125,8 +124,7 @@ class Fetcher:
 
     # -- starting a download ---------------------------------------------------------------
     def begin(self, src: FileSource, token_for: TokenFor) -> Started | None:
-        """Make sure the file is being fetched; how the download in this process is faring, None if
-        the file is cached or another process fetches it (see `start`)."""
+        """As `start`, but None for a download another replica's process does."""
         started = self.start(src, token_for)
         return started if isinstance(started, Started) else None
 
@@ -154,7 +152,7 @@ class Fetcher:
                 return None
             part.touch(exist_ok=True)  # before the lease: where this replica's readers look once it is taken
             if self.leases is not None:
-                taken = self.leases.acquire(lease_name(src), steal_from)
+                taken = self.leases.acquire(file_lease(src.oid), steal_from)
                 if isinstance(taken, Holder):
                     return taken
                 if taken.took_over:  # what that holder sent its clients never verified: no resume builds on it
@@ -168,7 +166,8 @@ class Fetcher:
             except BaseException:
                 with self._started_lock:
                     del self._started[src.oid]
-                self._release(src)
+                if self.leases is not None:
+                    self.leases.release(file_lease(src.oid))
                 raise
             handed_over = True
             return started
@@ -199,13 +198,6 @@ class Fetcher:
             if not self._download(src, token_for, fd, progress):  # closes fd
                 raise TransferFailed(f"could not fetch {src.url_path}")
 
-    def _release(self, src: FileSource) -> None:
-        if self.leases is not None:
-            try:
-                self.leases.release(lease_name(src))
-            except Exception:  # noqa: BLE001 - the lease expires anyway
-                log.exception("could not release the lease on %s", src.url_path)
-
     # -- the download itself ---------------------------------------------------------------
     def _download(self, src: FileSource, token_for: TokenFor, lock_fd: int, progress: Callable[[int], None] | None = None,
                   started: Started | None = None) -> bool:
@@ -221,7 +213,8 @@ class Fetcher:
             with self._started_lock:
                 if self._started.get(src.oid) is started:
                     del self._started[src.oid]
-            self._release(src)
+            if self.leases is not None:
+                self.leases.release(file_lease(src.oid))
             os.close(lock_fd)  # releases the flock: readers see the end of the attempt
             self._waiters.wake(src.oid)  # published or failed: readers here need not wait for a poll
 
@@ -314,7 +307,7 @@ class Fetcher:
             resent = Resent(state) if state.offset and response.status_code != 206 else None
             started.ok()
             if self.leases is not None:  # replicas waiting for the first answer may stream now
-                self.leases.mark_streaming(lease_name(src))
+                self.leases.mark_streaming(file_lease(src.oid))
             # The pieces as the connection delivers them (no re-chunking copy); hashed here while
             # the writer thread writes the previous ones. Leaving the block drains the writer, so
             # the part file then holds every byte hashed, unless a write failed (then it raises).
@@ -491,10 +484,6 @@ class Fetcher:
         if mark != f"{opened.st_dev}:{opened.st_ino}":
             raise TransferFailed(f"{src.url_path}: the bytes sent came from a transfer that did not verify")
         return True
-
-
-def lease_name(src: FileSource) -> str:
-    return f"fetch:{src.oid}"
 
 
 def _write_atomically(path: Path, text: str) -> None:

@@ -31,6 +31,11 @@ LEASE_TTL = 15.0  # seconds a lease lasts unless renewed
 RENEW_EVERY = 3.0  # seconds between the heartbeat's renewals
 
 
+def file_lease(oid: str) -> str:
+    """The lease on fetching the mirrored file `oid`."""
+    return f"fetch:{oid}"
+
+
 @dataclass(frozen=True)
 class Holder:
     """Another process's lease."""
@@ -94,10 +99,14 @@ class Leases:
                                                       MirrorLease.streaming.is_(False)).values(streaming=True))
 
     def release(self, name: str) -> None:
+        """Give the lease up (if this process holds it); a database error is logged: it expires anyway."""
         with self._lock:
             self._held.discard(name)
-        with self.metadata.session() as session:
-            session.execute(delete(MirrorLease).where(MirrorLease.name == name, MirrorLease.holder == self.me))
+        try:
+            with self.metadata.session() as session:
+                session.execute(delete(MirrorLease).where(MirrorLease.name == name, MirrorLease.holder == self.me))
+        except Exception:  # noqa: BLE001 - callers are cleaning up after their job
+            log.exception("could not release the lease %s", name)
 
     def close(self) -> None:
         self._stop.set()

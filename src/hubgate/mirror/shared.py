@@ -21,8 +21,8 @@ from typing import Literal
 
 from hubgate.crashpoints import NO_CRASH, CrashPoints
 from hubgate.mirror.cache import MirrorCache
-from hubgate.mirror.fetcher import Fetcher, FileSource, TokenFor, TransferFailed, lease_name
-from hubgate.mirror.leases import Holder, Leases
+from hubgate.mirror.fetcher import Fetcher, FileSource, TokenFor, TransferFailed
+from hubgate.mirror.leases import Holder, Leases, file_lease
 from hubgate.mirror.replicas import HolderFailed, reachable, tail
 from hubgate.mirror.transfer import Started
 from hubgate.mirror.upstream import Upstreams
@@ -68,7 +68,7 @@ class SharedFetcher(Fetcher):
         """As `Fetcher.fetch_now`, holding the file's lease meanwhile (replicas wait for the stored
         file: a `hubgate mirror pull` serves nobody its bytes), or waiting while another holds it."""
         while (sha256 := self.cached(src)) is None:
-            taken = self.shared.acquire(lease_name(src))
+            taken = self.shared.acquire(file_lease(src.oid))
             if isinstance(taken, Holder):
                 time.sleep(PULL_POLL)
                 continue
@@ -77,7 +77,7 @@ class SharedFetcher(Fetcher):
             try:
                 return super().fetch_now(src, token_for, progress)
             finally:
-                self.shared.release(lease_name(src))
+                self.shared.release(file_lease(src.oid))
         return sha256
 
     def _local(self, holder: Holder) -> bool:
@@ -85,7 +85,7 @@ class SharedFetcher(Fetcher):
         return bool(self.shared.url) and holder.url == self.shared.url
 
     def _fetching_here(self, src: FileSource) -> bool:
-        holder = self.shared.holder(lease_name(src))
+        holder = self.shared.holder(file_lease(src.oid))
         return holder is not None and self._local(holder) and self.downloading(src)
 
     def _source_of(self, src: FileSource, token_for: TokenFor) -> Holder | Literal["here"] | None:
@@ -93,7 +93,7 @@ class SharedFetcher(Fetcher):
         by this process if the lease was free), another replica's holder, or None: look again."""
         if self.cached(src) is not None:
             return "here"
-        holder = self.shared.holder(lease_name(src))
+        holder = self.shared.holder(file_lease(src.oid))
         if holder is None:
             found = self.start(src, token_for)
             if not isinstance(found, Holder):

@@ -14,6 +14,8 @@ from hubgate.git.objects import CommitData
 from hubgate.ids import RepoRef
 from hubgate.storage.blobs import BlobStore
 
+THREAD_STEP = 1024 * 1024  # bytes a stream reads per step in a worker thread
+
 
 @dataclass(frozen=True)
 class LfsInfo:
@@ -77,12 +79,13 @@ class Content:
 
 
 def threaded(read: Callable[[int, int], Iterator[bytes]]) -> Callable[[int, int], AsyncGenerator[bytes, None]]:
-    """`read(start, end)`, a blocking iterator, as an async stream whose every step runs in a thread."""
+    """`read(start, end)`, a blocking iterator, as an async stream whose every step runs in a thread
+    (and gathers at least `THREAD_STEP` bytes: a Xet file's pieces are chunks of ~64 KiB)."""
 
     async def stream(start: int, end: int) -> AsyncGenerator[bytes, None]:
         chunks = read(start, end)
         try:
-            while (chunk := await anyio.to_thread.run_sync(next, chunks, None)) is not None:
+            while chunk := await anyio.to_thread.run_sync(_gather, chunks):
                 yield chunk
         finally:
             close = getattr(chunks, "close", None)  # a generator: its clean-up (open files) runs now
@@ -90,6 +93,18 @@ def threaded(read: Callable[[int, int], Iterator[bytes]]) -> Callable[[int, int]
                 await anyio.to_thread.run_sync(close)
 
     return stream
+
+
+def _gather(chunks: Iterator[bytes]) -> bytes:
+    """The next pieces of `chunks`, joined, up to the first that reaches `THREAD_STEP` bytes (b"" at the end)."""
+    pieces: list[bytes] = []
+    size = 0
+    for piece in chunks:
+        pieces.append(piece)
+        size += len(piece)
+        if size >= THREAD_STEP:
+            break
+    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
 def stored_content(blobs: BlobStore, sha256: str, size: int, redirect: bool = True) -> Content | None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 from huggingface_hub import HfApi
-from huggingface_hub.errors import HfHubHTTPError
+from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
 from conftest import Server, start_server
 from fakehub import FakeHub, start_fakehub
@@ -101,3 +101,29 @@ def test_without_an_upstream_discussions_say_so(mirror: Server, hub: FakeHub, tm
     with start_server(mirror.data, "--offline", config=tmp_path / "hubgate.toml") as offline:
         answer = httpx.get(f"{offline.url}/api/models/hub/carded/discussions")
         assert answer.status_code == 503 and "hubgate runs offline" in answer.json()["error"]
+
+
+def test_an_upstream_rejecting_the_server_token_is_unavailable_not_missing(tmp_path: Path, hub: FakeHub) -> None:
+    """The Hub answers a bad token 401 `Invalid credentials in Authorization header`: hubgate's own
+    token is wrong, which the admin must hear of; clients are told the upstream is unavailable."""
+    hub.reset()
+    for folder in ("one", "two"):
+        (tmp_path / folder).mkdir()
+    with mirror_of(tmp_path / "one", hub, token="hf_revoked") as srv:
+        answer = httpx.get(f"{srv.url}/api/models/hub/carded")
+        assert answer.status_code == 503 and answer.json()["error"].startswith("Upstream unavailable"), answer.text
+        assert "x-error-code" not in answer.headers  # not RepoNotFound: the repo may well exist
+        with pytest.raises(HfHubHTTPError) as caught:
+            HfApi(endpoint=srv.url).model_info("hub/carded")
+        assert caught.value.response.status_code == 503 and not isinstance(caught.value, RepositoryNotFoundError)
+        status = httpx.get(f"{srv.url}/api/mirror/status", headers=srv.admin_headers()).json()
+        assert "rejects the configured token" in status["upstreams"][0]["lastError"]
+        assert any("rejects the configured token" in line and "hf_revoked" not in line for line in srv.log)
+    # with another upstream that takes the token, that one serves
+    other = start_fakehub(tmp_path / "other", xet=False, tokens={"hf_revoked": "alice"})
+    try:
+        other.add_repo("hub/carded", {"config.json": "{}"}, xet=False)
+        with mirror_of(tmp_path / "two", hub, other, token="hf_revoked") as srv:
+            assert httpx.get(f"{srv.url}/hub/carded/resolve/main/config.json").content == b"{}"
+    finally:
+        other.stop()

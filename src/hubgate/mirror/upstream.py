@@ -138,11 +138,28 @@ class Upstream:
                 message = f"HTTP {response.status_code} for {method} {url}"
                 self.health.failed(message)
                 raise UpstreamError(self.name, message, response.status_code)
+            if token is not None and token == self.config.token and self.auth_headers(url, token):
+                self._check_server_token(response)
             self.health.ok(time.monotonic() - started)
             return response
         message = f"too many redirects for {method} {path}"
         self.health.failed(message)
         raise UpstreamError(self.name, message)
+
+
+    def _check_server_token(self, response: httpx.Response) -> None:
+        """An upstream that rejects hubgate's own token is misconfigured here, not missing a repo:
+        the admin is told (log, mirror status) and clients get 'Upstream unavailable' (503), not a
+        misleading 401/404 RepoNotFound; the next upstream, if any, is asked instead."""
+        if response.status_code != 401 or response.headers.get("x-error-code"):
+            return
+        if "invalid credentials" not in response.headers.get("x-error-message", "").lower():
+            return
+        response.close()
+        message = f"rejects the configured token (401 Invalid credentials): check ${self.config.token_env}"
+        log.error("upstream %s %s", self.name, message)
+        self.health.failed(message)
+        raise UpstreamError(self.name, message, 401)
 
 
 def raise_for_missing(upstream: Upstream, response: httpx.Response) -> None:

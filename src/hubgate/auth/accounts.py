@@ -188,12 +188,12 @@ class Accounts:
     def namespace_kind(self, name: str) -> str | None:
         """'user', 'org', or None when no local account owns this namespace (in any letter case)."""
         lowered = name.lower()
-        with self.metadata.session() as session:
-            if session.scalar(select(User.id).where(func.lower(User.name) == lowered)) is not None:
-                return "user"
-            if session.scalar(select(Org.id).where(func.lower(Org.name) == lowered)) is not None:
-                return "org"
-        return None
+        with self.metadata.session() as session:  # one statement: every mirrored request asks it
+            user, org = session.execute(select(
+                select(User.id).where(func.lower(User.name) == lowered).exists(),
+                select(Org.id).where(func.lower(Org.name) == lowered).exists(),
+            )).one()
+        return "user" if user else "org" if org else None
 
     def principal(self, secret: str, client: str | None) -> Principal:
         """The caller behind a token: InvalidCredentials if it is unknown, revoked or expired,

@@ -93,6 +93,22 @@ class GcSettings(BaseModel):
     upload_grace: float = 86400.0
 
 
+class XetSettings(BaseModel):
+    """Plain copies of files uploaded through Xet (the `[xet]` table of the config file).
+
+    A client without hf_xet (plain HTTP, git-lfs) gets a Xet file rebuilt from its xorbs; the first
+    whole download also keeps the rebuilt bytes as a blob (verified against the file's SHA-256), so
+    later downloads are served like an LFS file. Those copies are a cache, capped here."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Largest total size of the plain copies in bytes (0: make none); least recently used first out.
+    plain_copy_max_bytes: int = Field(64 * 1024**3, ge=0, description="a number of bytes, 0 (no copies) or more")
+    # Seconds after its last use a plain copy may be evicted (a client may still be downloading it,
+    # from the S3 bucket or with a presigned URL).
+    plain_copy_idle: Seconds = 900.0
+
+
 class MirrorSettings(BaseModel):
     """How the pull-through cache behaves (the `[mirror]` table of the config file)."""
 
@@ -214,6 +230,7 @@ class Settings(BaseModel):
     # Upstream hubs, tried in order (`[[upstream]]` tables in the config file).
     upstream: list[UpstreamConfig] = Field(default_factory=list)
     mirror: MirrorSettings = Field(default_factory=MirrorSettings)
+    xet: XetSettings = Field(default_factory=XetSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     gc: GcSettings = Field(default_factory=GcSettings)

@@ -30,6 +30,7 @@ from hubgate.repos.access import RepoAccess
 from hubgate.repos.base import Repository
 from hubgate.repos.discussions import Discussions
 from hubgate.repos.hosted import HostedRepository
+from hubgate.repos.plain_copies import PlainCopies
 from hubgate.repos.service import MovedRepo, RepoService
 from hubgate.signing import Signer
 from hubgate.storage.blobs import BlobStore, LocalBlobStore
@@ -56,7 +57,9 @@ class Hub:
         self.redirects = settings.blobs.backend == "s3" and settings.blobs.serve == "redirect"
         limits = settings.auth
         self.accounts = Accounts(self.metadata, FailureThrottle(self.metadata, limits.max_failures, limits.failure_window))
-        self.repos = RepoService(self.metadata, self.blobs, settings.lfs_threshold, crash=crash, xet=self.xet)
+        self.plain_copies = PlainCopies(self.metadata, self.blobs, settings.xet)
+        self.repos = RepoService(self.metadata, self.blobs, settings.lfs_threshold, crash=crash, xet=self.xet,
+                                 copies=self.plain_copies)
         self.discussions = Discussions(self.metadata, self.repos)
         # Offline, the mirror serves what it cached or a bundle imported, even with no upstream.
         self.mirror: Mirror | None = None

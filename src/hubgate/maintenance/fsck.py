@@ -20,7 +20,7 @@ from sqlalchemy import delete, select
 from hubgate.maintenance.reach import Reach, roots, walk
 from hubgate.storage.blobs import BlobStore
 from hubgate.storage.metadata import GitObject, MetadataStore, MirrorFile, RepoLfsObject
-from hubgate.storage.xettables import XetRepoFile, XetXorb
+from hubgate.storage.xettables import XetPlainCopy, XetRepoFile, XetXorb
 
 READ = 1024 * 1024
 BATCH = 500
@@ -98,10 +98,11 @@ class Fsck:
             linked = set(session.scalars(select(RepoLfsObject.oid)))
             cached = set(session.scalars(select(MirrorFile.sha256)))
             xorbs = {blob: xorb for blob, xorb in session.execute(select(XetXorb.blob_sha256, XetXorb.hash))}
+            copies = set(session.scalars(select(XetPlainCopy.sha256)))  # a cache: no finding when evicted
         for sha256, xorb in sorted(xorbs.items()):
             if sha256 not in stored:
                 report.findings.append(Finding("missing-content", sha256, f"the bytes of xorb {xorb}"))
-        for sha256 in sorted(stored - set(reach.content) - linked - cached - set(xorbs)):
+        for sha256 in sorted(stored - set(reach.content) - linked - cached - set(xorbs) - copies):
             report.findings.append(Finding("unreferenced", sha256, "no repo, upload or mirror record uses it"))
         return report
 

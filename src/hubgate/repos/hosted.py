@@ -13,6 +13,7 @@ from hubgate.ids import is_commit_id
 from hubgate.repos import xet_files
 from hubgate.repos.base import Content, Entry, LfsInfo, RepoMeta, stored_content, threaded
 from hubgate.repos.modelcard import CARD, CARD_DATA_LIMIT, card_data
+from hubgate.repos.plain_copies import PlainCopies
 from hubgate.storage.blobs import BlobStore
 from hubgate.storage.gitstore import GitStore
 from hubgate.xet.hashing import str_to_hash
@@ -21,13 +22,14 @@ from hubgate.xet.store import XetStore
 
 class HostedRepository:
     def __init__(self, meta: RepoMeta, pk: int, refs: dict[str, str], git: GitStore, blobs: BlobStore,
-                 xet: XetStore | None = None) -> None:
+                 xet: XetStore | None = None, copies: PlainCopies | None = None) -> None:
         self.meta = meta
         self.pk = pk
         self._refs = refs
         self._git = git
         self._blobs = blobs
         self._xet = xet
+        self._copies = copies
 
     def response_headers(self) -> dict[str, str]:
         return {}
@@ -177,7 +179,7 @@ class HostedRepository:
 
     def open(self, entry: Entry, commit: str | None = None) -> Content:
         if entry.lfs and entry.lfs.xet_hash and self._xet:
-            return self._xet_content(entry.path, self._xet, entry.lfs.xet_hash)
+            return self._xet_content(entry.path, self._xet, entry.lfs.xet_hash, entry.lfs.sha256)
         if entry.lfs:
             return self._stored(entry.path, entry.lfs.sha256, entry.lfs.size, redirect=True)
         location = self._git.blob_location(entry.oid)
@@ -193,12 +195,32 @@ class HostedRepository:
             raise HubError(f"Missing blob object {entry.oid}", status=500)
         return Content(len(data), data=data)
 
-    def _xet_content(self, path: str, xet: XetStore, file_hash: str) -> Content:
-        """A file uploaded through Xet, as plain bytes reconstructed from its xorbs range by range."""
+    def _xet_content(self, path: str, xet: XetStore, file_hash: str, sha256: str) -> Content:
+        """A file uploaded through Xet, as plain bytes: its plain copy if there is one, else
+        reconstructed from its xorbs range by range (a whole download keeping a copy, see plain_copies)."""
         file = xet.readable(str_to_hash(file_hash), self.pk)
         if file is None:
             raise HubError(f"The Xet file of {path} is missing on this server; upload the file again", status=500)
-        return Content(file.size, stream=threaded(lambda start, end: xet.read(file, start, end)), verified=True)
+        copy = self._copies.served(sha256, file.size) if self._copies is not None else None
+        if copy is not None:
+            return copy
+
+        def rebuild(start: int, end: int) -> Iterator[bytes]:
+            return xet.read(file, start, end)
+
+        read = self._copies.reading(file.name, sha256, file.size, rebuild) if self._copies is not None else rebuild
+        return Content(file.size, stream=threaded(read), verified=True)
+
+    def xet_held(self, sha256s: set[str]) -> set[str]:
+        """Those of `sha256s` this repo holds as (verified) Xet files."""
+        return set(self._xet_held(sha256s))
+
+    def xet_content(self, sha256: str) -> Content | None:
+        """The content `sha256` if this repo holds it as a Xet file (for git-lfs downloads), else None."""
+        held = self._xet_held({sha256})
+        if sha256 not in held or self._xet is None:
+            return None
+        return self._xet_content(sha256, self._xet, held[sha256][0], sha256)
 
     def _stored(self, path: str, sha256: str, size: int, redirect: bool = False) -> Content:
         content = stored_content(self._blobs, sha256, size, redirect)

@@ -21,9 +21,10 @@ from hubgate.git import objects as git
 from hubgate.ids import RepoRef, check_branch_name, check_new_namespace, is_commit_id
 from hubgate.memcache import ByteCache
 from hubgate.repos import lfs_links, modelcard, xet_files
-from hubgate.repos.base import RepoMeta
+from hubgate.repos.base import Content, RepoMeta, stored_content
 from hubgate.repos.commits import AddBytes, AddLfs, LfsPolicy, Operation, TreeEdit, lfs_patterns, new_commit_objects
 from hubgate.repos.hosted import HostedRepository
+from hubgate.repos.plain_copies import PlainCopies
 from hubgate.repos.preupload import ContentOids
 from hubgate.storage.blobs import BlobStore
 from hubgate.storage.gcguard import hold_off_gc
@@ -64,10 +65,11 @@ def _meta(row: Repo) -> RepoMeta:
 
 class RepoService:
     def __init__(self, metadata: MetadataStore, blobs: BlobStore, lfs_threshold: int,
-                 crash: CrashPoints = NO_CRASH, xet: XetStore | None = None) -> None:
+                 crash: CrashPoints = NO_CRASH, xet: XetStore | None = None, copies: PlainCopies | None = None) -> None:
         self.metadata = metadata
         self.blobs = blobs
         self.xet = xet
+        self.copies = copies
         self.crash = crash
         self.git = GitStore(metadata)
         self.lfs_threshold = lfs_threshold
@@ -119,7 +121,7 @@ class RepoService:
             target = session.get(Repo, redirect.repo_pk if redirect is not None else -1)
             if row is None:
                 return None, _meta(target) if target is not None else None
-            return HostedRepository(_meta(row), row.id, refs, self.git, self.blobs, self.xet), None
+            return HostedRepository(_meta(row), row.id, refs, self.git, self.blobs, self.xet, self.copies), None
 
     def open(self, ref: RepoRef) -> HostedRepository | None:
         return self.find(ref)[0]
@@ -388,13 +390,18 @@ class RepoService:
             allowed |= oids & self._lfs_held_by_refs(repo)
         return {oid for oid in allowed if self.blobs.exists(oid)}
 
-    def serves_lfs(self, repo_pk: int, oid: str) -> bool:
-        """Whether the repo `repo_pk` still exists and may serve the LFS object `oid`."""
+    def lfs_download(self, repo_pk: int, oid: str) -> Content | None:
+        """What repo `repo_pk` (if it still exists) serves git-lfs for `oid`: the LFS object it may
+        use, or the Xet file it holds with that SHA-256 (its plain copy, or rebuilt); else None."""
         with self.metadata.session() as session:
             row = session.get(Repo, repo_pk)
             ref = RepoRef(row.type, row.namespace, row.name) if row is not None else None
         repo = self.open(ref) if ref is not None else None
-        return repo is not None and repo.pk == repo_pk and oid in self.usable_lfs(repo, {oid})
+        if repo is None or repo.pk != repo_pk:
+            return None
+        size = self.blobs.size(oid) if oid in self.usable_lfs(repo, {oid}) else None
+        content = stored_content(self.blobs, oid, size) if size is not None else None
+        return content if content is not None else repo.xet_content(oid)
 
     def link_lfs(self, repo_pk: int, oid: str) -> None:
         """Record that `oid` was uploaded for the repo `repo_pk`."""

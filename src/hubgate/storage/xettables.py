@@ -70,3 +70,19 @@ class XetDedupChunk(Base):
     __tablename__ = "xet_dedup_chunks"
     chunk_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     xorb_hash: Mapped[str] = mapped_column(ForeignKey("xet_xorbs.hash", ondelete="CASCADE"), primary_key=True, index=True)
+
+
+class XetPlainCopy(Base):
+    """A plain copy of file `file_hash`: its bytes rebuilt once for a plain-HTTP or git-lfs client and
+    kept as the blob `sha256` (published only if they hashed to it), served from then on like an LFS
+    object. A cache, capped by `[xet] plain_copy_max_bytes`, least recently used first out.
+
+    `ready` is False while one process writes it (the row is its claim: others rebuild without
+    copying); `last_access` (seconds since the epoch) is the claim's time until then."""
+
+    __tablename__ = "xet_plain_copies"
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    file_hash: Mapped[str] = mapped_column(ForeignKey("xet_files.hash", ondelete="CASCADE"), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    ready: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_access: Mapped[float] = mapped_column(Float, index=True)

@@ -16,7 +16,6 @@ from hubgate.http.call import Call
 from hubgate.http.responses import ContentResponse, json_response, parse_range
 from hubgate.http.routes.discussions import hosted, proposal, proposal_subject
 from hubgate.http.routing import FILE_PREFIX, RouteTable
-from hubgate.repos.base import stored_content
 from hubgate.repos.discussions import refuse_mirrored
 from hubgate.repos.hosted import HostedRepository
 from hubgate.signing import Signer
@@ -76,6 +75,8 @@ def batch(call: Call) -> Response:
     # Objects are stored once for all repos, but a repo only reaches those it was sent or holds:
     # anything else must be uploaded (again) to this repo, which proves the sender has the bytes.
     usable = call.hub.repos.usable_lfs(repo, {obj["oid"] for obj in valid}) if repo is not None else set()
+    # Contents the repo holds as Xet files (uploaded with hf_xet) are served to git-lfs all the same.
+    in_xet = repo.xet_held({obj["oid"] for obj in valid} - usable) if repo is not None and not upload else set()
     answers = []
     if upload and repo is None:
         raise refuse_mirrored()
@@ -85,7 +86,7 @@ def batch(call: Call) -> Response:
             answers.append({"oid": str(oid), "size": size, "error": {"code": 422, "message": "Invalid oid or size"}})
             continue
         oid, size = obj["oid"], obj["size"]
-        stored = call.hub.blobs.size(oid) if oid in usable else None
+        stored = call.hub.blobs.size(oid) if oid in usable else size if oid in in_xet else None
         answer: dict[str, Any] = {"oid": oid, "size": size, "authenticated": True}
         if upload:
             assert repo is not None
@@ -174,9 +175,8 @@ def download(call: Call) -> Response:
     oid, repo_pk = call.params["oid"], call.query.get("repo", "")
     check_signed(call.request, call.hub.signer, "download", oid, repo_pk)
     # Issued for one repo: once that repo is deleted (or no longer has the object), nothing.
-    size = call.hub.blobs.size(oid) if repo_pk.isdigit() and call.hub.repos.serves_lfs(int(repo_pk), oid) else None
-    content = stored_content(call.hub.blobs, oid, size) if size is not None else None
-    if content is None or size is None:
+    content = call.hub.repos.lfs_download(int(repo_pk), oid) if repo_pk.isdigit() else None
+    if content is None:
         raise NotFound(f"Object {oid} does not exist")
     headers = {"ETag": f'"{oid}"'}
     byte_range = parse_range(call.request.headers.get("range"), content.size)

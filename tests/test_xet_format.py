@@ -49,6 +49,7 @@ from hubgate.xet.xorb import (
     IndexView,
     XetFormatError,
     build_xorb,
+    canonical_parts,
     canonical_xorb,
     decode_chunk_records,
     decode_stream,
@@ -312,6 +313,24 @@ def test_canonical_xorb_stores_this_servers_encoding() -> None:
     assert stored == canonical_xorb(_header(len(clean), 1, 5000) + clean, chunk_hash(bytes(5000)))[0]
     with pytest.raises(XetFormatError, match="hash to"):
         canonical_xorb(record, bytes(32))
+
+
+def test_raw_records_are_stored_as_sent_and_compressed_ones_re_encoded() -> None:
+    chunks = [CHUNKS[0], b"abc" * 3001, CHUNKS[1], bytes(5000), CHUNKS[2]]
+    expected = xorb_hash(_nodes(chunks))
+    raw = b"".join(encode_record(c, 0) for c in chunks)
+    parts, entries = canonical_parts(raw, expected)
+    assert parts == [raw] and parts[0] is raw  # all raw: the uploaded body, not a copy
+    assert entries == parse_xorb(raw, expected)
+    for schemes in ([0, 1, 0, 2, 0], [1, 0, 0, 2, 1], [0, 0, 1, 1, 0]):
+        records = [encode_record(c, s) for c, s in zip(chunks, schemes, strict=True)]
+        parts, entries = canonical_parts(b"".join(records), expected)
+        stored = b"".join(parts)
+        assert (stored, entries) == canonical_xorb(b"".join(records), expected)
+        assert list(decode_chunk_records(stored)) == chunks
+        for record, scheme, entry in zip(records, schemes, entries, strict=True):
+            if scheme == 0:
+                assert stored[entry.offset : entry.offset + entry.stored_size] == record
 
 
 def test_xorb_limits() -> None:

@@ -36,7 +36,7 @@ from hubgate.xet.xorb import (
     ChunkEntry,
     IndexView,
     XetFormatError,
-    canonical_xorb,
+    canonical_parts,
     pack_index,
     parse_xorb,
 )
@@ -88,7 +88,7 @@ class XetStore:
         """Validate and store a serialized xorb named `xorb`; False if it was stored already (then
         only its age is renewed). BadRequest if the bytes are not that xorb.
 
-        What is stored is this server's own encoding of the chunks (`canonical_xorb`), never the
+        What is stored is this server's own encoding of the chunks (`canonical_parts`), never the
         uploader's bytes: the xorb hash covers the chunks' contents, not their encoding, so bytes that
         decode one way here and another way in a client must not be kept for everybody's downloads."""
         name = hash_to_str(xorb)
@@ -99,17 +99,20 @@ class XetStore:
                     parse_xorb(data, xorb)  # checked all the same, nothing kept
                     if self._renew(name):
                         return False
-                stored, entries = canonical_xorb(data, xorb)
+                parts, entries = canonical_parts(data, xorb)
             except XetFormatError as error:
                 raise BadRequest(f"Invalid xorb: {error}") from None
             del data
             writer = self.blobs.writer()
             try:
-                writer.write(stored)
+                for part in parts:  # the sha256 naming the blob is computed as it is written
+                    writer.write(part)
                 blob = writer.commit()
             finally:
                 writer.abort()
-        row = {"hash": name, "blob_sha256": blob, "size": len(stored), "unpacked": sum(e.unpacked_size for e in entries),
+        size = sum(len(part) for part in parts)
+        del parts
+        row = {"hash": name, "blob_sha256": blob, "size": size, "unpacked": sum(e.unpacked_size for e in entries),
                "chunks": len(entries), "chunk_index": pack_index(entries), "touched_at": time.time()}
         asked = [e.hash for index, e in enumerate(entries) if index == 0 or dedup_eligible(e.hash)]
         with self.metadata.session() as session:

@@ -113,19 +113,33 @@ def _decode(data: bytes | bytearray | memoryview, at: int) -> tuple[bytes, int, 
     return (_bg4_join(out) if scheme == SCHEME_BG4_LZ4 else out), scheme, end
 
 
-def _records(body: bytes) -> Iterator[tuple[bytes, int, int, int]]:
-    """(uncompressed chunk, scheme, offset, stored size) of each record of an uploaded xorb, within the limits."""
+def _upload_records(body: bytes) -> Iterator[tuple[memoryview, int, bytes | None, int, int]]:
+    """Each record of an uploaded xorb, within the limits, decoded once: (uncompressed chunk, scheme, the payload this
+    server compresses for it (None for a raw record, which it keeps as sent), offset, stored size).
+
+    A raw chunk is a view of `body` (no copy); a BG4 chunk's payload is its grouped form as decompressed (the split
+    back is not redone)."""
     if not body:
         raise XetFormatError("the xorb is empty")
     if len(body) > MAX_XORB_BYTES:
         raise XetFormatError(f"the xorb exceeds {MAX_XORB_BYTES} bytes")
+    view = memoryview(body)
     count = 0
     at = 0
     while at < len(body):
         if count == MAX_XORB_CHUNKS:
             raise XetFormatError(f"the xorb holds more than {MAX_XORB_CHUNKS} chunks")
-        data, scheme, end = _decode(body, at)
-        yield data, scheme, at, end - at
+        compressed, scheme, unpacked = _header(body, at)
+        start = at + HEADER_SIZE
+        end = start + compressed
+        if end > len(body):
+            raise XetFormatError(f"chunk at byte {at} runs past the end of the data")
+        if scheme == SCHEME_RAW:
+            yield view[start:end], scheme, None, at, end - at
+        else:
+            out = _lz4(body[start:end], unpacked, at)
+            data = _bg4_join(out) if scheme == SCHEME_BG4_LZ4 else out
+            yield memoryview(data), scheme, out, at, end - at
         count += 1
         at = end
 
@@ -138,31 +152,53 @@ def _check_hash(entries: Sequence[ChunkEntry], expected_hash: bytes) -> None:
 
 def parse_xorb(body: bytes, expected_hash: bytes) -> list[ChunkEntry]:
     """Validate an uploaded xorb and return its chunk index; XetFormatError on anything wrong."""
-    entries = [ChunkEntry(chunk_hash(data), len(data), at, size) for data, _, at, size in _records(body)]
+    entries = [ChunkEntry(chunk_hash(data), len(data), at, size) for data, _, _, at, size in _upload_records(body)]
     _check_hash(entries, expected_hash)
     return entries
 
 
-def canonical_xorb(body: bytes, expected_hash: bytes) -> tuple[bytes, list[ChunkEntry]]:
-    """Validate an uploaded xorb (as parse_xorb) and return the bytes to store, encoded by this server, with their index.
+def canonical_parts(body: bytes, expected_hash: bytes) -> tuple[list[bytes], list[ChunkEntry]]:
+    """Validate an uploaded xorb (as parse_xorb) and return the bytes to store, encoded by this server, as pieces to
+    write in order, with their index.
 
-    Raw chunks are kept; compressed ones are compressed again in the scheme the client chose (raw where that is not
-    smaller). The xorb hash covers the chunks, not their encoding, and LZ4 decoders disagree on some malformed streams
-    (a match offset of 0 copies whatever the decoder's buffer holds): storing the uploader's bytes as they came would
-    let one client store, under a xorb hash others will upload too, bytes that only decode right here.
+    Raw records are kept as sent: their header says nothing but the length twice (checked equal) and their payload is
+    the chunk itself, so there is nothing a decoder could read two ways; runs of them are slices of `body` (the whole
+    body, uncopied, when every record is raw). Compressed chunks are compressed again in the scheme the client chose
+    (raw where that is not smaller). The xorb hash covers the chunks, not their encoding, and LZ4 decoders disagree on
+    some malformed streams (a match offset of 0 copies whatever the decoder's buffer holds): storing the uploader's
+    LZ4 frames as they came would let one client store, under a xorb hash others will upload too, bytes that only
+    decode right here.
     """
     parts: list[bytes] = []
     entries: list[ChunkEntry] = []
-    at = 0
-    for data, scheme, _, _ in _records(body):
-        header, payload = _encode(data, scheme)
-        if len(payload) >= len(data):
-            header, payload = _encode(data, SCHEME_RAW)
-        entries.append(ChunkEntry(chunk_hash(data), len(data), at, HEADER_SIZE + len(payload)))
-        parts += (header, payload)
-        at += HEADER_SIZE + len(payload)
+    kept = 0  # where the current run of records kept as sent started in `body`
+    at = 0  # where the next record lands in the stored bytes
+    for data, scheme, payload, offset, size in _upload_records(body):
+        if payload is None:  # raw: kept as sent
+            entries.append(ChunkEntry(chunk_hash(data), len(data), at, size))
+            at += size
+            continue
+        if kept < offset:
+            parts.append(body[kept:offset])
+        kept = offset + size
+        record = _record(scheme, _compress(payload), len(data))
+        if len(record) - HEADER_SIZE >= len(data):
+            record = _record(SCHEME_RAW, bytes(data), len(data))
+        entries.append(ChunkEntry(chunk_hash(data), len(data), at, len(record)))
+        parts.append(record)
+        at += len(record)
     _check_hash(entries, expected_hash)
-    return b"".join(parts), entries
+    if kept == 0:
+        return [body], entries
+    if kept < len(body):
+        parts.append(body[kept:])
+    return parts, entries
+
+
+def canonical_xorb(body: bytes, expected_hash: bytes) -> tuple[bytes, list[ChunkEntry]]:
+    """canonical_parts, joined."""
+    parts, entries = canonical_parts(body, expected_hash)
+    return (parts[0] if len(parts) == 1 else b"".join(parts)), entries
 
 
 def decode_stream(pieces: Iterable[bytes]) -> Iterator[bytes]:
@@ -211,8 +247,16 @@ def _encode(chunk: bytes, scheme: int) -> tuple[bytes, bytes]:
         payload = _compress(_bg4_split(chunk))
     else:
         raise ValueError(f"unknown compression scheme {scheme}")
-    header = bytes([0]) + len(payload).to_bytes(3, "little") + bytes([scheme]) + len(chunk).to_bytes(3, "little")
-    return header, payload
+    return _header_bytes(scheme, len(payload), len(chunk)), payload
+
+
+def _header_bytes(scheme: int, stored: int, unpacked: int) -> bytes:
+    return bytes([0]) + stored.to_bytes(3, "little") + bytes([scheme]) + unpacked.to_bytes(3, "little")
+
+
+def _record(scheme: int, payload: bytes, unpacked: int) -> bytes:
+    """A whole chunk record: header and payload."""
+    return _header_bytes(scheme, len(payload), unpacked) + payload
 
 
 def encode_record(chunk: bytes, scheme: int = SCHEME_LZ4) -> bytes:

@@ -201,32 +201,36 @@ def canonical_xorb(body: bytes, expected_hash: bytes) -> tuple[bytes, list[Chunk
     return (parts[0] if len(parts) == 1 else b"".join(parts)), entries
 
 
+def _wanted(data: bytes, at: int) -> int:
+    """The bytes the record at `at` needs to be decoded: its header while that is incomplete, then the whole record."""
+    if len(data) - at < HEADER_SIZE:
+        return HEADER_SIZE
+    return HEADER_SIZE + _header(data, at)[0]
+
+
 def decode_stream(pieces: Iterable[bytes]) -> Iterator[bytes]:
     """Consecutive chunk records, arriving in pieces of any size, as their uncompressed bytes.
 
+    Records are decoded where they lie in a piece; only a record split between pieces is copied (to join its parts).
     Holds at most one record plus one piece in memory.
     """
-    parts: list[bytes] = []  # what has arrived since the last whole record
-    have = 0
-    need = HEADER_SIZE  # bytes the next record needs before it can be decoded
+    rest = b""  # the beginning of a record whose end is in a later piece
     for piece in pieces:
-        parts.append(piece)
-        have += len(piece)
-        if have < need:
-            continue
-        data = parts[0] if len(parts) == 1 else b"".join(parts)
         at = 0
-        while True:
-            need = HEADER_SIZE
-            if len(data) - at >= HEADER_SIZE:
-                need += _header(data, at)[0]
-            if len(data) - at < need:
-                break
-            chunk, _, at = _decode(data, at)
+        while rest and at < len(piece):  # complete it from the front of this piece
+            take = _wanted(rest, 0) - len(rest)
+            rest += piece[at : at + take]
+            at = min(at + take, len(piece))
+            if len(rest) > HEADER_SIZE and len(rest) == _wanted(rest, 0):  # a record is never its header alone
+                yield _decode(rest, 0)[0]
+                rest = b""
+        if rest:
+            continue
+        while len(piece) - at >= _wanted(piece, at):
+            chunk, _, at = _decode(piece, at)
             yield chunk
-        rest = data[at:]
-        parts, have = ([rest] if rest else []), len(rest)
-    if have:
+        rest = piece[at:]
+    if rest:
         raise XetFormatError("the chunk data ends in the middle of a record")
 
 

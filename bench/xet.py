@@ -77,6 +77,23 @@ class Bench:
         """Bytes in the blob store."""
         return sum(p.stat().st_size for p in (self.hub.data / "blobs").rglob("*") if p.is_file())
 
+    def server_cpu(self) -> float:
+        """CPU seconds (user + system) the server process and its live descendants have used so far."""
+        tick = os.sysconf("SC_CLK_TCK")
+        parents: dict[int, int] = {}
+        times: dict[int, float] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:  # gone meanwhile
+                continue
+            pid = int(stat.parent.name)
+            parents[pid], times[pid] = int(fields[1]), (int(fields[11]) + int(fields[12])) / tick
+        ours = {self.hub.process.pid}
+        while grown := {pid for pid, parent in parents.items() if parent in ours} - ours:
+            ours |= grown
+        return sum(times.get(pid, 0.0) for pid in ours)
+
     def xorb_posts(self, since: int) -> int:
         return sum(1 for line in self.hub.log[since:] if '"POST /xet-cas/v1/xorbs/' in line)
 
@@ -141,12 +158,18 @@ def main() -> None:
         make_file(other, size)  # for the inline path: the blob store holds the LFS upload's bytes already
         edits = edit(original, edited, opts.edit_percent)
         rows: list[str] = []
+        cpus: list[str] = []  # the server's CPU time for each row's step
+
+        def cpu(since: float) -> str:
+            used = bench.server_cpu() - since
+            return f"{used:.1f} s ({used / (size / 1024 / MIB):.1f} s/GiB)"
 
         def upload(label: str, path: Path, repo: str, home: Path, **env: str) -> tuple[float, int, int]:
-            before, since = bench.stored(), len(hub.log)
+            before, since, cpu_before = bench.stored(), len(hub.log), bench.server_cpu()
             took = bench.client(UPLOAD, str(path), "big.bin", repo, home=home, **env)
             grown, posts = bench.stored() - before, bench.xorb_posts(since)
-            log(f"{label}: {took:.1f} s, stored +{grown / MIB:.1f} MiB, {posts} xorb POSTs")
+            cpus.append(cpu(cpu_before))
+            log(f"{label}: {took:.1f} s, stored +{grown / MIB:.1f} MiB, {posts} xorb POSTs, server CPU {cpus[-1]}")
             return took, grown, posts
 
         xet_repo, xet_home = bench.repo("xet"), bench.home()
@@ -157,9 +180,10 @@ def main() -> None:
         took, grown, _ = upload("lfs upload", original, lfs_repo, bench.home(), HF_HUB_DISABLE_XET="1")
         rows.append(f"| upload, LFS batch (`HF_HUB_DISABLE_XET=1`) | {took:.1f} s | {size / MIB / took:.0f} MiB/s | "
                     f"{size / MIB:.0f} MiB | {grown / MIB:.0f} MiB |")
-        before = bench.stored()
+        before, cpu_before = bench.stored(), bench.server_cpu()
         took = bench.inline(other, bench.repo("inline"))
         grown = bench.stored() - before
+        cpus.append(cpu(cpu_before))
         log(f"inline upload: {took:.1f} s, stored +{grown / MIB:.1f} MiB")
         rows.append(f"| upload, inline (base64 NDJSON commit) | {took:.1f} s | {size / MIB / took:.0f} MiB/s | "
                     f"{size * 4 / 3 / MIB:.0f} MiB | {grown / MIB:.0f} MiB |")
@@ -172,7 +196,9 @@ def main() -> None:
                     f"{size / MIB:.0f} MiB | {grown / MIB:.0f} MiB |")
         expected = sha256_of(edited)  # what the Xet repo's main holds now
         for label, env in (("Xet", {}), ("plain HTTP (`HF_HUB_DISABLE_XET=1`)", {"HF_HUB_DISABLE_XET": "1"})):
+            cpu_before = bench.server_cpu()
             took = bench.client(DOWNLOAD, xet_repo, "big.bin", home=bench.home(), **env)
+            cpus.append(cpu(cpu_before))
             if sha256_of(Path(bench.last_output)) != expected:
                 raise RuntimeError(f"download via {label} returned other bytes")
             log(f"download {label}: {took:.1f} s")
@@ -184,9 +210,9 @@ def main() -> None:
             "huggingface_hub 2.4.0 with hf_xet 1.8.0, a fresh process and HF_HOME per client (the Xet re-upload "
             "reuses the first Xet upload's):",
             "",
-            "| step | wall time (client) | rate | sent | stored (blob store growth) |",
-            "|---|---:|---:|---:|---:|",
-            *rows,
+            "| step | wall time (client) | rate | sent | stored (blob store growth) | server CPU |",
+            "|---|---:|---:|---:|---:|---:|",
+            *(f"{row} {used} |" for row, used in zip(rows, cpus, strict=True)),
         ])
         summary = "; ".join(r.split("|")[1].strip().split(",")[0] + " " + r.split("|")[2].strip() for r in rows)
         publish(section, f"| {now} | {info['commit']} | {opts.size_mib} MiB | {summary} |", "xet", write=not opts.no_doc)

@@ -43,7 +43,7 @@ from hubgate.xet.xorb import (
 
 MAX_SHARD_BYTES = 64 * 1024 * 1024
 # Xorb and shard bodies checked at once by one process. Each is held in memory whole (up to 64 MiB,
-# plus its re-encoding): about 140 MiB at the peak per slot. The checks are CPU-bound, so more slots
+# plus the re-encoding of its compressed chunks): about 140 MiB at the peak per slot. The checks are CPU-bound, so more slots
 # than cores would only add memory; the other uploads wait, their bodies spooled to disk.
 BODY_SLOTS = max(1, min(4, os.cpu_count() or 1))
 LOOKUP_BATCH = 500

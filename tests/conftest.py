@@ -8,12 +8,14 @@ import re
 import subprocess
 import sys
 import tomllib
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
 
 import httpx
+import huggingface_hub.constants
 import pytest
 from sqlalchemy import create_engine, text
 
@@ -83,6 +85,15 @@ class Server:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def through_lfs() -> Iterator[None]:
+    """In this process, huggingface_hub uploads "lfs" files through the LFS batch API, not Xet:
+    for tests about how a plain stored blob is served (sendfile, descriptors, metrics)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", True)
+        yield
 
 
 def start_server(data: Path, *extra: str, env: dict[str, str] | None = None, config: Path | None = None,

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from huggingface_hub import HfApi
 
-from conftest import Server, start_server
+from conftest import Server, start_server, through_lfs
 
 LIMITS = {"header_timeout": 1.5, "body_timeout": 1.5, "send_timeout": 1.5, "keep_alive": 1,
           "max_connections_per_client": 8}
@@ -32,7 +32,8 @@ def strict(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         api = HfApi(endpoint=server.url, token=server.token("alice"))
         repo = f"alice/big-{uuid.uuid4().hex[:6]}"
         api.create_repo(repo)
-        api.upload_file(path_or_fileobj=os.urandom(BIG), path_in_repo="big.bin", repo_id=repo)
+        with through_lfs():  # a plain blob, sent by sendfile
+            api.upload_file(path_or_fileobj=os.urandom(BIG), path_in_repo="big.bin", repo_id=repo)
         server.env["BIG_URL"] = f"/{repo}/resolve/main/big.bin"
         yield server
     finally:
@@ -182,7 +183,8 @@ def test_running_out_of_files_answers_503_not_500(tmp_path: Path) -> None:
         token = server.token("alice")
         api = HfApi(endpoint=server.url, token=token)
         api.create_repo("alice/r")
-        api.upload_file(path_or_fileobj=b"x" * 1000, path_in_repo="a.txt", repo_id="alice/r")
+        with through_lfs():
+            api.upload_file(path_or_fileobj=b"x" * 1000, path_in_repo="a.txt", repo_id="alice/r")
         client = httpx.Client(timeout=10, limits=httpx.Limits(max_keepalive_connections=4, max_connections=4))
         url = f"{server.url}/alice/r/resolve/main/a.txt"
         assert client.get(url).status_code == 200  # connections open and warm before the limit drops

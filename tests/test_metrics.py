@@ -8,7 +8,7 @@ import httpx
 from huggingface_hub import HfApi
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import start_server
+from conftest import start_server, through_lfs
 
 BIG = bytes(range(256)) * 4096 * 12  # 12 MiB: above the LFS threshold, so a file in the blob store
 
@@ -24,7 +24,8 @@ def test_metrics_count_requests_bytes_and_auth_failures_across_workers(tmp_path:
         token = server.token("alice", "write")
         api = HfApi(endpoint=server.url, token=token)
         api.create_repo("alice/m")
-        api.upload_file(path_or_fileobj=BIG, path_in_repo="big.bin", repo_id="alice/m")
+        with through_lfs():  # a plain blob: its answers count as sendfile or chunked
+            api.upload_file(path_or_fileobj=BIG, path_in_repo="big.bin", repo_id="alice/m")
         api.upload_file(path_or_fileobj=b"small", path_in_repo="small.txt", repo_id="alice/m")
         auth = {"Authorization": f"Bearer {token}"}
         with httpx.Client(base_url=server.url, timeout=60) as http:  # new connections: spread over the workers

@@ -224,6 +224,12 @@ def connections_held(pids: list[int], port: int) -> dict[int, int]:
     return held
 
 
+def singleflight_waits(srv: Server) -> float:
+    text = httpx.get(f"{srv.url}/metrics", headers=srv.admin_headers()).text
+    found = [line for line in text.splitlines() if line.startswith("hubgate_mirror_singleflight_waits_total ")]
+    return float(found[0].split()[1]) if found else 0.0
+
+
 def test_file_is_fetched_once_for_concurrent_clients_of_two_workers(tmp_path: Path, fakes) -> None:
     primary, _ = fakes
     hold = primary.fault("hold", on=["cdn"], sha256=BIG_SHA)  # the transfer waits until released
@@ -255,6 +261,12 @@ def test_file_is_fetched_once_for_concurrent_clients_of_two_workers(tmp_path: Pa
         assert all(held.values()), held  # both workers are serving requests for the file at once
         until(lambda: primary.state()["held"] >= 1, "the transfer to reach the upstream")
         assert primary.state()["held"] == 1 and not digests  # one upstream transfer, nothing served yet
+        # Every other request joined the one download: /metrics counts them as single-flight waits.
+        try:
+            until(lambda: singleflight_waits(srv) == len(clients) - 1, "every other request to join the download", timeout=20)
+        except AssertionError:
+            print("DEBUG", singleflight_waits(srv), len(clients), [l for l in httpx.get(f"{srv.url}/metrics", headers=srv.admin_headers()).text.splitlines() if "mirror" in l])
+            raise
         primary.release(hold)
         for thread in clients:
             thread.join(timeout=120)

@@ -135,6 +135,10 @@ def test_sixteen_cold_clients_on_three_replicas_get_one_upstream_copy(
         assert len(fake.fetches(sha)) == 1
         assert upstream_bytes(fake, sha) <= 1.1 * SIZE
         assert cluster.blob_keys() == [blob_key(sha)]  # nothing else, nothing temporary
+        # The clients that joined the one download are counted (shared counters: any replica tells).
+        metrics = httpx.get(f"{cluster.urls[1]}/metrics", headers=cluster.servers[1].admin_headers()).text
+        waits = [line for line in metrics.splitlines() if line.startswith("hubgate_mirror_singleflight_waits_total ")]
+        assert waits and float(waits[0].split()[1]) >= CLIENTS // 2, waits
         # Served from the bucket by every replica, whole and by Range, with the Hub's headers.
         for url in cluster.urls:
             ranged = httpx.get(file_url(url), headers={"Range": "bytes=100-199"}, timeout=60)

@@ -1,6 +1,6 @@
 """Prometheus metrics of one server: requests, bytes served and file answers by path (sendfile,
 chunked, stream, memory, redirect, x-accel), authentication failures, and
-the mirror's shared counters (cache hits and misses, upstream bytes, integrity errors, evictions).
+the mirror's shared counters (cache hits and misses, single-flight waits, upstream bytes, integrity errors, evictions).
 
 Request metrics live in the process that answered. With several worker processes they go to
 prometheus_client's multiprocess files (`PROMETHEUS_MULTIPROC_DIR`, set by `serve` to the data

@@ -144,8 +144,9 @@ class Fetcher:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
-                    if attempt == 3:
-                        with self._started_lock:  # another thread or process is downloading it
+                    if attempt == 3:  # another thread or process is downloading it: a single-flight wait
+                        self.cache.count("singleflight_waits")
+                        with self._started_lock:
                             return self._started.get(src.oid)
                     time.sleep(0.002)
             if self.cached(src) is not None:

@@ -61,6 +61,8 @@ class SharedFetcher(Fetcher):
                     return taken
                 continue
             if started.streaming or not started.url or self._local(started) or time.monotonic() > deadline:
+                if not self._local(started):  # another replica fetches it: a single-flight wait
+                    self.cache.count("singleflight_waits")
                 return None
             time.sleep(HOLDER_POLL)
 

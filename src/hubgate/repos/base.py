@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 from collections.abc import AsyncGenerator, Callable, Iterator
 from dataclasses import dataclass
@@ -79,18 +81,26 @@ class Content:
 
 
 def threaded(read: Callable[[int, int], Iterator[bytes]]) -> Callable[[int, int], AsyncGenerator[bytes, None]]:
-    """`read(start, end)`, a blocking iterator, as an async stream whose every step runs in a thread
-    (and gathers at least `THREAD_STEP` bytes: a Xet file's pieces are chunks of ~64 KiB)."""
+    """`read(start, end)`, a blocking iterator, as an async stream whose every step (the call too)
+    runs in a thread, one step ahead of the consumer, and gathers at least `THREAD_STEP` bytes: a Xet
+    file's pieces are chunks of ~64 KiB."""
 
     async def stream(start: int, end: int) -> AsyncGenerator[bytes, None]:
-        chunks = read(start, end)
+        chunks = await anyio.to_thread.run_sync(read, start, end)  # it may look things up (a Xet file's xorbs)
+        loop = asyncio.get_running_loop()
+        # One step ahead: the next piece is read (a Xet file: rebuilt) while this one is being sent.
+        ahead = loop.run_in_executor(None, _gather, chunks)
         try:
-            while chunk := await anyio.to_thread.run_sync(_gather, chunks):
+            while chunk := await ahead:
+                ahead = loop.run_in_executor(None, _gather, chunks)
                 yield chunk
         finally:
-            close = getattr(chunks, "close", None)  # a generator: its clean-up (open files) runs now
-            if close is not None:
-                await anyio.to_thread.run_sync(close)
+            with anyio.CancelScope(shield=True):  # the step under way ends before the iterator is closed
+                with contextlib.suppress(Exception):
+                    await ahead
+                close = getattr(chunks, "close", None)  # a generator: its clean-up (open files) runs now
+                if close is not None:
+                    await anyio.to_thread.run_sync(close)
 
     return stream
 

@@ -15,7 +15,6 @@ figures; stops the server and removes the folder.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from pathlib import Path
 import httpx
 from common import MIB, Hubgate, log, machine
 from sqlalchemy import text
+from xet import sha256_of
 
 from hubgate.config import Settings
 from hubgate.hub import Hub
@@ -38,14 +38,6 @@ def upload(hub: Hubgate, token: str, repo: str, path: Path, name: str, **env: st
     full = {**os.environ, "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_HOME": str(path.parent / f"home-{name}"), **env}
     subprocess.run([sys.executable, "-c", code, hub.url, token, str(path), name, repo], env=full, check=True,
                    capture_output=True)
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while piece := handle.read(4 * MIB):
-            digest.update(piece)
-    return digest.hexdigest()
 
 
 def in_process_read(data: Path, sha256: str) -> float:

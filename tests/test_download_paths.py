@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from huggingface_hub import HfApi
 
-from conftest import Server, start_server
+from conftest import Server, start_server, through_lfs
 
 SIZE = 48 * 1024 * 1024 + 12345
 REPO = "alice/bigfile"
@@ -47,7 +47,8 @@ def big_file(srv: Server, token: str, tmp_path_factory: pytest.TempPathFactory) 
     path.write_bytes(data)
     api = HfApi(endpoint=srv.url, token=token)
     api.create_repo(REPO, private=True)
-    api.upload_file(path_or_fileobj=str(path), path_in_repo="model.safetensors", repo_id=REPO)
+    with through_lfs():  # a plain stored blob: these tests watch how its file is read and sent
+        api.upload_file(path_or_fileobj=str(path), path_in_repo="model.safetensors", repo_id=REPO)
     return data
 
 

@@ -137,7 +137,11 @@ class Hubs:
         raise (refused or errors)[0]
 
     def _get_json(self, endpoint: Endpoint, path: str, what: str, params: dict[str, str] | None = None) -> Any:
-        response = self.client.get(endpoint.url + path, headers=endpoint.headers(), params=params)
+        try:
+            response = self.client.get(endpoint.url + path, headers=endpoint.headers(), params=params)
+        except (httpx.RemoteProtocolError, httpx.ReadError):
+            # A kept-alive connection the server closed as this GET went out: asked once more, anew.
+            response = self.client.get(endpoint.url + path, headers=endpoint.headers(), params=params)
         if response.status_code != 200:
             raise _error(endpoint, response, what)
         return response.json()

@@ -422,7 +422,10 @@ class Fetcher:
         except FileNotFoundError:
             # Just published: the downloader records the file before it lets go of its lock.
             delay = 0.001
-            while (sha256 := await asyncio.to_thread(self.cached, src)) is None and self.downloading(src):
+            while (sha256 := await asyncio.to_thread(self.cached, src)) is None:
+                if not self.downloading(src):  # ended: it may have published since the look above
+                    sha256 = await asyncio.to_thread(self.cached, src)
+                    break
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, READER_POLL_MAX)
             if sha256 is None:

@@ -38,6 +38,16 @@ def test_written_and_adopted_blobs_sync_their_folders(tmp_path: Path, synced: li
     part = tmp_path / "tmp" / "fetched.part"
     part.write_bytes(b"second")
     sha256 = hashlib.sha256(b"second").hexdigest()
-    store.adopt(part, sha256)
+    with part.open("rb") as verified:
+        store.publish(verified, sha256)
     adopted = store.path_for(sha256)
     assert str(adopted.parent) in synced and adopted.read_bytes() == b"second"
+    assert adopted.stat().st_ino == part.stat().st_ino  # linked, not copied; the caller keeps its file
+
+    # Published again (a second fetch of the same bytes): the blob stays, renewed for the collector.
+    os.utime(adopted, (1, 1))
+    again = tmp_path / "tmp" / "again.part"
+    again.write_bytes(b"second")
+    with again.open("rb") as verified:
+        store.publish(verified, sha256)
+    assert adopted.stat().st_mtime > 1 and adopted.stat().st_ino == part.stat().st_ino

@@ -98,8 +98,12 @@ def test_no_secret_in_the_log_after_uploads_downloads_and_failed_logins(server: 
 
 def test_start_up_summary(server: Server) -> None:
     summary = next(line for line in server.log if "starting hubgate" in line)
+    s3 = json.loads(server.env.get("HUBGATE_BLOBS", "{}"))  # the run's SeaweedFS (HUBGATE_TEST_BLOBS=s3)
+    blob_store = (f"blob store s3://{s3['bucket']}/{s3.get('prefix', '')} at {s3['endpoint_url']}" if s3
+                  else f"blob store {server.data}/blobs")
+    assert "blobs" not in blob_store or "s3://" not in summary
     for part in (f"version {__version__}", f"data {server.data}", f"database sqlite:///{server.data.resolve()}/hubgate.db",
-                 f"blob store {server.data}/blobs", f"server key {server.data.absolute()}/secret.key", "config /", "upstreams hub=http://mirror:***@127.0.0.1:9 "
+                 blob_store, f"server key {server.data.absolute()}/secret.key", "config /", "upstreams hub=http://mirror:***@127.0.0.1:9 "
                  "(token from $LOGS_UPSTREAM_TOKEN)", "offline no", "workers 2", "listen 127.0.0.1:0"):
         assert part in summary, (part, summary)
 

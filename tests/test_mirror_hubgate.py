@@ -195,7 +195,7 @@ def test_mirror_pull_then_offline(tmp_path: Path, origin) -> None:
 
 def test_lru_eviction_keeps_the_cache_under_its_limit(tmp_path: Path, origin) -> None:
     upstream, token, _ = origin
-    with start_mirror(tmp_path, upstream, token, cache_max_bytes=len(BIG)) as srv:
+    with start_mirror(tmp_path, upstream, token, cache_max_bytes=len(BIG), evict_grace=0) as srv:  # S3: no grace
         base = f"{srv.url}/team/public-model/resolve/main"
         assert httpx.get(f"{base}/nested/notes.txt").content == b"hello"  # least recently used
         assert httpx.get(f"{base}/model.safetensors").content == BIG  # pushes the cache over its limit

@@ -35,6 +35,6 @@ def answer(response: ContentResponse) -> tuple[int, dict[str, str], bytes]:
 @pytest.mark.parametrize(("refetchable", "status"), [(False, 404), (True, 503)])
 def test_a_blob_gone_before_it_is_opened_gets_a_clean_answer(tmp_path: Path, refetchable: bool, status: int) -> None:
     gone = tmp_path / "blob"  # looked up a moment ago, removed since
-    got_status, headers, body = answer(ContentResponse(Content(10, path=gone, refetchable=refetchable), {}, None))
+    got_status, headers, body = answer(ContentResponse(Content(10, opener=gone.open, refetchable=refetchable), {}, None))
     assert got_status == status and json.loads(body)["error"]
     assert ("retry-after" in headers) == refetchable

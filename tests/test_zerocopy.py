@@ -91,7 +91,7 @@ LooksLikeUvicorn.__module__ = "uvicorn.protocols.http.httptools_impl"
 def test_an_unrecognised_send_gets_the_body_in_chunks(tmp_path: Path, attributes: dict[str, Any]) -> None:
     data = os.urandom(3 * 1024 * 1024 + 5)
     (tmp_path / "blob").write_bytes(data)
-    response = ContentResponse(Content(size=len(data), path=tmp_path / "blob"), {}, (7, len(data) - 1))
+    response = ContentResponse(Content(size=len(data), opener=(tmp_path / "blob").open), {}, (7, len(data) - 1))
     owner = LooksLikeUvicorn(**attributes)
 
     async def receive() -> dict[str, Any]:

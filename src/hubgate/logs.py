@@ -152,6 +152,14 @@ def configure(settings: Settings, *, command: bool = False) -> None:
     logging.config.dictConfig(config_dict(settings))
 
 
+def _blob_store(settings: Settings) -> str:
+    blobs = settings.blobs
+    if blobs.backend == "local":
+        return str(settings.blob_dir.absolute())
+    where = masked_url(str(blobs.endpoint_url)) if blobs.endpoint_url else f"AWS {blobs.region or ''}".strip()
+    return f"s3://{blobs.bucket}/{blobs.prefix} at {where} (serve {blobs.serve})"
+
+
 def log_start(settings: Settings) -> None:
     """What this server runs with, before it listens (secrets never included)."""
     upstreams = [
@@ -163,7 +171,7 @@ def log_start(settings: Settings) -> None:
         "version": __version__,
         "data": str(settings.data.absolute()),
         "database": masked_url(settings.db_url),
-        "blob_store": str(settings.blob_dir.absolute()),
+        "blob_store": _blob_store(settings),
         "server_key": "from secret_key" if settings.secret_key else str((settings.data / "secret.key").absolute()),
         "config": str(settings.config.absolute()) if settings.config else "none",
         "upstreams": ", ".join(upstreams) or "none",

@@ -127,9 +127,9 @@ class ContentResponse(Response):
             await send(start_message)
             await _until_disconnect(receive, self._send_stream, send)
             return
-        assert self.content.path is not None
+        assert self.content.opener is not None
         try:
-            fd = os.open(self.content.path, os.O_RDONLY)  # before the headers, so a failure gets an answer
+            handle = self.content.opener()  # before the headers, so a failure gets an answer
         except FileNotFoundError:  # removed since it was looked up (evicted, collected, quarantined)
             gone = (ServiceUnavailable("The file is being fetched again, try again shortly") if self.content.refetchable
                     else NotFound("The content of this file is no longer on this server"))
@@ -141,6 +141,7 @@ class ContentResponse(Response):
             await error_response(ServiceUnavailable())(scope, receive, send)
             return
         try:
+            fd = handle.fileno()
             await send(start_message)
             found = zerocopy.cycle(send)
             out = zerocopy.dup_socket(found) if found is not None else None
@@ -151,7 +152,7 @@ class ContentResponse(Response):
                 self.served_by = "chunked"
                 await _until_disconnect(receive, self._send_file_chunks, send, fd)
         finally:
-            os.close(fd)
+            handle.close()
 
     async def _send_stream(self, send: Send) -> None:
         # A file still arriving from upstream. If its transfer fails, the exception ends the

@@ -283,7 +283,9 @@ class Fetcher:
             return False
         self.crash.hit("mirror-verified")
         _write_atomically(self._verified_mark(src), f"{written.st_dev}:{written.st_ino}")
-        self.blobs.adopt(part, digest)
+        with part.open("rb") as verified:
+            self.blobs.publish(verified, digest)
+        part.unlink()  # now a name of the published blob on a local store: never to be written again
         self.crash.hit("mirror-published")
         self.cache.remember_file(src.oid, digest, src.size, source)
         started.ok()

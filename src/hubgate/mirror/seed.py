@@ -59,7 +59,9 @@ def seed(
             raise BadRequest(f"{s.ref}: no verified bytes for {', '.join(missing[:5])}; nothing was imported")
     for sha256, path in staged.items():
         if not blobs.exists(sha256):
-            blobs.adopt(path, sha256)
+            with path.open("rb") as verified:
+                blobs.publish(verified, sha256)
+        path.unlink(missing_ok=True)
     cache = MirrorCache(metadata)
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
     for s in seeds:

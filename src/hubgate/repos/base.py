@@ -7,14 +7,13 @@ import contextlib
 import datetime as dt
 from collections.abc import AsyncGenerator, Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import anyio
 
 from hubgate.git.objects import CommitData
 from hubgate.ids import RepoRef
-from hubgate.storage.blobs import BlobStore
+from hubgate.storage.blobs import BlobStore, blob_key
 
 THREAD_STEP = 1024 * 1024  # bytes a stream reads per step in a worker thread
 
@@ -48,18 +47,20 @@ class Entry:
 
 @dataclass(frozen=True)
 class Content:
-    """The bytes of a file: a local path, the bytes themselves, `stream(start, end)` yielding the
+    """The bytes of a file: `opener()` giving a file on this machine's disk (a blob of the local
+    store, whose `blob_key` X-Accel-Redirect may name), the bytes themselves, `stream(start, end)` yielding the
     bytes of that inclusive range (a file still arriving from upstream, or a blob in S3: then
     `verified`), or `redirect`, a presigned URL to send the client to.
 
     `resumable` is False for a file whose bytes were once served and then found bad: a client may
     hold a bad prefix, so a Range request past its first byte must get the whole file. It may be a
     function telling it, asked (through `can_resume`) only when such a Range request comes.
-    `refetchable` marks a cached copy of an upstream file: should its `path` vanish before it is
+    `refetchable` marks a cached copy of an upstream file: should its file vanish before it is
     opened (evicted), asking again fetches it anew."""
 
     size: int
-    path: Path | None = None
+    opener: Callable[[], BinaryIO] | None = None
+    blob_key: str | None = None
     data: bytes | None = None
     stream: Callable[[int, int], AsyncGenerator[bytes, None]] | None = None
     resumable: bool | Callable[[], bool] = True
@@ -77,7 +78,10 @@ class Content:
             return None
         if self.data is not None:
             return self.data
-        return self.path.read_bytes() if self.path is not None else None
+        if self.opener is None:
+            return None
+        with self.opener() as handle:
+            return handle.read()
 
 
 def threaded(read: Callable[[int, int], Iterator[bytes]]) -> Callable[[int, int], AsyncGenerator[bytes, None]]:
@@ -120,11 +124,10 @@ def _gather(chunks: Iterator[bytes]) -> bytes:
 def stored_content(blobs: BlobStore, sha256: str, size: int, redirect: bool = True) -> Content | None:
     """How to serve a stored blob (None if it is not stored): its file, a presigned URL (if the
     store gives one and `redirect`: the Hub redirects LFS files only), or a stream."""
-    path = blobs.local_path(sha256)
-    if path is not None:
-        return Content(size, path=path)
     if not blobs.exists(sha256):
         return None
+    if blobs.on_disk:
+        return Content(size, opener=lambda: blobs.open(sha256), blob_key=blob_key(sha256))
     url = blobs.presigned_url(sha256) if redirect else None
     if url is not None:
         return Content(size, redirect=url)

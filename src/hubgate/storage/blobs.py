@@ -40,12 +40,15 @@ class StoredBlob:
 
 
 class BlobStore(Protocol):
-    """What the rest of hubgate needs from blob storage."""
+    """What the rest of hubgate needs from blob storage: streams, ranges, sizes, conditional
+    creation and presigned URLs - never file paths."""
+
+    on_disk: bool
+    """Whether `open` gives a file on this machine's disk (answers then send it with sendfile)
+    rather than a network stream."""
 
     def exists(self, sha256: str) -> bool: ...
     def size(self, sha256: str) -> int | None: ...
-    def local_path(self, sha256: str) -> Path | None:
-        """A path on this machine to serve the blob from, or None (not stored, or not in files)."""
     def open(self, sha256: str) -> BinaryIO:
         """The blob's bytes from the start; FileNotFoundError if it is not stored."""
     def read(self, sha256: str, start: int, end: int) -> Generator[bytes, None, None]:
@@ -55,8 +58,10 @@ class BlobStore(Protocol):
     def writer(self) -> BlobWriter: ...
     def delete(self, sha256: str) -> None: ...
     def remove_partial_writes(self) -> int: ...
-    def adopt(self, path: Path, sha256: str) -> None:
-        """Publish a local file already verified to hash to `sha256`; the file is gone after."""
+    def publish(self, source: BinaryIO, sha256: str) -> None:
+        """Publish the bytes of `source` (an open file, from its start) already verified to hash
+        to `sha256`, unless the blob exists (then it is renewed, as a write would). The caller
+        keeps `source`; a local store links a file on its own filesystem instead of copying it."""
     def scan(self) -> Iterator[StoredBlob]:
         """Every published blob (in no particular order)."""
     def delete_if_older(self, sha256: str, cutoff: float) -> bool:
@@ -68,6 +73,13 @@ class BlobStore(Protocol):
         """Finish `delete_if_older` calls a crash interrupted (blobs are put back, never lost)."""
     def check(self) -> None:
         """Raise OSError unless blobs can be read and written now (a readiness probe)."""
+
+
+def blob_key(sha256: str) -> str:
+    """Where a blob lies under a store's root: `ab/cd/<sha256>` (also the X-Accel-Redirect path)."""
+    if not is_sha256(sha256):
+        raise BadRequest(f"Not a sha256: {sha256!r}")
+    return f"{sha256[:2]}/{sha256[2:4]}/{sha256}"
 
 
 def is_sha256(value: str) -> bool:
@@ -102,6 +114,16 @@ def _folders_for(final: Path) -> list[Path]:
     created = [folder for folder in (final.parent.parent, final.parent) if not folder.is_dir()]
     final.parent.mkdir(parents=True, exist_ok=True)
     return [final.parent, *(folder.parent for folder in reversed(created))]
+
+
+def _name_of(fd: int) -> str | None:
+    """The name an open file has now, if any (for a second name without a copy)."""
+    try:
+        name = os.readlink(f"/proc/self/fd/{fd}")
+        named, opened = os.stat(name), os.fstat(fd)
+    except OSError:
+        return None
+    return name if (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino) else None
 
 
 def _sync_folders(folders: list[Path]) -> None:
@@ -167,6 +189,8 @@ class LocalBlobWriter:
 class LocalBlobStore:
     """Blobs as files `root/ab/cd/<sha256>` on the local disk."""
 
+    on_disk = True
+
     def __init__(self, root: Path, tmp_dir: Path, crash: CrashPoints = NO_CRASH) -> None:
         self.root = root
         self.tmp_dir = tmp_dir
@@ -182,9 +206,7 @@ class LocalBlobStore:
         os.unlink(path)
 
     def path_for(self, sha256: str) -> Path:
-        if not is_sha256(sha256):
-            raise BadRequest(f"Not a sha256: {sha256!r}")
-        return self.root / sha256[:2] / sha256[2:4] / sha256
+        return self.root / blob_key(sha256)
 
     def exists(self, sha256: str) -> bool:
         return self.path_for(sha256).is_file()
@@ -194,10 +216,6 @@ class LocalBlobStore:
             return self.path_for(sha256).stat().st_size
         except FileNotFoundError:
             return None
-
-    def local_path(self, sha256: str) -> Path | None:
-        path = self.path_for(sha256)
-        return path if path.is_file() else None
 
     def open(self, sha256: str) -> BinaryIO:
         return self.path_for(sha256).open("rb")
@@ -238,13 +256,30 @@ class LocalBlobStore:
                 os.close(fd)
         return removed
 
-    def adopt(self, path: Path, sha256: str) -> None:
-        """Publish a file already verified to hash to `sha256` (it must be under `tmp_dir`)."""
+    def publish(self, source: BinaryIO, sha256: str) -> None:
         final = self.path_for(sha256)
         folders = _folders_for(final)
-        with path.open("rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(path, final)
+        os.fsync(source.fileno())
+        name = _name_of(source.fileno())
+        while True:
+            try:  # a second name for the very file (no copy); refused if the blob exists
+                if name is None:
+                    raise OSError("no name for the file")
+                os.link(name, final)
+                break
+            except FileExistsError:
+                try:  # renewed, as a writer's rename would, so a collection running now keeps it
+                    os.utime(final)
+                    return
+                except FileNotFoundError:  # collected between the two steps: link it again
+                    continue
+            except OSError:  # another filesystem, or no /proc: copied like any upload
+                source.seek(0)
+                with self.writer() as writer:
+                    while chunk := source.read(constants.STREAM_CHUNK):
+                        writer.write(chunk)
+                    writer.commit(sha256)
+                return
         _sync_folders(folders)
 
     def scan(self) -> Iterator[StoredBlob]:

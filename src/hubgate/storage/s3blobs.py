@@ -21,7 +21,6 @@ import hashlib
 import time
 import uuid
 from collections.abc import Generator, Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, cast
 
 import boto3
@@ -136,6 +135,8 @@ class S3BlobWriter:
 class S3BlobStore:
     """Blobs as objects of one bucket; every replica may share it."""
 
+    on_disk = False
+
     def __init__(self, settings: BlobSettings, crash: CrashPoints = NO_CRASH) -> None:
         assert settings.bucket is not None  # checked by BlobSettings
         self.client = s3_client(settings)
@@ -172,9 +173,6 @@ class S3BlobStore:
     def size(self, sha256: str) -> int | None:
         found = self._head(self.key_for(sha256))
         return found[0] if found else None
-
-    def local_path(self, sha256: str) -> Path | None:
-        return None
 
     def open(self, sha256: str) -> BinaryIO:
         try:
@@ -235,12 +233,12 @@ class S3BlobStore:
             Bucket=self.bucket, Key=key, CopySource={"Bucket": self.bucket, "Key": key}, MetadataDirective="REPLACE",
         )
 
-    def adopt(self, path: Path, sha256: str) -> None:
-        with path.open("rb") as handle, self.writer() as writer:
-            while chunk := handle.read(self.part_size):
+    def publish(self, source: BinaryIO, sha256: str) -> None:
+        source.seek(0)
+        with self.writer() as writer:
+            while chunk := source.read(self.part_size):
                 writer.write(chunk)
             writer.commit(sha256)
-        path.unlink()
 
     # -- maintenance --------------------------------------------------------------------
     def delete(self, sha256: str) -> None:

@@ -4,6 +4,7 @@ token issued anywhere in the data folder, database or logs in plaintext."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -56,8 +57,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, di
 
 def test_download_and_commit_recorded(world: tuple[Server, dict[str, str]], tmp_path: Path) -> None:
     server, tokens = world
-    # A regular file, downloaded over plain HTTP (an LFS-sized one would come through Xet, whose
-    # reconstructions are recorded as "xet-read-token" grants, not per file).
+    # A regular file, downloaded over plain HTTP (an LFS-sized one comes through Xet: see below).
     hf_hub_download("ann/voice", "w.txt", endpoint=server.url, token=tokens["ann"], cache_dir=str(tmp_path))
     sha = HfApi(endpoint=server.url, token=tokens["ann"]).model_info("ann/voice").sha
     downloads = events(server, "--repo", "ann/voice", "--kind", "download")
@@ -72,6 +72,19 @@ def test_download_and_commit_recorded(world: tuple[Server, dict[str, str]], tmp_
     commits = events(server, "--repo", "ann/voice", "--kind", "commit")
     assert [(c["user"], c["commit"], c["status"]) for c in commits] == [("ann", sha, 200)]
     assert events(server, "--user", "nobody") == []
+
+
+def test_a_download_through_xet_is_recorded_once_per_reconstruction(world: tuple[Server, dict[str, str]],
+                                                                   tmp_path: Path) -> None:
+    server, tokens = world  # big.bin went up through Xet (hf_xet is installed here)
+    before = len(events(server, "--repo", "ann/voice", "--kind", "download"))
+    path = hf_hub_download("ann/voice", "big.bin", endpoint=server.url, token=tokens["ann"], cache_dir=str(tmp_path))
+    data = Path(path).read_bytes()
+    until(lambda: len(events(server, "--repo", "ann/voice", "--kind", "download")) > before, "the download's record")
+    (event,) = events(server, "--repo", "ann/voice", "--kind", "download")[before:]
+    assert event["via"] == "xet" and event["sha256"] == hashlib.sha256(data).hexdigest() and event["user"] == "ann"
+    assert event["range"] == f"0-{BIG - 1}" and event["file_size"] == BIG and event["status"] == 200
+    assert event["path"].startswith("/xet-cas/v1/reconstructions/")
 
 
 def test_interrupted_download_is_not_complete(world: tuple[Server, dict[str, str]]) -> None:

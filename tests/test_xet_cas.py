@@ -309,6 +309,26 @@ def test_tokens_are_checked_on_every_call(cas: Cas) -> None:
     assert cas.rows("xet_xorbs") == rows
 
 
+def test_a_cas_token_dies_with_the_hubgate_token_it_was_issued_to(cas: Cas) -> None:
+    cas.server.cli("user", "add", "bob", check=False)
+    cas.server.cli("repo", "collaborator", "add", "alice/xet", "bob", "--role", "write")
+    secret = cas.server.token("bob")
+    (listed,) = [json.loads(line) for line in cas.server.cli("token", "list", "bob", "--json").stdout.splitlines()]
+    hub = {"Authorization": f"Bearer {secret}"}
+    granted = httpx.get(f"{cas.server.url}/api/models/alice/xet/xet-write-token/main", headers=hub)
+    assert granted.status_code == 200, granted.text
+    headers = {"Authorization": f"Bearer {granted.json()['accessToken']}"}
+    xorb = random_xorb([3_000])
+    stored = httpx.post(cas.url(f"/v1/xorbs/default/{xorb.name}"), content=xorb.body, headers=headers)
+    assert stored.status_code == 200, stored.text
+    audited = httpx.get(f"{cas.server.url}/api/audit?kind=xet-xorb", headers=cas.server.admin_headers()).json()
+    assert any(r["path"].endswith(xorb.name) and r["user"] == "bob" and r["token_id"] == listed["id"] for r in audited)
+    cas.server.cli("token", "revoke", str(listed["id"]))
+    other = random_xorb([3_000])
+    refused = httpx.post(cas.url(f"/v1/xorbs/default/{other.name}"), content=other.body, headers=headers)
+    assert refused.status_code == 401 and "revoked" in refused.json()["error"], refused.text
+
+
 def test_signed_ranges_expire_and_stay_inside_the_xorb(cas: Cas) -> None:
     xorb = random_xorb([6_000, 6_000])
     assert cas.put_xorb(xorb).status_code == 200

@@ -72,7 +72,8 @@ class Hub:
         rules = settings.mirror
         self.mirror_policy = MirrorPolicy(rules.anonymous_read, tuple(rules.allow), tuple(rules.deny))
         self.gate = Gate(self.open_repo, self.open_hosted, self.access, self.mirror_policy,
-                         lambda repo, num: self.discussions.find(repo, num).author, self.cas_tokens)
+                         lambda repo, num: self.discussions.find(repo, num).author, self.cas_tokens,
+                         self.accounts.tokens.active)
         self._periodic_gc: PeriodicCollector | None = None
         self.metrics = Metrics(self.mirror.cache.counters if self.mirror is not None else None)
 

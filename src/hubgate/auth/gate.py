@@ -93,9 +93,10 @@ class MirrorPolicy:
 class Gate:
     def __init__(
         self, open_repo: OpenRepo, open_hosted: OpenHosted, access: RepoAccess, mirror: MirrorPolicy, author_of: AuthorOf,
-        cas_tokens: CasTokens,
+        cas_tokens: CasTokens, token_active: Callable[[int], bool],
     ) -> None:
         self._cas_tokens = cas_tokens
+        self._token_active = token_active
         self._open_repo = open_repo
         self._author_of = author_of
         self._open_hosted = open_hosted
@@ -192,6 +193,8 @@ class Gate:
             grant = self._cas_tokens.verify(token)
         except TokenRefused as refused:
             raise Unauthorized(str(refused)) from None
+        if grant.token_id is not None and not self._token_active(grant.token_id):
+            raise Unauthorized("The hubgate token this Xet access token was issued to is revoked or expired")
         if action is Action.CAS_WRITE and not grant.writes:
             raise Forbidden("This Xet access token is read-only: uploads need one from xet-write-token")
         return grant

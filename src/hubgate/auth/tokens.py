@@ -146,6 +146,14 @@ class Tokens:
             raise Conflict(f"{len(found)} tokens are named {ident!r}; give the id instead (hubgate token list)")
         return found[0]
 
+    def active(self, token_id: int) -> bool:
+        """Whether the token exists, unrevoked and unexpired (Xet CAS tokens issued through it live as long)."""
+        with self.metadata.session() as session:
+            found = session.execute(select(Token.revoked_at, Token.expires_at).where(Token.id == token_id)).first()
+        if found is None or found[0] is not None:
+            return False
+        return found[1] is None or found[1] > utcnow()
+
     def revoke(self, token_id: int) -> TokenRow:
         with self.metadata.session() as session:
             token = session.get(Token, token_id)

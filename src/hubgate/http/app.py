@@ -108,7 +108,7 @@ class HubgateApp:
                 trail.record(self.hub.audit)
             except OSError as exc:  # out of files or disk: the answer went out, the connection must not break
                 log.error("audit record of %s %s lost: %s", request.method, request.url.path, exc)
-            access.user = trail.principal.name if trail.principal else None
+            access.user = trail.principal.name if trail.principal else trail.on_behalf_of[0]
             sent = max(trail.sent, trail.declared_length or 0) if trail.complete else trail.sent  # sendfile: past the counter
             access.emit(trail.status, sent)
             self.hub.metrics.answered(scope.get(ROUTE_NAME, "none"), request.method, trail.status, sent,
@@ -157,6 +157,7 @@ class HubgateApp:
         if action in CAS_ACTIONS:
             call.cas_grant = grant = self.hub.gate.authorize_cas(call.cas_token, action)
             trail.subject = Subject(ref=RepoRef.parse(grant.repo_type, grant.repo_id))  # audited with its repo
+            trail.on_behalf_of = (grant.user, grant.token_id)  # and whoever the hub gave the CAS token to
             return
         if action in REPO_ACTIONS and route.subject is None:
             subject = Subject(ref=call.repo_ref, revision=call.params.get("rev"), path=call.params.get("path"))

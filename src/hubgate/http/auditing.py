@@ -36,6 +36,7 @@ class RequestTrail:
     subject: Subject | None = None
     params: dict[str, str] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)  # set by handlers: commit id, cache status, ...
+    on_behalf_of: tuple[str | None, int | None] = (None, None)  # user and token id behind a Xet CAS token
     auth_failed: bool = False
     undecided: bool = False  # refused while its route chose the action
     status: int = 0
@@ -65,16 +66,16 @@ class RequestTrail:
         if self.auth_failed:
             audit.record("auth_failure", status=401, **self._origin())
             return
-        if self.request.method == "HEAD" or (self.action not in RECORDED and not self.undecided):
-            return
+        if self.request.method == "HEAD" or (self.action not in RECORDED and not self.undecided and "kind" not in self.details):
+            return  # (a handler naming the kind asks for its record: a Xet reconstruction is a download)
         sent = self.sent
         if self.complete and self.declared_length is not None and sent < self.declared_length:
             sent = self.declared_length  # the body went out with sendfile, past this counter
         who = self.principal
         audit.record(
-            self.details.pop("kind", KINDS[self.action] if self.action is not None else UNDECIDED),
+            self.details.pop("kind", None) or (KINDS[self.action] if self.action is not None else UNDECIDED),
             action=self.action.value if self.action is not None else None, status=self.status, complete=self.complete, bytes=sent,
-            user=who.name if who else None, token_id=who.token_id if who else None,
+            user=who.name if who else self.on_behalf_of[0], token_id=who.token_id if who else self.on_behalf_of[1],
             token_name=who.token_name if who else None, repo=self._repo(),
             revision=self.params.get("rev"), **self.details, **self._origin(),
         )

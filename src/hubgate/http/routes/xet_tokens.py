@@ -34,7 +34,9 @@ def _uploaded_to(call: Call) -> Subject:
 
 def _token(call: Call, write: bool) -> Response:
     repo = hosted(call)  # a mirrored repo's files are served over plain HTTP: no Xet here
-    token, expires = call.hub.cas_tokens.mint(repo.pk, repo.meta.ref, "write" if write else "read", constants.XET_TOKEN_TTL)
+    who = call.principal
+    token, expires = call.hub.cas_tokens.mint(repo.pk, repo.meta.ref, "write" if write else "read", constants.XET_TOKEN_TTL,
+                                              who.name if who else None, who.token_id if who else None)
     url = cas_url(call)
     headers = {"X-Xet-Cas-Url": url, "X-Xet-Access-Token": token, "X-Xet-Token-Expiration": str(expires),
                "Cache-Control": "no-store"}

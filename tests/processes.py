@@ -21,9 +21,17 @@ START_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
 
 
+_RUN_ID: list[str] = []  # this process's, once made
+
+
 def run_id() -> str:
-    """This run's id, set once in the environment every child inherits."""
-    return os.environ.setdefault(RUN_MARK, f"{os.getpid()}-{uuid.uuid4().hex[:12]}")
+    """This run's id, set once in the environment every child inherits. Made by each pytest
+    process (each pytest-xdist worker), never inherited: a worker must not take another's live
+    servers for its own leftovers."""
+    if not _RUN_ID:
+        _RUN_ID.append(f"{os.getpid()}-{uuid.uuid4().hex[:12]}")
+        os.environ[RUN_MARK] = _RUN_ID[0]
+    return _RUN_ID[0]
 
 
 class Child:

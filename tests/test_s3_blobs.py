@@ -220,7 +220,8 @@ def test_kill_mid_upload_leaves_nothing_visible(seaweed: Seaweed, tmp_path: Path
                    headers={"Authorization": f"Bearer {token}"}).raise_for_status()
         data = os.urandom(4 * PART)
         with stalled_upload(lfs_upload_href(srv, token, "alice/m", sha256(data), len(data)), data):
-            until(lambda: bool(seaweed.uploads(f"{prefix}tmp/")), "the upload to reach S3")
+            # an LFS upload names its sha256: its multipart upload is at the blob's own key
+            until(lambda: bool(seaweed.uploads(f"{prefix}blobs/")), "the upload to reach S3")
             os.killpg(srv.process.pid, signal.SIGKILL)
             srv.process.wait()
         assert seaweed.keys(f"{prefix}blobs/") == []  # nothing published, nothing partial visible
@@ -240,19 +241,23 @@ def test_config_check_masks_the_secret_and_refuses_a_bucketless_s3(tmp_path: Pat
     assert refused.returncode == 2 and "bucket" in refused.stdout + refused.stderr
 
 
-def test_racing_writers_publish_one_verified_object(seaweed: Seaweed) -> None:
+@pytest.mark.parametrize("told", [False, True], ids=["hash-unknown", "hash-told"])
+def test_racing_writers_publish_one_verified_object(seaweed: Seaweed, told: bool) -> None:
     """Writers of the same bytes racing (replicas): every one succeeds, one object is published;
-    a writer whose bytes do not verify publishes nothing and leaves no temporary object."""
+    a writer whose bytes do not verify publishes nothing and leaves no temporary object or upload.
+    Told the hash, a writer uploads to the blob's own key (a conditional completion publishes it);
+    otherwise to a temporary key (a conditional copy publishes it)."""
     from hubgate.config import BlobSettings
     from hubgate.storage.s3blobs import S3BlobStore
 
-    store = S3BlobStore(BlobSettings(backend="s3", endpoint_url=seaweed.endpoint, bucket=BUCKET, prefix="race/",
+    folder = f"race-{told}/"
+    store = S3BlobStore(BlobSettings(backend="s3", endpoint_url=seaweed.endpoint, bucket=BUCKET, prefix=folder,
                                      access_key_id=KEY, secret_access_key=SECRET, part_size=PART))
     small, large = os.urandom(1000), os.urandom(PART + 1)
     digests: list[str] = []
 
     def write(data: bytes) -> None:
-        writer = store.writer()
+        writer = store.writer(sha256(data) if told else None)
         writer.write(data)
         digests.append(writer.commit(sha256(data), len(data)))
 
@@ -262,12 +267,13 @@ def test_racing_writers_publish_one_verified_object(seaweed: Seaweed) -> None:
     for thread in threads:
         thread.join()
     assert sorted(digests) == sorted([sha256(small), sha256(large)] * 4)
-    assert seaweed.keys("race/blobs/") == sorted(store.key_for(sha256(data)) for data in (small, large))
+    assert seaweed.keys(f"{folder}blobs/") == sorted(store.key_for(sha256(data)) for data in (small, large))
     with store.open(sha256(large)) as handle:
         assert handle.read() == large
-    bad = store.writer()
+    other = os.urandom(PART + 1)
+    bad = store.writer(sha256(other) if told else None)
     bad.write(large)
     with pytest.raises(Exception, match="Hash mismatch"):
-        bad.commit(sha256(small))
-    assert len(seaweed.keys("race/blobs/")) == 2 and seaweed.keys("race/tmp/") == []
-    assert not seaweed.client.list_multipart_uploads(Bucket=BUCKET, Prefix="race/tmp/").get("Uploads")
+        bad.commit(sha256(other))
+    assert len(seaweed.keys(f"{folder}blobs/")) == 2 and seaweed.keys(f"{folder}tmp/") == []
+    assert not seaweed.client.list_multipart_uploads(Bucket=BUCKET, Prefix=folder).get("Uploads")

@@ -92,7 +92,7 @@ class PlainCopies:
         if not self._claim(file_hash, sha256, size):
             yield from pieces
             return
-        writer = self.blobs.writer()
+        writer = self.blobs.writer(sha256)
         published = False
         try:
             held: bytes | None = None

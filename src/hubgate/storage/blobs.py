@@ -55,7 +55,9 @@ class BlobStore(Protocol):
         """The bytes `start..end` (inclusive) in chunks of at most `STREAM_CHUNK`."""
     def presigned_url(self, sha256: str) -> str | None:
         """A short-lived URL clients fetch the blob from directly, or None to stream it here."""
-    def writer(self) -> BlobWriter: ...
+    def writer(self, expected_sha256: str | None = None) -> BlobWriter:
+        """A writer of a new blob; `expected_sha256`, when known, lets a store upload straight to
+        the blob's key (S3), still published only if the bytes hash to it."""
     def delete(self, sha256: str) -> None: ...
     def remove_partial_writes(self) -> int: ...
     def publish(self, source: BinaryIO, sha256: str) -> None:
@@ -231,8 +233,8 @@ class LocalBlobStore:
     def presigned_url(self, sha256: str) -> str | None:
         return None
 
-    def writer(self) -> LocalBlobWriter:
-        return LocalBlobWriter(self)
+    def writer(self, expected_sha256: str | None = None) -> LocalBlobWriter:
+        return LocalBlobWriter(self)  # a temporary file renamed at commit, whatever the hash
 
     def delete(self, sha256: str) -> None:
         self.path_for(sha256).unlink(missing_ok=True)
@@ -275,7 +277,7 @@ class LocalBlobStore:
                     continue
             except OSError:  # another filesystem, or no /proc: copied like any upload
                 source.seek(0)
-                with self.writer() as writer:
+                with self.writer(sha256) as writer:
                     while chunk := source.read(constants.STREAM_CHUNK):
                         writer.write(chunk)
                     writer.commit(sha256)

@@ -4,11 +4,15 @@ Keys: `<prefix>blobs/ab/cd/<sha256>` (published), `<prefix>tmp/<random>` (multip
 progress), `<prefix>quarantine/<sha256>.<time>` (moved aside by fsck).
 
 A writer hashes as it streams. A blob smaller than one part is sent at commit, after the hash is
-checked, with one conditional PUT (`If-None-Match: *`) to its final key. A larger one goes up
-as a multipart upload under a temporary key, completed only after the hash is checked, then
-copied to its final key if that is still absent. Either way nothing unverified is ever under
-`blobs/`, and a writer killed midway leaves only an unfinished multipart upload or a temporary
-object, both removed by `remove_partial_writes` once a day old.
+checked, with one conditional PUT (`If-None-Match: *`) to its final key. A larger one goes up as
+a multipart upload: straight to its final key when the writer was told the sha256 to expect (an
+LFS upload, a mirrored file, a plain copy of a Xet file), completed only after the hash checks and
+only if the key is still absent (`If-None-Match: *` on CompleteMultipartUpload: of two replicas
+racing, one publishes, the other's upload is aborted); otherwise under a temporary key, then copied
+with the same condition (CopyObject; above its 5 GiB limit, a HEAD check and a multipart copy).
+Either way nothing unverified is ever visible under `blobs/` (an unfinished multipart upload is no
+object), and a writer killed midway leaves only an unfinished upload or a temporary object, both
+removed by `remove_partial_writes` once a day old.
 
 Publishing a blob that exists already renews its LastModified (copied onto itself), as a local
 rename renews the file's mtime, so garbage collection keeps a blob a commit is about to use.
@@ -35,6 +39,7 @@ from hubgate.storage.blobs import StoredBlob, check_received, is_sha256
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
+    from mypy_boto3_s3.type_defs import CompletedMultipartUploadTypeDef
 
 # Unfinished uploads and temporary objects older than this belong to writers that died.
 STALE_AFTER = 86400.0
@@ -61,13 +66,18 @@ def s3_client(settings: BlobSettings) -> S3Client:
     )
 
 
+COPY_OBJECT_MAX = 5 * 1024**3  # the largest object one CopyObject request may copy
+
+
 class S3BlobWriter:
-    def __init__(self, store: S3BlobStore) -> None:
+    def __init__(self, store: S3BlobStore, expected_sha256: str | None = None) -> None:
         self._store = store
         self._hash = hashlib.sha256()
         self._size = 0
         self._buffer = bytearray()
-        self._tmp_key = f"{store.prefix}tmp/{uuid.uuid4().hex}"
+        # Told its hash, the upload goes to the blob's own key (invisible until completed).
+        self._final = expected_sha256 if expected_sha256 is not None and is_sha256(expected_sha256) else None
+        self._tmp_key = store.key_for(self._final) if self._final else f"{store.prefix}tmp/{uuid.uuid4().hex}"
         self._upload_id: str | None = None
         self._parts: list[tuple[int, str]] = []
         self._completed = False
@@ -104,12 +114,23 @@ class S3BlobWriter:
             else:
                 if self._buffer:
                     self._send_part(len(self._buffer))
+                parts: CompletedMultipartUploadTypeDef = {"Parts": [{"PartNumber": n, "ETag": e} for n, e in self._parts]}
+                if self._final == digest:  # the upload is at the blob's key: completed unless it exists
+                    try:
+                        self._store.client.complete_multipart_upload(
+                            Bucket=self._store.bucket, Key=self._tmp_key, UploadId=self._upload_id,
+                            MultipartUpload=parts, IfNoneMatch="*")
+                    except ClientError as exc:
+                        if _status(exc) not in (409, 412):
+                            raise
+                        self._store.renew(digest)  # published by another writer: this upload is aborted
+                        return digest
+                    self._upload_id, self._done = None, True
+                    return digest
                 self._store.client.complete_multipart_upload(
-                    Bucket=self._store.bucket, Key=self._tmp_key, UploadId=self._upload_id,
-                    MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in self._parts]},
-                )
+                    Bucket=self._store.bucket, Key=self._tmp_key, UploadId=self._upload_id, MultipartUpload=parts)
                 self._completed = True
-                self._store.publish_copy(self._tmp_key, digest)
+                self._store.publish_copy(self._tmp_key, digest, self._size)
             return digest
         finally:
             self.abort()
@@ -203,8 +224,8 @@ class S3BlobStore:
             "get_object", Params={"Bucket": self.bucket, "Key": self.key_for(sha256)}, ExpiresIn=self._presign_ttl,
         )
 
-    def writer(self) -> S3BlobWriter:
-        return S3BlobWriter(self)
+    def writer(self, expected_sha256: str | None = None) -> S3BlobWriter:
+        return S3BlobWriter(self, expected_sha256)
 
     # -- publishing ---------------------------------------------------------------------
     def put_new(self, sha256: str, data: bytes) -> None:
@@ -214,20 +235,28 @@ class S3BlobStore:
         except ClientError as exc:
             if _status(exc) not in (409, 412):
                 raise
-            self._renew(sha256)
+            self.renew(sha256)
 
-    def publish_copy(self, tmp_key: str, sha256: str) -> None:
-        """Copy a verified temporary object to its final key unless it is there already.
-
-        CopyObject takes no `If-None-Match` on every server, so this is a HEAD check: two replicas
-        racing may both copy, writing the same bytes (content-addressed), never a partial object."""
+    def publish_copy(self, tmp_key: str, sha256: str, size: int) -> None:
+        """Copy a verified temporary object to its final key unless it is there already: one
+        conditional CopyObject; above its size limit a HEAD check, then a multipart copy (two
+        replicas racing may then both copy: the same bytes, content-addressed, never a partial object)."""
         final = self.key_for(sha256)
+        if size <= COPY_OBJECT_MAX:
+            try:
+                self.client.copy_object(Bucket=self.bucket, Key=final, CopySource={"Bucket": self.bucket, "Key": tmp_key},
+                                        IfNoneMatch="*")
+            except ClientError as exc:
+                if _status(exc) not in (409, 412):
+                    raise
+                self.renew(sha256)
+            return
         if self._head(final) is not None:
-            self._renew(sha256)
+            self.renew(sha256)
             return
         self.client.copy({"Bucket": self.bucket, "Key": tmp_key}, self.bucket, final)
 
-    def _renew(self, sha256: str) -> None:
+    def renew(self, sha256: str) -> None:
         key = self.key_for(sha256)
         self.client.copy_object(
             Bucket=self.bucket, Key=key, CopySource={"Bucket": self.bucket, "Key": key}, MetadataDirective="REPLACE",
@@ -235,7 +264,7 @@ class S3BlobStore:
 
     def publish(self, source: BinaryIO, sha256: str) -> None:
         source.seek(0)
-        with self.writer() as writer:
+        with self.writer(sha256) as writer:
             while chunk := source.read(self.part_size):
                 writer.write(chunk)
             writer.commit(sha256)
@@ -250,11 +279,12 @@ class S3BlobStore:
         cutoff = time.time() - STALE_AFTER
         removed = 0
         tmp = f"{self.prefix}tmp/"
-        for page in self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=tmp):
-            for upload in page.get("Uploads", []):
-                if upload["Initiated"].timestamp() < cutoff:
-                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
-                    removed += 1
+        for folder in (tmp, f"{self.prefix}blobs/"):  # uploads to temporary keys, and to blobs' own keys
+            for page in self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=folder):
+                for upload in page.get("Uploads", []):
+                    if upload["Initiated"].timestamp() < cutoff:
+                        self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+                        removed += 1
         for listing in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=tmp):
             for item in listing.get("Contents", []):
                 if item["LastModified"].timestamp() < cutoff:

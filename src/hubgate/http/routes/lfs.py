@@ -149,7 +149,7 @@ async def upload(call: Call) -> Response:
         raise BadRequest("Missing size or repo")
     check_signed(call.request, call.hub.signer, "upload", oid, size_text, repo_pk)
     size = int(size_text)
-    writer = await run_in_threadpool(call.hub.blobs.writer)
+    writer = await run_in_threadpool(call.hub.blobs.writer, oid)  # on S3: uploaded straight to its key
     try:
         buffered: list[bytes] = []
         pending = 0

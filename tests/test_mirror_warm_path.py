@@ -99,6 +99,9 @@ def test_warm_download_does_the_same_reads_for_10_and_2000_files_and_no_writes(t
             writes = [s for s in small if not s.lstrip().upper().startswith("SELECT")]
             assert not writes, f"a warm hit writes to the database: {writes}"
             assert not [s for s in small if "mirror_commits.tree" in s], "a warm hit reads the commit's whole tree"
+            # a regular file's git blob id names its sha256 for good: looked up once per process
+            assert not [s for s in small if "FROM mirror_files" in s], "a warm hit looks up the file's sha256 again"
+            assert len(small) <= len(seen_hosted[next(iter(SIZES))]) + 4, (small, seen_hosted)
 
             assert hub.mirror is not None and other.mirror is not None
             cache = hub.mirror.status()["cache"]  # this process's counts are written before it reads them

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import httpx
+from cachetools import LRUCache
 from starlette.concurrency import iterate_in_threadpool
 
 from hubgate.crashpoints import NO_CRASH, CrashPoints
@@ -75,6 +76,9 @@ class FileSource:
 TokenFor = Callable[[Upstream], "str | None"]
 
 
+SHA256_OF_KEPT = 65536  # git blob ids whose sha256 a process remembers (~200 bytes each)
+
+
 class Fetcher:
     def __init__(self, blobs: BlobStore, cache: MirrorCache, upstreams: Upstreams, tmp_dir: Path,
                  crash: CrashPoints = NO_CRASH) -> None:
@@ -89,6 +93,10 @@ class Fetcher:
         self.leases: Leases | None = None  # replicas on S3: one lease per file across all of them
         self._started: dict[str, Started] = {}  # downloads started by this process, until they end
         self._started_lock = threading.Lock()
+        # A regular file's git blob id names its bytes, hence their sha256, for good: asked of the
+        # database once per process (a warm hit then costs no transaction for it).
+        self._sha256_of: LRUCache[str, str] = LRUCache(SHA256_OF_KEPT)
+        self._sha256_lock = threading.Lock()
 
     # -- cache lookups ---------------------------------------------------------------------
     def cached(self, src: FileSource) -> str | None:
@@ -96,8 +104,14 @@ class Fetcher:
         if src.lfs:
             sha256: str | None = src.oid
         else:
-            known = self.cache.file(src.oid)
-            sha256 = known[0] if known else None
+            with self._sha256_lock:
+                sha256 = self._sha256_of.get(src.oid)
+            if sha256 is None:
+                known = self.cache.file(src.oid)
+                sha256 = known[0] if known else None
+                if sha256 is not None:
+                    with self._sha256_lock:
+                        self._sha256_of[src.oid] = sha256
         return sha256 if sha256 is not None and self.blobs.exists(sha256) else None
 
     def _paths(self, src: FileSource) -> tuple[Path, Path]:

@@ -5,6 +5,7 @@ kill -9 at every crash point, then a consistency check; the gc points are in tes
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import signal
@@ -19,7 +20,8 @@ import httpx
 import pytest
 from huggingface_hub import HfApi
 
-from conftest import Server, start_server
+import conftest
+from conftest import Server
 from fakehub import FakeHub, start_fakehub
 from processes import until
 
@@ -27,6 +29,11 @@ PAYLOAD = os.urandom(3 * 1024 * 1024)
 OID = hashlib.sha256(PAYLOAD).hexdigest()
 SIDE = os.urandom(200_000)  # above the inline limit: a commit stores it through the blob store
 # (as side.txt: a regular file, so it is committed inline, not uploaded through Xet)
+
+
+# These tests look at the files a crash leaves in the data folder (tmp/, blobs/): local blobs,
+# whatever HUBGATE_TEST_BLOBS says (tests/test_s3_blobs.py kills an upload to S3).
+start_server = functools.partial(conftest.start_server, blobs="local")
 
 
 def crashing(data: Path, point: str, config: Path | None = None) -> Server:

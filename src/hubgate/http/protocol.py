@@ -33,6 +33,7 @@ from hubgate import constants
 from hubgate.config import HttpSettings
 
 RETRY_AFTER = 1  # seconds a client turned away for too many connections is told to wait
+LINGER = 2.0  # seconds a refused connection still reads (and drops) what the client sends
 
 _BLANK_LINE = re.compile(rb"\n\r?\n")
 _BARE_LF = re.compile(rb"(?<!\r)\n")
@@ -87,6 +88,7 @@ class GuardedH11Protocol(H11Protocol):
         self._write_paused_at: float | None = None
         self._watchdog: asyncio.TimerHandle | None = None
         self._over_cap = False
+        self._refused = False
 
     # -- connection --------------------------------------------------------------------------------
 
@@ -107,6 +109,8 @@ class GuardedH11Protocol(H11Protocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:  # answered and half-closed: what still comes is dropped
+            return
         super().data_received(data)
         if self.conn.their_state is h11.SEND_BODY:  # a body's stall clock restarts with each piece
             self._waiting_since = time.monotonic()  # (a head's does not: slowloris trickles)
@@ -176,5 +180,13 @@ class GuardedH11Protocol(H11Protocol):
 
     def _refuse(self, status: int, reason: str, message: str, headers: dict[str, str] | None = None) -> None:
         self.logger.info("%s %s: %s", self.client[0] if self.client else "?", status, message)
+        self._refused = True
         self.transport.write(raw_answer(status, reason, message, headers))
-        self.transport.close()
+        if self.transport.can_write_eof():
+            # The answer, then our end closed; the client's bytes still arriving are read and dropped
+            # for a moment (a lingering close, as nginx does): closing at once would make the kernel
+            # answer them with a reset, which throws the answer away unread on the client's side.
+            self.transport.write_eof()
+            self.loop.call_later(LINGER, self.transport.close)
+        else:
+            self.transport.close()

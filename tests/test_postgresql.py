@@ -1,12 +1,12 @@
-"""hubgate on PostgreSQL, and on PostgreSQL + S3: migrations under concurrent starts, and a
-representative part of the API, mirror, access, token and Xet tests run again against servers whose
-metadata lives in PostgreSQL, then again with their blobs in S3 too (the run's SeaweedFS).
+"""hubgate on PostgreSQL: migrations under concurrent starts, and a representative part of the
+API, mirror, access, token and Xet tests run again against servers whose metadata lives in
+PostgreSQL (tests/test_postgresql_s3.py runs the same again with their blobs in S3 too).
 
-The tests below imported from other modules run here unchanged, once per value of the parametrised
-`stores` fixture: while it is "postgresql", HUBGATE_TEST_DATABASE=postgresql, so every server
-`start_server` starts (the shared `server` too, overridden here per module) gets a fresh PostgreSQL
-database; with "postgresql+s3" HUBGATE_TEST_BLOBS=s3 too, so each also keeps its blobs under a key
-prefix of its own in the bucket. The whole suite runs on PostgreSQL with
+The tests below imported from other modules run here unchanged under the module's `stores`
+fixture: with "postgresql", HUBGATE_TEST_DATABASE=postgresql, so every server `start_server` starts
+(the shared `server` too, overridden here per module) gets a fresh PostgreSQL database; with
+"postgresql+s3" (the other module) HUBGATE_TEST_BLOBS=s3 too, so each also keeps its blobs under a
+key prefix of its own in the bucket. The whole suite runs on PostgreSQL with
 `HUBGATE_TEST_DATABASE=postgresql`, on S3 with `HUBGATE_TEST_BLOBS=s3` (see the README).
 """
 
@@ -21,12 +21,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from pydantic import ValidationError
 
 import seaweed
 from conftest import Server, shared_server
 from databases import DATABASES, HOST, PORT, USER, unavailable
-from hubgate.config import BlobSettings, Settings, UpstreamConfig
 from hubgate.storage.metadata import MetadataStore
 from hubgate.storage.schema import MIGRATION_LOCK
 from test_access import (  # noqa: F401  (tests and fixtures collected here again)
@@ -54,26 +52,21 @@ from test_xet_cas import (  # noqa: F401
 )
 
 
-@pytest.fixture(scope="module", autouse=True, params=["postgresql", "postgresql+s3"])
-def stores(request: pytest.FixtureRequest) -> Iterator[str]:
-    reason = unavailable() or (request.param.endswith("+s3") and seaweed.unavailable())
+def use_stores(kind: str) -> Iterator[str]:
+    """The environment under which a module's servers keep their metadata in PostgreSQL (and
+    their blobs in S3 for "postgresql+s3"); the module is skipped where that cannot run."""
+    reason = unavailable() or (kind.endswith("+s3") and seaweed.unavailable())
     if reason:
         pytest.skip(reason)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("HUBGATE_TEST_DATABASE", "postgresql")
-        patch.setenv("HUBGATE_TEST_BLOBS", "s3" if request.param.endswith("+s3") else "local")
-        yield request.param
+        patch.setenv("HUBGATE_TEST_BLOBS", "s3" if kind.endswith("+s3") else "local")
+        yield kind
 
 
-@pytest.fixture(autouse=True)
-def mirror_on_s3_pending(request: pytest.FixtureRequest, stores: str) -> None:
-    """A mirror's cache on S3 is refused by the configuration until issue 10's mirror part lands:
-    its tests count as expected failures on PostgreSQL + S3 while the refusal stands."""
-    if stores.endswith("+s3") and "origin" in request.fixturenames:
-        try:
-            Settings(blobs=BlobSettings(backend="s3", bucket="probe"), upstream=[UpstreamConfig(name="u", url="http://u.example")])
-        except ValidationError:
-            pytest.xfail("blobs.backend = s3 with a mirror is refused (the mirror does not keep its cache on S3 yet)")
+@pytest.fixture(scope="module", autouse=True)
+def stores() -> Iterator[str]:
+    yield from use_stores("postgresql")
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +93,6 @@ def test_the_servers_here_keep_their_metadata_in_postgresql(server: Server, stor
         assert connection.execute("SELECT count(*) FROM users WHERE name = 'alice'").fetchone() == (1,)
 
 
-@pytest.mark.parametrize("stores", ["postgresql"], indirect=True)  # the blob store plays no part
 def test_concurrent_starts_migrate_once_under_the_advisory_lock(tmp_path: Path) -> None:
     """Three processes start on an empty database while the migration lock is held: all three
     wait for it; once it is released exactly one migrates and the others find the schema done."""

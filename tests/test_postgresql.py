@@ -7,7 +7,7 @@ fixture: with "postgresql", HUBGATE_TEST_DATABASE=postgresql, so every server `s
 (the shared `server` too, overridden here per module) gets a fresh PostgreSQL database; with
 "postgresql+s3" (the other module) HUBGATE_TEST_BLOBS=s3 too, so each also keeps its blobs under a
 key prefix of its own in the bucket. The whole suite runs on PostgreSQL with
-`HUBGATE_TEST_DATABASE=postgresql`, on S3 with `HUBGATE_TEST_BLOBS=s3` (see the README).
+`HUBGATE_TEST_DATABASE=postgresql`; `HUBGATE_TEST_BLOBS=s3` starts its servers on S3 (see the README).
 """
 
 from __future__ import annotations

@@ -50,6 +50,7 @@ from test_xet_cas import (  # noqa: F401
     test_gc_collects_uncommitted_xorbs_and_files_and_keeps_committed_ones,
     test_upload_register_reconstruct_and_fetch_ranges,
 )
+from test_xet_plain import hub, test_a_plain_download_keeps_a_copy_the_next_one_is_served_from  # noqa: F401
 
 
 def use_stores(kind: str) -> Iterator[str]:

@@ -79,7 +79,8 @@ class PlainCopies:
                 where=table.c.ready.is_(False) & (table.c.last_access < now - CLAIM_TTL),
             )
             row = {"sha256": sha256, "file_hash": file_hash, "size": size, "ready": False, "last_access": now}
-            return cast(CursorResult[Any], session.connection().execute(statement, row)).rowcount == 1
+            # Whether a row was written, by RETURNING: an upsert's rowcount is -1 on PostgreSQL (psycopg).
+            return session.connection().execute(statement.returning(table.c.sha256), row).first() is not None
 
     def _release(self, sha256: str) -> None:
         with self.metadata.session() as session:

@@ -25,6 +25,8 @@ from hubgate.processes import alive
 
 
 class BlobWriter(Protocol):
+    def __enter__(self) -> BlobWriter: ...
+    def __exit__(self, *exc: object) -> None: ...
     def write(self, data: bytes) -> None: ...
     def commit(self, expected_sha256: str | None = None, expected_size: int | None = None) -> str: ...
     def abort(self) -> None: ...
@@ -82,6 +84,15 @@ def blob_key(sha256: str) -> str:
     if not is_sha256(sha256):
         raise BadRequest(f"Not a sha256: {sha256!r}")
     return f"{sha256[:2]}/{sha256[2:4]}/{sha256}"
+
+
+def copy_in(writer: BlobWriter, source: BinaryIO, sha256: str, piece: int = constants.STREAM_CHUNK) -> None:
+    """Write all of `source` (from its start) through `writer` and publish it as `sha256`."""
+    source.seek(0)
+    with writer:
+        while chunk := source.read(piece):
+            writer.write(chunk)
+        writer.commit(sha256)
 
 
 def is_sha256(value: str) -> bool:
@@ -276,11 +287,7 @@ class LocalBlobStore:
                 except FileNotFoundError:  # collected between the two steps: link it again
                     continue
             except OSError:  # another filesystem, or no /proc: copied like any upload
-                source.seek(0)
-                with self.writer(sha256) as writer:
-                    while chunk := source.read(constants.STREAM_CHUNK):
-                        writer.write(chunk)
-                    writer.commit(sha256)
+                copy_in(self.writer(sha256), source, sha256)
                 return
         _sync_folders(folders)
 

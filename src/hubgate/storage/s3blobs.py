@@ -34,8 +34,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from hubgate import constants
 from hubgate.config import BlobSettings
 from hubgate.crashpoints import NO_CRASH, CrashPoints
-from hubgate.errors import BadRequest
-from hubgate.storage.blobs import StoredBlob, check_received, is_sha256
+from hubgate.storage.blobs import StoredBlob, blob_key, check_received, copy_in, is_sha256
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -175,9 +174,7 @@ class S3BlobStore:
             raise ConnectionError(f"bucket {self.bucket}: {exc}") from None
 
     def key_for(self, sha256: str) -> str:
-        if not is_sha256(sha256):
-            raise BadRequest(f"Not a sha256: {sha256!r}")
-        return f"{self.prefix}blobs/{sha256[:2]}/{sha256[2:4]}/{sha256}"
+        return f"{self.prefix}blobs/{blob_key(sha256)}"
 
     def _head(self, key: str) -> tuple[int, float] | None:
         try:
@@ -263,11 +260,7 @@ class S3BlobStore:
         )
 
     def publish(self, source: BinaryIO, sha256: str) -> None:
-        source.seek(0)
-        with self.writer(sha256) as writer:
-            while chunk := source.read(self.part_size):
-                writer.write(chunk)
-            writer.commit(sha256)
+        copy_in(self.writer(sha256), source, sha256, self.part_size)
 
     # -- maintenance --------------------------------------------------------------------
     def delete(self, sha256: str) -> None:

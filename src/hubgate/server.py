@@ -18,21 +18,31 @@ from hubgate.mirror.leftovers import check_part_files
 
 
 def steady_memory() -> None:
-    """Keep glibc from growing its heap for good under bursts of megabyte buffers.
+    """Keep glibc from growing its heap for good under bursts of megabyte buffers, without a page
+    fault for every byte received.
 
     glibc serves a large allocation by mmap() and returns it on free, until the first such free
     raises its threshold (up to 32 MiB): from then on file chunks held for slow clients land in
     the heap, fragment it, and RSS climbs a few MiB with every wave of clients. A fixed threshold
-    keeps those buffers in mmap(), so RSS goes back down once they are freed. No-op elsewhere.
+    above the socket reads and below the file chunks (`STREAM_CHUNK`) keeps those chunks in mmap(),
+    so RSS goes back down once they are freed, while the receive path's buffers (256 KiB socket reads
+    and h11's and uvicorn's copies of them) are reused from the heap: at 128 KiB each of those copies
+    was a fresh mmap(), and receiving an upload cost ~6 s of page faults per GiB (docs/benchmarks.md).
+    The trim threshold keeps a few MiB of freed heap for the next reads instead of returning and
+    faulting it back each time. No-op elsewhere.
     """
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
+        libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+        libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
     except (OSError, AttributeError):
         pass
 
 
-_M_MMAP_THRESHOLD = -3  # glibc's mallopt() parameter number
+_M_TRIM_THRESHOLD = -1  # glibc's mallopt() parameter numbers
+_M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD = 512 * 1024
+TRIM_THRESHOLD = 8 * 1024 * 1024
 
 
 def app_from_env() -> HubgateApp:

@@ -48,8 +48,8 @@ from hubgate.xet.xorb import (
     ChunkEntry,
     IndexView,
     XetFormatError,
+    XorbReader,
     build_xorb,
-    canonical_parts,
     canonical_xorb,
     decode_chunk_records,
     decode_stream,
@@ -243,8 +243,10 @@ def test_xorb_round_trip(scheme: int) -> None:
     assert entries[0].offset == 0
     for before, after in zip(entries, entries[1:], strict=False):
         assert after.offset == before.offset + before.stored_size
-    assert entries[-1].offset + entries[-1].stored_size == len(body)
-    assert list(decode_chunk_records(body)) == CHUNKS
+    stored = canonical_xorb(body, expected)[0]  # the index is the stored bytes' (this server's encoding)
+    assert entries[-1].offset + entries[-1].stored_size == len(stored)
+    assert stored == body if scheme == 0 else len(stored) <= len(body)
+    assert list(decode_chunk_records(body)) == list(decode_chunk_records(stored)) == CHUNKS
     pieces = [body[i : i + 777] for i in range(0, len(body), 777)]
     assert list(decode_stream(pieces)) == CHUNKS
     assert unpack_index(pack_index(entries)) == entries
@@ -315,22 +317,67 @@ def test_canonical_xorb_stores_this_servers_encoding() -> None:
         canonical_xorb(record, bytes(32))
 
 
+def _read_in_pieces(body: bytes, cuts: Sequence[int], expected: bytes) -> tuple[list[bytes | memoryview], list[ChunkEntry]]:
+    """What XorbReader passes on, and the index, for `body` fed in pieces cut at `cuts`."""
+    parts: list[bytes | memoryview] = []
+    reader = XorbReader(parts.append)
+    bounds = [0, *sorted(c % (len(body) + 1) for c in cuts), len(body)]
+    pieces = [body[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    for piece in pieces:
+        reader.feed(piece)
+    return parts, reader.finish(expected)
+
+
 def test_raw_records_are_stored_as_sent_and_compressed_ones_re_encoded() -> None:
     chunks = [CHUNKS[0], b"abc" * 3001, CHUNKS[1], bytes(5000), CHUNKS[2]]
     expected = xorb_hash(_nodes(chunks))
     raw = b"".join(encode_record(c, 0) for c in chunks)
-    parts, entries = canonical_parts(raw, expected)
-    assert parts == [raw] and parts[0] is raw  # all raw: the uploaded body, not a copy
-    assert entries == parse_xorb(raw, expected)
+    parts, entries = _read_in_pieces(raw, [], expected)
+    assert len(parts) == 1 and isinstance(parts[0], memoryview) and parts[0].obj is raw  # the body, not a copy
+    assert len(parts[0]) == len(raw) and entries == parse_xorb(raw, expected)
     for schemes in ([0, 1, 0, 2, 0], [1, 0, 0, 2, 1], [0, 0, 1, 1, 0]):
         records = [encode_record(c, s) for c, s in zip(chunks, schemes, strict=True)]
-        parts, entries = canonical_parts(b"".join(records), expected)
+        parts, entries = _read_in_pieces(b"".join(records), [], expected)
         stored = b"".join(parts)
         assert (stored, entries) == canonical_xorb(b"".join(records), expected)
         assert list(decode_chunk_records(stored)) == chunks
         for record, scheme, entry in zip(records, schemes, entries, strict=True):
             if scheme == 0:
                 assert stored[entry.offset : entry.offset + entry.stored_size] == record
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(schemes=st.lists(st.sampled_from([0, 1, 2]), min_size=5, max_size=5),
+       cuts=st.lists(st.integers(min_value=0, max_value=1 << 20), max_size=12),
+       damage=st.one_of(st.none(), st.integers(min_value=0, max_value=1 << 20)),
+       cut_short=st.integers(min_value=0, max_value=20))
+def test_a_xorb_read_in_pieces_is_read_as_if_whole(schemes: list[int], cuts: list[int], damage: int | None,
+                                                    cut_short: int) -> None:
+    """However the body is split as it arrives, the reader stores the same bytes with the same index, or refuses it
+    with the same message; damaged or truncated bodies are refused."""
+    chunks = [CHUNKS[0], b"abc" * 3001, CHUNKS[1], bytes(5000), CHUNKS[2][:777]]
+    expected = xorb_hash(_nodes(chunks))
+    body = b"".join(encode_record(c, s) for c, s in zip(chunks, schemes, strict=True))
+    if damage is not None:
+        at = damage % len(body)
+        body = body[:at] + bytes([body[at] ^ 0x5A]) + body[at + 1 :]
+    if cut_short:
+        body = body[: len(body) - cut_short]
+    whole: tuple[bytes, list[ChunkEntry]] | str
+    try:
+        whole = canonical_xorb(body, expected)
+    except XetFormatError as error:
+        whole = str(error)
+    try:
+        parts, entries = _read_in_pieces(body, cuts, expected)
+        pieced: tuple[bytes, list[ChunkEntry]] | str = (b"".join(parts), entries)
+    except XetFormatError as error:
+        pieced = str(error)
+    assert pieced == whole
+    if damage is None and not cut_short:
+        assert isinstance(whole, tuple) and list(decode_chunk_records(whole[0])) == chunks
+    elif cut_short:
+        assert isinstance(whole, str)
 
 
 def test_xorb_limits() -> None:

@@ -4,6 +4,7 @@ are exactly the file's."""
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Iterator, Sequence
 
@@ -14,16 +15,15 @@ from hypothesis import strategies as st
 from hubgate.xet.chunking import chunk_boundaries
 from hubgate.xet.hashing import chunk_hash, xorb_hash
 from hubgate.xet.plan import FetchRange, RangeNotSatisfiable, StoredDataError, plan
-from hubgate.xet.reconstruct import file_bytes
+from hubgate.xet.reconstruct import digest_file, file_bytes
 from hubgate.xet.shard import Term
 from hubgate.xet.xorb import (
     ChunkEntry,
     IndexView,
-    build_xorb,
+    canonical_xorb,
     decode_chunk_records,
     encode_record,
     pack_index,
-    parse_xorb,
 )
 
 
@@ -40,8 +40,7 @@ class Store:
     def add(self, chunks: Sequence[bytes], schemes: Sequence[int] | None = None) -> bytes:
         body = b"".join(encode_record(c, s) for c, s in zip(chunks, schemes or [1] * len(chunks), strict=True))
         xorb = xorb_hash([(chunk_hash(c), len(c)) for c in chunks])
-        self.indexes[xorb] = parse_xorb(body, xorb)
-        self.bodies[xorb] = body
+        self.bodies[xorb], self.indexes[xorb] = canonical_xorb(body, xorb)  # as the CAS stores it
         return xorb
 
     def index(self, xorb: bytes) -> Sequence[ChunkEntry] | None:
@@ -212,4 +211,27 @@ def test_whole_xorb_reads_are_bounded_per_term() -> None:
     out = list(file_bytes(terms, store.index, store.read, 0, None))
     assert b"".join(out) == b"".join(chunks) and max(map(len, out)) == 1000
     assert store.reads == [(x, 0, len(store.bodies[x]) - 1)]
-    assert build_xorb(chunks) == store.bodies[x]
+    assert len(store.bodies[x]) == sum(8 + len(c) for c in chunks)  # random bytes: stored raw (canonical_xorb)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), pieces=st.integers(1, 3000), flip=st.integers(0, 2**32 - 1))
+def test_digest_file_hashes_what_a_rebuild_gives(seed: int, pieces: int, flip: int) -> None:
+    """digest_file (the commit's SHA-256 check) hashes the bytes file_bytes rebuilds, in pieces of any size; a flipped
+    byte in a stored xorb gives another digest or a StoredDataError, never the expected one."""
+    store, terms, original = _random_file(random.Random(seed))
+    store.pieces = pieces
+    digest = hashlib.sha256()
+    digest_file(terms, store.index, store.read, digest)
+    assert digest.hexdigest() == hashlib.sha256(original).hexdigest()
+    term = terms[flip % len(terms)]
+    entry = store.indexes[term.xorb][term.start + flip % (term.end - term.start)]
+    body = store.bodies[term.xorb]
+    at = entry.offset + flip % entry.stored_size  # a byte of a record the file uses
+    store.bodies[term.xorb] = body[:at] + bytes([body[at] ^ 0x01]) + body[at + 1 :]
+    damaged = hashlib.sha256()
+    try:
+        digest_file(terms, store.index, store.read, damaged)
+    except StoredDataError:
+        return
+    assert damaged.hexdigest() != hashlib.sha256(original).hexdigest()

@@ -11,7 +11,6 @@ already verified for the same sha256 (by any repo's commit) is not hashed again.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 
 from sqlalchemy import select
@@ -20,7 +19,7 @@ from sqlalchemy.orm import Session
 from hubgate.errors import BadRequest
 from hubgate.storage.metadata import MetadataStore
 from hubgate.storage.xettables import XetFileTerms, XetRepoFile
-from hubgate.xet.store import XetFile, XetStore
+from hubgate.xet.store import XetStore
 
 BATCH = 500
 Held = tuple[str, int]  # (Xet file hash in the 64-hex string form, size)
@@ -62,17 +61,9 @@ def resolve(metadata: MetadataStore, xet: XetStore, repo_pk: int, oids: Iterable
         if not file.verified:
             with metadata.session() as session:
                 known = _verified_anywhere(session, sha256, file.name)
-            actual = sha256 if known else _sha256(xet, file)
+            actual = sha256 if known else xet.sha256(file)
             if actual != sha256:
                 raise BadRequest(f"The file uploaded through Xet as {sha256} hashes to {actual}: nothing was committed")
             xet.confirm(repo_pk, file.file_hash, sha256)
         found[sha256] = (file.name, file.size)
     return found
-
-
-def _sha256(xet: XetStore, file: XetFile) -> str:
-    digest = hashlib.sha256()
-    if file.size:
-        for piece in xet.read(file, 0, file.size - 1):
-            digest.update(piece)
-    return digest.hexdigest()

@@ -27,7 +27,7 @@ from hubgate.processes import alive
 class BlobWriter(Protocol):
     def __enter__(self) -> BlobWriter: ...
     def __exit__(self, *exc: object) -> None: ...
-    def write(self, data: bytes) -> None: ...
+    def write(self, data: bytes | memoryview) -> None: ...
     def commit(self, expected_sha256: str | None = None, expected_size: int | None = None) -> str: ...
     def abort(self) -> None: ...
     @property
@@ -53,8 +53,8 @@ class BlobStore(Protocol):
     def size(self, sha256: str) -> int | None: ...
     def open(self, sha256: str) -> BinaryIO:
         """The blob's bytes from the start; FileNotFoundError if it is not stored."""
-    def read(self, sha256: str, start: int, end: int) -> Generator[bytes, None, None]:
-        """The bytes `start..end` (inclusive) in chunks of at most `STREAM_CHUNK`."""
+    def read(self, sha256: str, start: int, end: int, piece: int = constants.STREAM_CHUNK) -> Generator[bytes, None, None]:
+        """The bytes `start..end` (inclusive) in chunks of at most `piece` bytes."""
     def presigned_url(self, sha256: str) -> str | None:
         """A short-lived URL clients fetch the blob from directly, or None to stream it here."""
     def writer(self, expected_sha256: str | None = None) -> BlobWriter:
@@ -162,7 +162,7 @@ class LocalBlobWriter:
     def size(self) -> int:
         return self._size
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         self._file.write(data)
         self._hash.update(data)
         self._size += len(data)
@@ -233,11 +233,11 @@ class LocalBlobStore:
     def open(self, sha256: str) -> BinaryIO:
         return self.path_for(sha256).open("rb")
 
-    def read(self, sha256: str, start: int, end: int) -> Generator[bytes, None, None]:
+    def read(self, sha256: str, start: int, end: int, piece: int = constants.STREAM_CHUNK) -> Generator[bytes, None, None]:
         with self.open(sha256) as handle:
             handle.seek(start)
             remaining = end - start + 1
-            while remaining > 0 and (chunk := handle.read(min(constants.STREAM_CHUNK, remaining))):
+            while remaining > 0 and (chunk := handle.read(min(piece, remaining))):
                 remaining -= len(chunk)
                 yield chunk
 

@@ -86,7 +86,7 @@ class S3BlobWriter:
     def size(self) -> int:
         return self._size
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         self._hash.update(data)
         self._size += len(data)
         self._buffer += data
@@ -201,7 +201,7 @@ class S3BlobStore:
             raise
         return cast(BinaryIO, body)  # botocore's StreamingBody is an io.IOBase with read()
 
-    def read(self, sha256: str, start: int, end: int) -> Generator[bytes, None, None]:
+    def read(self, sha256: str, start: int, end: int, piece: int = constants.STREAM_CHUNK) -> Generator[bytes, None, None]:
         try:
             answer = self.client.get_object(Bucket=self.bucket, Key=self.key_for(sha256), Range=f"bytes={start}-{end}")
         except ClientError as exc:
@@ -210,7 +210,7 @@ class S3BlobStore:
             raise
         body = answer["Body"]
         try:
-            yield from body.iter_chunks(constants.STREAM_CHUNK)
+            yield from body.iter_chunks(piece)
         finally:
             body.close()
 

@@ -9,6 +9,7 @@ Writers that make new references to stored xorbs hold garbage collection off (`s
 
 from __future__ import annotations
 
+import hashlib
 import os
 import struct
 import threading
@@ -22,31 +23,32 @@ from sqlalchemy.orm import Session
 
 from hubgate.errors import BadRequest, Forbidden
 from hubgate.errors import RangeNotSatisfiable as HubRangeNotSatisfiable
-from hubgate.storage.blobs import BlobStore
+from hubgate.storage.blobs import BlobStore, BlobWriter
 from hubgate.storage.gcguard import hold_off_gc
 from hubgate.storage.metadata import MetadataStore, Repo
 from hubgate.storage.upsert import insert_missing, upsert
 from hubgate.storage.xettables import XetDedupChunk, XetFileTerms, XetFileXorb, XetRepoFile, XetXorb
 from hubgate.xet.hashing import dedup_eligible, hash_to_str, str_to_hash
 from hubgate.xet.plan import RangeNotSatisfiable, plan
-from hubgate.xet.reconstruct import file_bytes
+from hubgate.xet.reconstruct import digest_file, file_bytes
 from hubgate.xet.shard import Term, XorbEntry, build_dedup_shard, check_file, check_xorb, parse_shard
 from hubgate.xet.xorb import (
-    MAX_XORB_BYTES,
     ChunkEntry,
     IndexView,
     XetFormatError,
-    canonical_parts,
+    XorbReader,
     pack_index,
-    parse_xorb,
 )
 
 MAX_SHARD_BYTES = 64 * 1024 * 1024
-# Xorb and shard bodies checked at once by one process. Each is held in memory whole (up to 64 MiB,
-# plus the re-encoding of its compressed chunks): about 140 MiB at the peak per slot. The checks are CPU-bound, so more slots
-# than cores would only add memory; the other uploads wait, their bodies spooled to disk.
+# Shard bodies checked at once by one process. Each is held in memory whole (up to 64 MiB). The
+# checks are CPU-bound, so more slots than cores would only add memory; the other uploads wait,
+# their bodies spooled to disk. (Xorbs are checked as they arrive, never held whole.)
 BODY_SLOTS = max(1, min(4, os.cpu_count() or 1))
 LOOKUP_BATCH = 500
+# Xorb bytes are read in pieces below glibc's mmap threshold (server.steady_memory): they are decoded and
+# dropped at once, so heap memory is reused instead of each megabyte piece faulting in fresh pages.
+READ_PIECE = 256 * 1024
 DEDUP_XORBS = 8  # xorbs listed in one global dedup answer at most
 # Seconds a client may reuse a dedup answer (it names xorbs in later shards without asking again): a
 # day, well inside gc's upload grace, so a xorb that goes with its last file is rarely still named.
@@ -77,6 +79,43 @@ def unpack_terms(data: bytes) -> tuple[Term, ...]:
     return tuple(Term(*fields) for fields in _TERM.iter_unpack(data))
 
 
+class XorbUpload:
+    """A xorb upload in progress: its body fed in pieces as it arrives (checked and written at once,
+    never held whole), then `finish` (True if stored, False if it was stored already) or `abort`.
+
+    What is stored is this server's own encoding of the chunks (`XorbReader`), never the uploader's
+    bytes: the xorb hash covers the chunks' contents, not their encoding, so bytes that decode one
+    way here and another way in a client must not be kept for everybody's downloads. BadRequest if
+    the bytes are not that xorb; then nothing is stored."""
+
+    def __init__(self, store: XetStore, xorb: bytes, writer: BlobWriter | None) -> None:
+        self._store, self._xorb, self._writer = store, xorb, writer
+        self._reader = XorbReader(writer.write if writer is not None else None)
+
+    def feed(self, pieces: Iterable[bytes]) -> None:
+        try:
+            for piece in pieces:
+                self._reader.feed(piece)
+        except XetFormatError as error:
+            raise BadRequest(f"Invalid xorb: {error}") from None
+
+    def finish(self) -> bool:
+        try:
+            entries = self._reader.finish(self._xorb)
+        except XetFormatError as error:
+            raise BadRequest(f"Invalid xorb: {error}") from None
+        if self._writer is None:
+            return False
+        size = self._writer.size  # the sha256 naming the blob was computed as it was written
+        blob = self._writer.commit()
+        self._store.record_xorb(hash_to_str(self._xorb), blob, size, entries)
+        return True
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.abort()
+
+
 class XetStore:
     def __init__(self, metadata: MetadataStore, blobs: BlobStore) -> None:
         self.metadata = metadata
@@ -84,34 +123,16 @@ class XetStore:
         self._slots = threading.BoundedSemaphore(BODY_SLOTS)
 
     # -- uploads ---------------------------------------------------------------------------------
-    def put_xorb(self, xorb: bytes, body: bytes | IO[bytes]) -> bool:
-        """Validate and store a serialized xorb named `xorb`; False if it was stored already (then
-        only its age is renewed). BadRequest if the bytes are not that xorb.
-
-        What is stored is this server's own encoding of the chunks (`canonical_parts`), never the
-        uploader's bytes: the xorb hash covers the chunks' contents, not their encoding, so bytes that
-        decode one way here and another way in a client must not be kept for everybody's downloads."""
+    def xorb_upload(self, xorb: bytes) -> XorbUpload:
+        """Start receiving a serialized xorb named `xorb` (XorbUpload). One already stored is made
+        young again (an upload waiting for its shard) and its bytes are only checked, not kept."""
         name = hash_to_str(xorb)
-        with self._slots:
-            data = _whole(body, MAX_XORB_BYTES, "xorb")
-            try:
-                if self._stored(name):
-                    parse_xorb(data, xorb)  # checked all the same, nothing kept
-                    if self._renew(name):
-                        return False
-                parts, entries = canonical_parts(data, xorb)
-            except XetFormatError as error:
-                raise BadRequest(f"Invalid xorb: {error}") from None
-            del data
-            writer = self.blobs.writer()
-            try:
-                for part in parts:  # the sha256 naming the blob is computed as it is written
-                    writer.write(part)
-                blob = writer.commit()
-            finally:
-                writer.abort()
-        size = sum(len(part) for part in parts)
-        del parts
+        if self._stored(name) and self._renew(name):
+            return XorbUpload(self, xorb, None)
+        return XorbUpload(self, xorb, self.blobs.writer())
+
+    def record_xorb(self, name: str, blob: str, size: int, entries: Sequence[ChunkEntry]) -> None:
+        """Register a xorb whose bytes are stored as `blob` (`size` bytes) with its chunk index."""
         row = {"hash": name, "blob_sha256": blob, "size": size, "unpacked": sum(e.unpacked_size for e in entries),
                "chunks": len(entries), "chunk_index": pack_index(entries), "touched_at": time.time()}
         asked = [e.hash for index, e in enumerate(entries) if index == 0 or dedup_eligible(e.hash)]
@@ -119,7 +140,6 @@ class XetStore:
             hold_off_gc(session)
             upsert(session, XetXorb, row, ["hash"], ["touched_at"])
             insert_missing(session, XetDedupChunk, [{"chunk_hash": hash_to_str(h), "xorb_hash": name} for h in asked])
-        return True
 
     def _stored(self, name: str) -> bool:
         with self.metadata.session() as session:
@@ -271,12 +291,25 @@ class XetStore:
         blobs = self._blobs({t.xorb for t in file.terms})
 
         def read_xorb(xorb: bytes, byte_start: int, byte_end: int) -> Iterator[bytes]:
-            return self.blobs.read(blobs[xorb], byte_start, byte_end)
+            return self.blobs.read(blobs[xorb], byte_start, byte_end, READ_PIECE)
 
         try:
             return file_bytes(file.terms, indexes.get, read_xorb, start, end)
         except RangeNotSatisfiable as refused:
             raise _unsatisfiable(start, refused.size) from None
+
+    def sha256(self, file: XetFile) -> str:
+        """The SHA-256 of the file's bytes as its stored xorbs rebuild it (reconstruct.digest_file: no
+        copies, chunks not re-checked against their BLAKE3 hashes); StoredDataError if a xorb is
+        missing or does not match its index."""
+        digest = hashlib.sha256()
+        blobs = self._blobs({t.xorb for t in file.terms})
+
+        def read_xorb(xorb: bytes, byte_start: int, byte_end: int) -> Iterator[bytes]:
+            return self.blobs.read(blobs[xorb], byte_start, byte_end, READ_PIECE)
+
+        digest_file(file.terms, self._indexes(file).get, read_xorb, digest)
+        return digest.hexdigest()
 
     def _indexes(self, file: XetFile) -> dict[bytes, Sequence[ChunkEntry]]:
         """The chunk indexes of the file's xorbs, read in place (a small range decodes a few entries)."""

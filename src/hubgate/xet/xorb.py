@@ -7,7 +7,7 @@ raises XetFormatError with a message that is safe to show the client.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import overload
 
@@ -43,30 +43,33 @@ class ChunkEntry:
     stored_size: int  # 8 + compressed length
 
 
-def _header(data: bytes | bytearray | memoryview, at: int) -> tuple[int, int, int]:
-    """(compressed length, scheme, uncompressed length) of the record header at `at`, validated."""
+def _header(data: bytes | bytearray | memoryview, at: int, where: int | None = None) -> tuple[int, int, int]:
+    """(compressed length, scheme, uncompressed length) of the record header at `at` (at `where` in the whole
+    upload, for messages; `at` by default), validated."""
+    if where is None:
+        where = at
     if len(data) - at < HEADER_SIZE:
-        raise XetFormatError(f"truncated chunk header at byte {at}")
+        raise XetFormatError(f"truncated chunk header at byte {where}")
     version = data[at]
     compressed = int.from_bytes(data[at + 1 : at + 4], "little")
     scheme = data[at + 4]
     unpacked = int.from_bytes(data[at + 5 : at + 8], "little")
     if version != 0:
-        raise XetFormatError(f"unsupported chunk record version {version} at byte {at}")
+        raise XetFormatError(f"unsupported chunk record version {version} at byte {where}")
     if scheme not in _SCHEMES:
-        raise XetFormatError(f"unsupported compression scheme {scheme} at byte {at}")
+        raise XetFormatError(f"unsupported compression scheme {scheme} at byte {where}")
     if not 0 < unpacked <= MAX_CHUNK_BYTES:
-        raise XetFormatError(f"chunk at byte {at} declares {unpacked} bytes (1..{MAX_CHUNK_BYTES} allowed)")
+        raise XetFormatError(f"chunk at byte {where} declares {unpacked} bytes (1..{MAX_CHUNK_BYTES} allowed)")
     if compressed == 0 or (scheme == SCHEME_RAW and compressed != unpacked):
-        raise XetFormatError(f"chunk at byte {at} declares a compressed length of {compressed}")
+        raise XetFormatError(f"chunk at byte {where} declares a compressed length of {compressed}")
     return compressed, scheme, unpacked
 
 
-def _lz4(payload: bytes, unpacked: int, at: int) -> bytes:
+def _lz4(payload: bytes | bytearray | memoryview, unpacked: int, at: int) -> bytes:
     """Decompress one LZ4 frame, never producing more than `unpacked` bytes."""
     decompressor = lz4.frame.LZ4FrameDecompressor()
     try:
-        out = decompressor.decompress(payload, max_length=unpacked)
+        out = decompressor.decompress(bytes(payload), max_length=unpacked)
     except (RuntimeError, ValueError, MemoryError, OverflowError) as exc:
         raise XetFormatError(f"chunk at byte {at}: not a valid LZ4 frame") from exc
     if len(out) != unpacked or not decompressor.eof or decompressor.unused_data:
@@ -99,49 +102,114 @@ def _bg4_split(data: bytes) -> bytes:
     return np.concatenate([source[group::4] for group in range(4)]).tobytes()
 
 
-def _decode(data: bytes | bytearray | memoryview, at: int) -> tuple[bytes, int, int]:
-    """The uncompressed bytes of the record at `at`, its scheme, and where the next record starts."""
+def _decode(data: bytes | bytearray | memoryview, at: int) -> tuple[bytes | memoryview, int, int]:
+    """The uncompressed bytes of the record at `at` (a raw one's as a view when `data` is a memoryview), its scheme,
+    and where the next record starts."""
     compressed, scheme, unpacked = _header(data, at)
     start = at + HEADER_SIZE
     end = start + compressed
     if end > len(data):
         raise XetFormatError(f"chunk at byte {at} runs past the end of the data")
-    payload = bytes(data[start:end])
+    payload = data[start:end]
     if scheme == SCHEME_RAW:
-        return payload, scheme, end
+        return payload if isinstance(payload, memoryview | bytes) else bytes(payload), scheme, end
     out = _lz4(payload, unpacked, at)
     return (_bg4_join(out) if scheme == SCHEME_BG4_LZ4 else out), scheme, end
 
 
-def _upload_records(body: bytes) -> Iterator[tuple[memoryview, int, bytes | None, int, int]]:
-    """Each record of an uploaded xorb, within the limits, decoded once: (uncompressed chunk, scheme, the payload this
-    server compresses for it (None for a raw record, which it keeps as sent), offset, stored size).
+Sink = Callable[[bytes | memoryview], None]
 
-    A raw chunk is a view of `body` (no copy); a BG4 chunk's payload is its grouped form as decompressed (the split
-    back is not redone)."""
-    if not body:
-        raise XetFormatError("the xorb is empty")
-    if len(body) > MAX_XORB_BYTES:
-        raise XetFormatError(f"the xorb exceeds {MAX_XORB_BYTES} bytes")
-    view = memoryview(body)
-    count = 0
-    at = 0
-    while at < len(body):
-        if count == MAX_XORB_CHUNKS:
+
+class XorbReader:
+    """An uploaded xorb checked as it arrives, in pieces of any size, within the limits.
+
+    Each record is validated and decoded once and its chunk hashed; the bytes this server stores for it go to `sink`
+    in order. Raw records are kept as sent: their header says nothing but the length twice (checked equal) and their
+    payload is the chunk itself, so there is nothing a decoder could read two ways; a run of them reaches the sink as
+    one view of the piece it arrived in (no copy). Compressed chunks are compressed again in the scheme the client
+    chose (raw where that is not smaller). The xorb hash covers the chunks, not their encoding, and LZ4 decoders
+    disagree on some malformed streams (a match offset of 0 copies whatever the decoder's buffer holds): storing the
+    uploader's LZ4 frames as they came would let one client store, under a xorb hash others will upload too, bytes that
+    only decode right here. Holds at most one record split between pieces; `finish` checks the xorb hash and returns
+    the chunk index of the stored bytes. XetFormatError, with a message safe to show the client, on anything wrong.
+    """
+
+    def __init__(self, sink: Sink | None = None) -> None:
+        self._sink = sink
+        self._rest = bytearray()  # a record begun in an earlier piece
+        self._rest_at = 0  # where it starts in the upload
+        self._received = 0
+        self._stored = 0  # bytes passed to the sink: where the next record lands
+        self.entries: list[ChunkEntry] = []
+
+    def feed(self, piece: bytes) -> None:
+        origin = self._received  # where `piece` starts in the upload
+        self._received += len(piece)
+        if self._received > MAX_XORB_BYTES:
+            raise XetFormatError(f"the xorb exceeds {MAX_XORB_BYTES} bytes")
+        view = memoryview(piece)
+        at = 0
+        while self._rest and at < len(view):  # complete the record begun before
+            take = _wanted(self._rest, 0, self._rest_at) - len(self._rest)
+            self._rest += view[at : at + take]
+            at = min(at + take, len(view))
+            if len(self._rest) > HEADER_SIZE and len(self._rest) == _wanted(self._rest, 0, self._rest_at):
+                record = bytes(self._rest)
+                self._rest.clear()
+                self._record(memoryview(record), 0, len(record), self._rest_at, keep=record)
+        if self._rest:
+            return
+        run = at  # a run of raw records, passed on as one view
+        while len(view) - at >= HEADER_SIZE:
+            end = at + _wanted(view, at, origin)
+            if end > len(view):
+                break
+            if view[at + 4] != SCHEME_RAW:  # re-encoded: the raw records before it go first
+                if run < at:
+                    self._emit(view[run:at])
+                run = end
+            self._record(view, at, end, origin + at)
+            at = end
+        if run < at:
+            self._emit(view[run:at])
+        self._rest += view[at:]
+        self._rest_at = origin + at
+
+    def _record(self, data: memoryview, at: int, end: int, where: int, keep: bytes | None = None) -> None:
+        """Check and index the whole record data[at:end] (at `where` in the upload). A raw one is kept as sent (left to
+        the caller to pass on, unless `keep` is given); a compressed one's re-encoding goes to the sink."""
+        if len(self.entries) == MAX_XORB_CHUNKS:
             raise XetFormatError(f"the xorb holds more than {MAX_XORB_CHUNKS} chunks")
-        compressed, scheme, unpacked = _header(body, at)
-        start = at + HEADER_SIZE
-        end = start + compressed
-        if end > len(body):
-            raise XetFormatError(f"chunk at byte {at} runs past the end of the data")
+        _, scheme, unpacked = _header(data, at, where)
+        payload = data[at + HEADER_SIZE : end]
         if scheme == SCHEME_RAW:
-            yield view[start:end], scheme, None, at, end - at
-        else:
-            out = _lz4(body[start:end], unpacked, at)
-            data = _bg4_join(out) if scheme == SCHEME_BG4_LZ4 else out
-            yield memoryview(data), scheme, out, at, end - at
-        count += 1
-        at = end
+            self.entries.append(ChunkEntry(chunk_hash(payload), unpacked, self._stored, end - at))
+            self._stored += end - at
+            if keep is not None:
+                self._emit(keep)
+            return
+        out = _lz4(payload, unpacked, where)
+        chunk = _bg4_join(out) if scheme == SCHEME_BG4_LZ4 else out
+        record = _record(scheme, _compress(out), unpacked)
+        if len(record) - HEADER_SIZE >= unpacked:
+            record = _record(SCHEME_RAW, chunk, unpacked)
+        self.entries.append(ChunkEntry(chunk_hash(chunk), unpacked, self._stored, len(record)))
+        self._stored += len(record)
+        self._emit(record)
+
+    def _emit(self, data: bytes | memoryview) -> None:
+        if self._sink is not None:
+            self._sink(data)
+
+    def finish(self, expected_hash: bytes) -> list[ChunkEntry]:
+        if not self._received:
+            raise XetFormatError("the xorb is empty")
+        if self._rest:
+            if len(self._rest) < HEADER_SIZE:
+                raise XetFormatError(f"truncated chunk header at byte {self._rest_at}")
+            raise XetFormatError(f"chunk at byte {self._rest_at} runs past the end of the data")
+        _check_hash(self.entries, expected_hash)
+        return self.entries
 
 
 def _check_hash(entries: Sequence[ChunkEntry], expected_hash: bytes) -> None:
@@ -151,65 +219,32 @@ def _check_hash(entries: Sequence[ChunkEntry], expected_hash: bytes) -> None:
 
 
 def parse_xorb(body: bytes, expected_hash: bytes) -> list[ChunkEntry]:
-    """Validate an uploaded xorb and return its chunk index; XetFormatError on anything wrong."""
-    entries = [ChunkEntry(chunk_hash(data), len(data), at, size) for data, _, _, at, size in _upload_records(body)]
-    _check_hash(entries, expected_hash)
-    return entries
-
-
-def canonical_parts(body: bytes, expected_hash: bytes) -> tuple[list[bytes], list[ChunkEntry]]:
-    """Validate an uploaded xorb (as parse_xorb) and return the bytes to store, encoded by this server, as pieces to
-    write in order, with their index.
-
-    Raw records are kept as sent: their header says nothing but the length twice (checked equal) and their payload is
-    the chunk itself, so there is nothing a decoder could read two ways; runs of them are slices of `body` (the whole
-    body, uncopied, when every record is raw). Compressed chunks are compressed again in the scheme the client chose
-    (raw where that is not smaller). The xorb hash covers the chunks, not their encoding, and LZ4 decoders disagree on
-    some malformed streams (a match offset of 0 copies whatever the decoder's buffer holds): storing the uploader's
-    LZ4 frames as they came would let one client store, under a xorb hash others will upload too, bytes that only
-    decode right here.
-    """
-    parts: list[bytes] = []
-    entries: list[ChunkEntry] = []
-    kept = 0  # where the current run of records kept as sent started in `body`
-    at = 0  # where the next record lands in the stored bytes
-    for data, scheme, payload, offset, size in _upload_records(body):
-        if payload is None:  # raw: kept as sent
-            entries.append(ChunkEntry(chunk_hash(data), len(data), at, size))
-            at += size
-            continue
-        if kept < offset:
-            parts.append(body[kept:offset])
-        kept = offset + size
-        record = _record(scheme, _compress(payload), len(data))
-        if len(record) - HEADER_SIZE >= len(data):
-            record = _record(SCHEME_RAW, bytes(data), len(data))
-        entries.append(ChunkEntry(chunk_hash(data), len(data), at, len(record)))
-        parts.append(record)
-        at += len(record)
-    _check_hash(entries, expected_hash)
-    if kept == 0:
-        return [body], entries
-    if kept < len(body):
-        parts.append(body[kept:])
-    return parts, entries
+    """Validate an uploaded xorb and return the chunk index of the bytes this server stores for it (canonical_xorb);
+    XetFormatError on anything wrong."""
+    reader = XorbReader()
+    reader.feed(body)
+    return reader.finish(expected_hash)
 
 
 def canonical_xorb(body: bytes, expected_hash: bytes) -> tuple[bytes, list[ChunkEntry]]:
-    """canonical_parts, joined."""
-    parts, entries = canonical_parts(body, expected_hash)
-    return (parts[0] if len(parts) == 1 else b"".join(parts)), entries
+    """Validate an uploaded xorb (XorbReader) and return the bytes this server stores for it, with their index."""
+    parts: list[bytes | memoryview] = []
+    reader = XorbReader(parts.append)
+    reader.feed(body)
+    entries = reader.finish(expected_hash)
+    return b"".join(parts), entries
 
 
-def _wanted(data: bytes, at: int) -> int:
+def _wanted(data: bytes | bytearray | memoryview, at: int, where: int | None = None) -> int:
     """The bytes the record at `at` needs to be decoded: its header while that is incomplete, then the whole record."""
     if len(data) - at < HEADER_SIZE:
         return HEADER_SIZE
-    return HEADER_SIZE + _header(data, at)[0]
+    return HEADER_SIZE + _header(data, at, where)[0]
 
 
-def decode_stream(pieces: Iterable[bytes]) -> Iterator[bytes]:
-    """Consecutive chunk records, arriving in pieces of any size, as their uncompressed bytes.
+def decode_views(pieces: Iterable[bytes]) -> Iterator[bytes | memoryview]:
+    """Consecutive chunk records, arriving in pieces of any size, as their uncompressed bytes: a raw record's as a view
+    of the piece it lies in (no copy; pieces are bytes, which never change).
 
     Records are decoded where they lie in a piece; only a record split between pieces is copied (to join its parts).
     Holds at most one record plus one piece in memory.
@@ -226,12 +261,19 @@ def decode_stream(pieces: Iterable[bytes]) -> Iterator[bytes]:
                 rest = b""
         if rest:
             continue
-        while len(piece) - at >= _wanted(piece, at):
-            chunk, _, at = _decode(piece, at)
+        view = memoryview(piece)
+        while len(view) - at >= _wanted(view, at):
+            chunk, _, at = _decode(view, at)
             yield chunk
         rest = piece[at:]
     if rest:
         raise XetFormatError("the chunk data ends in the middle of a record")
+
+
+def decode_stream(pieces: Iterable[bytes]) -> Iterator[bytes]:
+    """decode_views, every chunk as bytes."""
+    for chunk in decode_views(pieces):
+        yield chunk if isinstance(chunk, bytes) else bytes(chunk)
 
 
 def decode_chunk_records(data: bytes) -> Iterator[bytes]:

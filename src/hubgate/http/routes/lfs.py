@@ -12,6 +12,7 @@ from hubgate import constants
 from hubgate.auth.gate import Action, Subject
 from hubgate.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge
 from hubgate.http.accel import accel_response
+from hubgate.http.body import batches
 from hubgate.http.call import Call
 from hubgate.http.responses import ContentResponse, json_response, parse_range
 from hubgate.http.routes.discussions import hosted, proposal, proposal_subject
@@ -19,13 +20,12 @@ from hubgate.http.routing import FILE_PREFIX, RouteTable
 from hubgate.repos.discussions import refuse_mirrored
 from hubgate.repos.hosted import HostedRepository
 from hubgate.signing import Signer
-from hubgate.storage.blobs import is_sha256
+from hubgate.storage.blobs import BlobWriter, is_sha256
 
 table = RouteTable()
 
 LFS_REPO = rf"/{FILE_PREFIX}(?P<repo_id>[^/]+/[^/]+?)(?:\.git)?/info/lfs"
 LFS_JSON = "application/vnd.git-lfs+json"
-BUFFER = 1024 * 1024
 
 
 def _lfs_json(data: Any, status: int = 200) -> Response:
@@ -141,6 +141,11 @@ def check_signed(request: Request, signer: Signer, *parts: str) -> None:
         raise Forbidden("Invalid or expired signature")
 
 
+def _write_all(writer: BlobWriter, pieces: list[bytes]) -> None:
+    for piece in pieces:
+        writer.write(piece)
+
+
 @table.add("PUT", r"/_hubgate/lfs/upload/(?P<oid>[0-9a-f]{64})", action=Action.SIGNED, body="stream")
 async def upload(call: Call) -> Response:
     oid = call.params["oid"]
@@ -151,18 +156,8 @@ async def upload(call: Call) -> Response:
     size = int(size_text)
     writer = await run_in_threadpool(call.hub.blobs.writer, oid)  # on S3: uploaded straight to its key
     try:
-        buffered: list[bytes] = []
-        pending = 0
-        async for chunk in call.request.stream():
-            buffered.append(chunk)
-            pending += len(chunk)
-            if writer.size + pending > size:
-                raise BadRequest(f"Received more than the {size} bytes announced")
-            if pending >= BUFFER:
-                await run_in_threadpool(writer.write, b"".join(buffered))
-                buffered, pending = [], 0
-        if buffered:
-            await run_in_threadpool(writer.write, b"".join(buffered))
+        async for pieces in batches(call.request, size, lambda: BadRequest(f"Received more than the {size} bytes announced")):
+            await run_in_threadpool(_write_all, writer, pieces)
         await run_in_threadpool(writer.commit, oid, size)
     finally:
         writer.abort()

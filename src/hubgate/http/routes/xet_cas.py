@@ -9,15 +9,16 @@ as "use the fallback".
 from __future__ import annotations
 
 import tempfile
-from typing import IO
+from collections.abc import Callable
 
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from hubgate import constants
 from hubgate.auth.gate import Action
-from hubgate.errors import BadRequest, NotFound, PayloadTooLarge
+from hubgate.errors import BadRequest, HubError, NotFound, PayloadTooLarge
 from hubgate.http.accel import accel_response
+from hubgate.http.body import batches
 from hubgate.http.call import Call
 from hubgate.http.responses import ContentResponse, json_response, parse_range
 from hubgate.http.routes.lfs import check_signed
@@ -31,7 +32,6 @@ table = RouteTable()
 
 CAS = "/xet-cas"
 HASH = r"(?P<hash>[^/]+)"
-SPOOL_PIECE = 1024 * 1024
 
 
 def cas_url(call: Call) -> str:
@@ -46,24 +46,8 @@ def _hash(call: Call) -> bytes:
         raise BadRequest(f"Invalid Xet hash {call.params['hash'][:80]!r}: expected 64 lowercase hex digits") from None
 
 
-async def _spool(call: Call, limit: int, spool: IO[bytes]) -> None:
-    """Write the request body to `spool` (then rewound), refused past `limit` bytes."""
-    declared = call.request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"The body exceeds {limit} bytes")
-    pending: list[bytes] = []
-    size = received = 0
-    async for piece in call.request.stream():
-        pending.append(piece)
-        size += len(piece)
-        received += len(piece)
-        if received > limit:
-            raise PayloadTooLarge(f"The body exceeds {limit} bytes")
-        if size >= SPOOL_PIECE:
-            await run_in_threadpool(spool.write, b"".join(pending))
-            pending, size = [], 0
-    await run_in_threadpool(spool.write, b"".join(pending))
-    spool.seek(0)
+def _too_large(limit: int) -> Callable[[], HubError]:
+    return lambda: PayloadTooLarge(f"The body exceeds {limit} bytes")
 
 
 @table.add("GET", rf"{CAS}/v1/chunks/(?:default|default-merkledb)/{HASH}", action=Action.CAS_READ)
@@ -92,11 +76,16 @@ def reconstruction_v2(call: Call) -> Response:
 
 @table.add("POST", rf"{CAS}/v1/xorbs/default/{HASH}", action=Action.CAS_WRITE, body="stream")
 async def upload_xorb(call: Call) -> Response:
+    """A xorb, checked and written as it arrives (XorbUpload): memory per upload stays about a megabyte."""
     xorb = _hash(call)
     call.audit["kind"] = "xet-xorb"
-    with tempfile.TemporaryFile(dir=call.hub.settings.tmp_dir) as spool:
-        await _spool(call, MAX_XORB_BYTES, spool)
-        inserted = await run_in_threadpool(call.hub.xet.put_xorb, xorb, spool)
+    upload = await run_in_threadpool(call.hub.xet.xorb_upload, xorb)
+    try:
+        async for pieces in batches(call.request, MAX_XORB_BYTES, _too_large(MAX_XORB_BYTES)):
+            await run_in_threadpool(upload.feed, pieces)
+        inserted = await run_in_threadpool(upload.finish)
+    finally:
+        upload.abort()  # no-op once finished
     return json_response({"was_inserted": inserted})
 
 
@@ -104,7 +93,9 @@ async def upload_xorb(call: Call) -> Response:
 async def upload_shard(call: Call) -> Response:
     call.audit["kind"] = "xet-shard"
     with tempfile.TemporaryFile(dir=call.hub.settings.tmp_dir) as spool:
-        await _spool(call, MAX_SHARD_BYTES, spool)
+        async for pieces in batches(call.request, MAX_SHARD_BYTES, _too_large(MAX_SHARD_BYTES)):
+            await run_in_threadpool(spool.writelines, pieces)
+        spool.seek(0)
         result = await run_in_threadpool(call.hub.xet.register_shard, spool, call.cas.repo_pk)
     return json_response({"result": result})
 

@@ -218,7 +218,7 @@ def test_whole_xorb_reads_are_bounded_per_term() -> None:
 @given(seed=st.integers(0, 2**32 - 1), pieces=st.integers(1, 3000), flip=st.integers(0, 2**32 - 1))
 def test_digest_file_hashes_what_a_rebuild_gives(seed: int, pieces: int, flip: int) -> None:
     """digest_file (the commit's SHA-256 check) hashes the bytes file_bytes rebuilds, in pieces of any size; a flipped
-    byte in a stored xorb gives another digest or a StoredDataError, never the expected one."""
+    byte in a stored xorb gives another digest or a StoredDataError, unless the record still decodes to the same chunk."""
     store, terms, original = _random_file(random.Random(seed))
     store.pieces = pieces
     digest = hashlib.sha256()
@@ -234,4 +234,6 @@ def test_digest_file_hashes_what_a_rebuild_gives(seed: int, pieces: int, flip: i
         digest_file(terms, store.index, store.read, damaged)
     except StoredDataError:
         return
-    assert damaged.hexdigest() != hashlib.sha256(original).hexdigest()
+    if damaged.hexdigest() == hashlib.sha256(original).hexdigest():  # LZ4 frames are not unique: a flip inside one
+        # can decode to the same chunk, which the checked rebuild (BLAKE3 per chunk) then accepts too
+        assert b"".join(file_bytes(terms, store.index, store.read, 0, None)) == original
